@@ -1,0 +1,553 @@
+"""Every benchmark, each a ratio against its own baseline on the same data, bounded in time.
+
+    python benchmarks/run.py --postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+
+Seeds (or reuses) the benchmark databases bench100, bench1k and bench10k on that server with
+``tracker bench seed``, then measures and prints a Markdown table of figures (also written to
+artifacts/benchmarks.json). Only loopback servers are accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.generate import BENCH_PASSWORD  # noqa: E402
+
+TRACKER = str(ROOT / ".venv" / "bin" / "tracker")
+SIZES = {"bench100": 100, "bench1k": 1000, "bench10k": 10_000}
+BUDGET_S = 6.0  # per measured side of a comparison
+RESULTS: list[dict[str, Any]] = []
+
+
+def report(name: str, value: str, baseline: str, ratio: float | None, goal: str = "") -> None:
+    RESULTS.append(
+        {"benchmark": name, "value": value, "baseline": baseline, "ratio": ratio, "goal": goal}
+    )
+    shown = "" if ratio is None else f"{ratio:.2f}x"
+    print(f"| {name} | {value} | {baseline} | {shown} | {goal} |", flush=True)
+
+
+def timed(call: Callable[[], object], budget: float = BUDGET_S, at_most: int = 200) -> float:
+    """The median seconds of ``call`` over as many runs as fit in ``budget`` (one warm-up)."""
+    call()
+    times: list[float] = []
+    deadline = time.perf_counter() + budget
+    while len(times) < at_most and (not times or time.perf_counter() < deadline):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def url_for(server: str, database: str) -> str:
+    return make_url(server).set(database=database).render_as_string(hide_password=False)
+
+
+def ensure_seeded(server: str, database: str, participants: int) -> str:
+    url = url_for(server, database)
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        exists = connection.scalar(
+            sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": database}
+        )
+        if not exists:
+            connection.execute(sa.text(f'CREATE DATABASE "{database}"'))
+    admin.dispose()
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        try:
+            count = connection.scalar(sa.text("SELECT count(*) FROM participants"))
+        except sa.exc.ProgrammingError:
+            count = 0
+    engine.dispose()
+    if count != participants:
+        if count:
+            raise SystemExit(f"{database} holds {count} participants, not {participants}: drop it")
+        print(f"seeding {database} with {participants} participants …", file=sys.stderr)
+        subprocess.run(  # noqa: S603
+            [TRACKER, "bench", "seed", "--participants", str(participants), "--database-url", url],
+            check=True,
+            env={**os.environ, "TRACKER_INSTANCE_PATH": "/tmp/tracker-bench-instance"},  # noqa: S108
+        )
+    return url
+
+
+# --- pages against raw SQL --------------------------------------------------------------------
+
+
+def _app(url: str):  # type: ignore[no-untyped-def]
+    from tracker import create_app
+
+    return create_app(
+        overrides={
+            "env": "development",
+            "database_url": url,
+            "instance_path": "/tmp/tracker-bench-instance",  # noqa: S108
+            "secret_key": "benchmark-secret-key-that-is-long-enough-0123456789",
+            "RATELIMIT_ENABLED": False,
+            "WTF_CSRF_ENABLED": False,
+        },
+        environ={},
+    )
+
+
+def _client(app, username: str):  # type: ignore[no-untyped-def]
+    client = app.test_client()
+    response = client.post("/login", data={"username": username, "password": BENCH_PASSWORD})
+    assert response.status_code == 302, response.status_code
+    return client
+
+
+def _statements(app, client, path: str) -> int:  # type: ignore[no-untyped-def]
+    from tracker.db import get_database
+
+    engine = get_database(app).engine
+    seen = []
+
+    def count(*_args: object) -> None:
+        seen.append(1)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        client.get(path).get_data()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    return len(seen)
+
+
+RAW_DASHBOARD = """
+SELECT state, count(*) FROM participants WHERE site_id = :site GROUP BY state;
+SELECT p.id, p.study_id, a.item_code, a.answer FROM (
+  SELECT id, study_id FROM participants WHERE site_id = :site AND state = 'screening'
+  ORDER BY enrolled_at, id LIMIT 20) p LEFT JOIN checklist_answers a ON a.participant_id = p.id;
+SELECT id, study_id FROM participants WHERE site_id = :site AND state = 'on_hold'
+  ORDER BY updated_at, id LIMIT 20;
+SELECT a.id, a.sign, a.value, p.study_id FROM vital_sign_alerts a
+  JOIN therapy_sessions s ON s.id = a.session_id JOIN participants p ON p.id = s.participant_id
+  WHERE p.site_id = :site AND a.acknowledged_at IS NULL ORDER BY a.raised_at LIMIT 50;
+SELECT e.id, e.term, p.study_id FROM adverse_events e JOIN participants p ON p.id = e.participant_id
+  WHERE p.site_id = :site AND ((e.serious AND e.reported_at IS NULL) OR e.relatedness IS NULL)
+  ORDER BY e.report_due_at LIMIT 50;
+"""
+RAW_LIST = """
+SELECT count(*) FROM participants WHERE site_id = :site;
+SELECT p.id, p.study_id, p.state, p.cycle, p.enrolled_at, s.code FROM participants p
+  JOIN sites s ON s.id = p.site_id WHERE p.site_id = :site ORDER BY p.study_id LIMIT 25;
+"""
+RAW_PARTICIPANT = """
+SELECT * FROM participants WHERE id = :pid;
+SELECT * FROM therapy_sessions WHERE participant_id = :pid ORDER BY scheduled_at;
+SELECT * FROM session_therapists st JOIN therapy_sessions s ON s.id = st.session_id
+  WHERE s.participant_id = :pid;
+SELECT * FROM adverse_events WHERE participant_id = :pid;
+SELECT * FROM side_effects WHERE participant_id = :pid;
+SELECT * FROM suicidality_screens WHERE participant_id = :pid;
+SELECT * FROM pregnancy_tests WHERE participant_id = :pid;
+SELECT * FROM notes WHERE participant_id = :pid ORDER BY id;
+SELECT * FROM checklist_answers WHERE participant_id = :pid;
+SELECT * FROM review_assessments WHERE participant_id = :pid;
+SELECT * FROM checklist_signatures WHERE participant_id = :pid;
+SELECT * FROM consents WHERE participant_id = :pid;
+SELECT * FROM transition_events WHERE participant_id = :pid ORDER BY version_after;
+SELECT * FROM protocol_deviations WHERE participant_id = :pid;
+SELECT u.* FROM users u JOIN therapist_assignments t ON t.user_id = u.id
+  WHERE t.participant_id = :pid AND t.ended_at IS NULL;
+"""
+
+
+def _raw(engine: sa.Engine, script: str, params: dict[str, Any]) -> Callable[[], None]:
+    statements = [s for s in script.split(";") if s.strip()]
+
+    def run() -> None:
+        with engine.connect() as connection:
+            for statement in statements:
+                connection.execute(sa.text(statement), params).all()
+
+    return run
+
+
+def pages(url: str, label: str, with_timing: bool) -> None:
+    app = _app(url)
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        site, pid = connection.execute(
+            sa.text(
+                "SELECT site_id, id FROM participants WHERE state = 'completed' ORDER BY id LIMIT 1"
+            )
+        ).one()
+        session_id = connection.scalar(
+            sa.text(
+                "SELECT min(id) FROM therapy_sessions WHERE participant_id = :p AND kind = 'dosing'"
+            ),
+            {"p": pid},
+        )
+    coordinator = _client(app, f"s{site:02d}-coordinator1")
+    params = {"site": site, "pid": pid}
+    cases = [
+        ("dashboard", "/", RAW_DASHBOARD),
+        ("participant list", "/participants/", RAW_LIST),
+        ("participant page", f"/participants/{pid}", RAW_PARTICIPANT),
+        ("session page", f"/sessions/{session_id}", None),
+    ]
+    for name, path, raw in cases:
+        count = _statements(app, coordinator, path)
+        report(
+            f"statements, {name} ({label})", str(count), "", None, "same at N=100 and 10,000; <= 10"
+        )
+        if with_timing and raw is not None:
+            page_s = timed(lambda path=path: coordinator.get(path).get_data())
+            raw_s = timed(_raw(engine, raw, params))
+            goal = "<= 3x" if name in ("dashboard", "participant list") else ""
+            report(
+                f"{name} vs raw SQL ({label})",
+                f"{page_s * 1000:.1f} ms",
+                f"{raw_s * 1000:.1f} ms",
+                page_s / raw_s,
+                goal,
+            )
+    engine.dispose()
+    from tracker.db import get_database
+
+    get_database(app).engine.dispose()
+
+
+# --- exports ------------------------------------------------------------------------------
+
+
+def _measured(command: list[str], timeout: float) -> tuple[float, float, str]:
+    """Seconds and peak RSS (MB) of a child process; ``timeout`` bounds it."""
+    wrapper = (
+        "import resource, subprocess, sys, time\n"
+        "start = time.perf_counter()\n"
+        "try:\n"
+        "    code = subprocess.run(sys.argv[2:], timeout=float(sys.argv[1]),"
+        " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode\n"
+        "except subprocess.TimeoutExpired:\n"
+        "    code = 'timeout'\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "print(time.perf_counter() - start, peak, code)\n"
+    )
+    out = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", wrapper, str(timeout), *command],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "TRACKER_INSTANCE_PATH": "/tmp/tracker-bench-instance"},  # noqa: S108
+    ).stdout.split()
+    return float(out[0]), float(out[1]), out[2]
+
+
+def compliance_exports(urls: dict[str, str], pdf_timeout: float) -> None:
+    peaks: dict[tuple[str, str], float] = {}
+    for database in ("bench1k", "bench10k"):
+        for fmt in ("csv", "pdf"):
+            env_url = urls[database]
+            output = f"/tmp/tracker-bench-compliance.{fmt}"  # noqa: S108
+            seconds, peak, code = _measured(
+                [
+                    "env",
+                    f"TRACKER_DATABASE_URL={env_url}",
+                    TRACKER,
+                    "report",
+                    "compliance",
+                    "--format",
+                    fmt,
+                    "-o",
+                    output,
+                ],
+                timeout=pdf_timeout if fmt == "pdf" else 600,
+            )
+            peaks[(database, fmt)] = peak
+            status = "" if code == "0" else f" ({code} after {seconds:.0f} s)"
+            report(
+                f"compliance {fmt.upper()}, {SIZES[database]:,} participants",
+                f"{seconds:.1f} s{status}",
+                f"peak RSS {peak:.0f} MB",
+                None,
+                "linear time, flat memory",
+            )
+    for fmt in ("csv", "pdf"):
+        growth = peaks[("bench10k", fmt)] - peaks[("bench1k", fmt)]
+        report(
+            f"compliance {fmt.upper()} peak RSS growth 1k -> 10k",
+            f"{growth:.0f} MB",
+            "",
+            None,
+            "< 50 MB",
+        )
+
+
+def audit_export(url: str) -> None:
+    from sqlalchemy.orm import Session
+
+    from tracker.audit.export import AUDIT_CSV_HEADER, audit_rows
+    from tracker.db import create_engine
+    from tracker.reports.spreadsheet import csv_lines
+
+    engine = create_engine(url)
+
+    def export() -> int:
+        size = 0
+        with Session(engine) as session:
+            for line in csv_lines(AUDIT_CSV_HEADER, audit_rows(session)):
+                size += len(line)
+        return size
+
+    def copy() -> int:
+        size = 0
+        raw = engine.raw_connection()
+        try:
+            with (
+                raw.driver_connection.cursor() as cursor,
+                cursor.copy(
+                    "COPY (SELECT seq, occurred_at, actor, role, action, entity_type, entity_id, "
+                    "old_values, new_values, reason, ip_address, prev_hash, hash FROM audit_events "
+                    "ORDER BY seq) TO STDOUT WITH (FORMAT csv, HEADER)"
+                ) as stream,
+            ):
+                for block in stream:
+                    size += len(block)
+        finally:
+            raw.close()
+        return size
+
+    with engine.connect() as connection:
+        events = connection.scalar(sa.text("SELECT count(*) FROM audit_events"))
+    export_s = timed(export, budget=1, at_most=3)
+    copy_s = timed(copy, budget=1, at_most=3)
+    report(
+        f"audit CSV export vs COPY ({events:,} events)",
+        f"{export_s:.2f} s",
+        f"{copy_s:.2f} s",
+        export_s / copy_s,
+        "<= 4x (a quarter of COPY's speed)",
+    )
+    engine.dispose()
+
+
+def transitions(url: str) -> None:
+    """place_on_hold through the service (facts, guards, version-checked UPDATE, transition
+    event, audit event) against the bare version-checked UPDATE; both rolled back."""
+    from sqlalchemy.orm import Session
+
+    from tracker.audit.services import Actor
+    from tracker.db import create_engine
+    from tracker.participants.models import Participant
+    from tracker.participants.transitions import apply_transition
+
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        ids = list(
+            connection.scalars(
+                sa.text("SELECT id FROM participants WHERE state = 'preparation' LIMIT 50")
+            )
+        )
+    actor = Actor(username="bench", role="coordinator")
+    position = {"i": 0}
+
+    def audited() -> None:
+        pid = ids[position["i"] % len(ids)]
+        position["i"] += 1
+        with Session(engine) as session:
+            participant = session.get(Participant, pid)
+            assert participant is not None
+            apply_transition(
+                session,
+                actor,
+                participant,
+                "place_on_hold",
+                expected_version=participant.version,
+                reason="benchmark",
+            )
+            session.rollback()
+
+    def bare() -> None:
+        pid = ids[position["i"] % len(ids)]
+        position["i"] += 1
+        with Session(engine) as session:
+            version = session.scalar(
+                sa.text("SELECT version FROM participants WHERE id = :p"), {"p": pid}
+            )
+            result = session.execute(
+                sa.text(
+                    "UPDATE participants SET state = 'on_hold', held_from = state, "
+                    "version = version + 1 WHERE id = :p AND version = :v"
+                ),
+                {"p": pid, "v": version},
+            )
+            assert result.rowcount == 1
+            session.rollback()
+
+    audited_s = timed(audited)
+    bare_s = timed(bare)
+    report(
+        "audited transition vs bare version-checked UPDATE",
+        f"{audited_s * 1000:.2f} ms",
+        f"{bare_s * 1000:.2f} ms",
+        audited_s / bare_s,
+        "<= 2x",
+    )
+    engine.dispose()
+
+
+# --- gunicorn -----------------------------------------------------------------------------
+
+
+def _login_cookie(port: int, username: str) -> str:
+    """Sign in through the login form (with its CSRF token); the session cookie to send."""
+    import http.client
+    import re
+    from urllib.parse import urlencode
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/login")
+    response = connection.getresponse()
+    page = response.read().decode()
+    cookie = response.getheader("Set-Cookie", "").split(";")[0]
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
+    assert token, "no CSRF token on /login"
+    form = urlencode(
+        {"username": username, "password": BENCH_PASSWORD, "csrf_token": token.group(1)}
+    )
+    connection.request(
+        "POST",
+        "/login",
+        body=form,
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie},
+    )
+    response = connection.getresponse()
+    response.read()
+    assert response.status == 302, response.status
+    return response.getheader("Set-Cookie", "").split(";")[0]
+
+
+def throughput(url: str, seconds: float, path: str = "/participants/") -> None:
+    """Requests per second of a signed-in page under a closed-loop Python load generator
+    (8 keep-alive connections on 127.0.0.1, ``seconds`` long) at 1, 2 and 4 gunicorn workers.
+    The generator shares the two cores with the server, so the figures are a floor."""
+    import http.client
+    import threading
+
+    port = 8765
+    environment = {
+        **os.environ,
+        "TRACKER_DATABASE_URL": url,
+        "TRACKER_ENV": "development",
+        "TRACKER_SECRET_KEY": "benchmark-secret-key-that-is-long-enough-0123456789",
+        "TRACKER_INSTANCE_PATH": "/tmp/tracker-bench-instance",  # noqa: S108
+        "TRACKER_LOGIN_RATE_LIMIT": "1000 per minute",
+    }
+    for workers in (1, 2, 4):
+        server = subprocess.Popen(  # noqa: S603
+            [
+                str(ROOT / ".venv" / "bin" / "gunicorn"),
+                "-w",
+                str(workers),
+                "-b",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "warning",
+                "wsgi:app",
+            ],
+            cwd=ROOT,
+            env=environment,
+        )
+        try:
+            for _ in range(100):
+                try:
+                    probe = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                    probe.request("GET", "/login")
+                    probe.getresponse().read()
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            cookie = _login_cookie(port, "s01-coordinator1")
+            counts: list[int] = []
+            errors: list[int] = []
+            stop = time.perf_counter() + seconds
+
+            def load(
+                stop: float = stop,
+                cookie: str = cookie,
+                counts: list[int] = counts,
+                errors: list[int] = errors,
+            ) -> None:
+                done = failed = 0
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                while time.perf_counter() < stop:
+                    connection.request("GET", path, headers={"Cookie": cookie})
+                    response = connection.getresponse()
+                    response.read()
+                    if response.status == 200:
+                        done += 1
+                    else:
+                        failed += 1
+                counts.append(done)
+                errors.append(failed)
+
+            threads = [threading.Thread(target=load) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            report(
+                f"gunicorn, {workers} worker(s), GET {path} (N=10,000)",
+                f"{sum(counts) / seconds:.0f} req/s",
+                f"{sum(errors)} non-200",
+                None,
+                "",
+            )
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    )
+    parser.add_argument("--pdf-timeout", type=float, default=150)
+    parser.add_argument("--load-seconds", type=float, default=10)
+    parser.add_argument("--only", nargs="*", default=None)
+    args = parser.parse_args()
+    host = make_url(args.postgres).host
+    if host not in ("127.0.0.1", "localhost", "::1", None):
+        raise SystemExit("benchmarks run against a server on loopback only")
+    urls = {name: ensure_seeded(args.postgres, name, n) for name, n in SIZES.items()}
+    wanted = set(args.only or ["pages", "exports", "audit", "transitions", "gunicorn"])
+    print("| benchmark | value | baseline | ratio | goal |\n|---|---|---|---|---|", flush=True)
+    if "pages" in wanted:
+        pages(urls["bench100"], "N=100", with_timing=False)
+        pages(urls["bench10k"], "N=10,000", with_timing=True)
+    if "audit" in wanted:
+        audit_export(urls["bench10k"])
+    if "transitions" in wanted:
+        transitions(urls["bench10k"])
+    if "exports" in wanted:
+        compliance_exports(urls, args.pdf_timeout)
+    if "gunicorn" in wanted:
+        throughput(urls["bench10k"], args.load_seconds)
+    out = ROOT / "artifacts" / "benchmarks.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(RESULTS, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Shared fixtures: the app on each database, a transaction per test, clients, factories.
+
+Database tests run on SQLite always and on PostgreSQL when TRACKER_TEST_POSTGRES_URL is set
+(TRACKER_REQUIRE_POSTGRES=1 turns its absence into a failure). The schema is built once per
+backend by the real migrations; each test runs inside a transaction rolled back at its end.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.factories import PASSWORD, make_user
+from tests.support.databases import BACKENDS, scratch_database
+from tracker import create_app, migrate
+from tracker.auth.models import User
+from tracker.db import get_database
+
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+
+
+def make_test_app(database_url: str, instance_path: str, **extra: object) -> Flask:
+    overrides = {
+        "env": "testing",
+        "database_url": database_url,
+        "instance_path": instance_path,
+        "secret_key": TEST_SECRET,
+        "RATELIMIT_ENABLED": False,
+        **extra,
+    }
+    return create_app(overrides=overrides, environ={})
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with scratch_database(backend, tmp_path_factory.mktemp(f"db-{backend}")) as url:
+        migrate.upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    application = make_test_app(database_url, str(tmp_path_factory.mktemp("instance")))
+    yield application
+    get_database(application).engine.dispose()
+
+
+@pytest.fixture
+def db_session(app: Flask) -> Iterator[Session]:
+    """A session inside a transaction that is rolled back after the test; requests made by the
+    test client join the same transaction through savepoints."""
+    database = get_database(app)
+    connection = database.engine.connect()
+    outer = connection.begin()
+    original = database.session_factory
+    database.session_factory = sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    session = database.session_factory()
+    # No app context is held here: each request must get its own (and its own g).
+    try:
+        yield session
+    finally:
+        session.close()
+        database.session_factory = original
+        outer.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def client(app: Flask, db_session: Session) -> FlaskClient:
+    return app.test_client()
+
+
+CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def csrf_token(client: FlaskClient, path: str) -> str:
+    page = client.get(path)
+    match = CSRF_FIELD.search(page.get_data(as_text=True))
+    assert match, f"no CSRF token on {path} (status {page.status_code})"
+    return match.group(1)
+
+
+def login(client: FlaskClient, username: str, password: str = PASSWORD):  # type: ignore[no-untyped-def]
+    token = csrf_token(client, "/login")
+    return client.post(
+        "/login", data={"username": username, "password": password, "csrf_token": token}
+    )
+
+
+@pytest.fixture
+def user_factory(db_session: Session):  # type: ignore[no-untyped-def]
+    def factory(role: str = "coordinator", **kwargs: object) -> User:
+        user = make_user(db_session, role, **kwargs)  # type: ignore[arg-type]
+        db_session.commit()  # releases to the outer transaction; rolled back after the test
+        return user
+
+    return factory
+
+
+@pytest.fixture
+def signed_in(client: FlaskClient, user_factory):  # type: ignore[no-untyped-def]
+    """Sign in a new user of the given role and return them."""
+
+    def sign_in(role: str = "coordinator", **kwargs: object) -> User:
+        user = user_factory(role, **kwargs)
+        response = login(client, user.username)
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return user
+
+    return sign_in
+
+
+@pytest.fixture(autouse=True)
+def _restore_process_state() -> Iterator[None]:
+    """Tests that move the clock, or switch the (process-wide) rate limiter on, leave both
+    as they found them."""
+    from tracker import clock
+    from tracker.extensions import limiter
+
+    enabled = limiter.enabled
+    yield
+    clock.reset()
+    limiter.enabled = enabled
+
+
+@pytest.fixture
+def team(db_session: Session):  # type: ignore[no-untyped-def]
+    """A site team: coordinator, investigator and two therapists at S01."""
+    from tests.factories import PASSWORD, make_user
+    from tracker.histories import Team
+
+    return Team(
+        coordinator=make_user(db_session, "coordinator", "S01"),
+        investigator=make_user(db_session, "investigator", "S01"),
+        therapists=[make_user(db_session, "therapist", "S01") for _ in range(2)],
+        investigator_password=PASSWORD,
+    )

@@ -1,0 +1,115 @@
+"""Factories that build valid objects through the services (so the audit trail is real)."""
+
+from __future__ import annotations
+
+import itertools
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from tracker.audit.services import Actor
+from tracker.auth.models import User
+from tracker.auth.services import create_user
+from tracker.sites.models import Site
+from tracker.sites.services import create_site
+
+PASSWORD = "correct-horse-battery"
+FACTORY_ACTOR = Actor.system("test-factory")
+_counter = itertools.count(1)
+
+
+def make_site(session: Session, code: str = "S01", name: str | None = None) -> Site:
+    existing = session.scalar(sa.select(Site).where(Site.code == code))
+    if existing is not None:
+        return existing
+    return create_site(session, FACTORY_ACTOR, code, name or f"Test site {code}")
+
+
+def make_user(
+    session: Session,
+    role: str = "coordinator",
+    site: Site | str | None = "S01",
+    username: str | None = None,
+    password: str = PASSWORD,
+) -> User:
+    if role in ("auditor", "admin"):
+        site_obj = None
+    elif isinstance(site, str):
+        site_obj = make_site(session, site)
+    else:
+        site_obj = site
+    return create_user(
+        session,
+        FACTORY_ACTOR,
+        username=username or f"{role}{next(_counter)}",
+        role=role,
+        password=password,
+        printed_name=f"Test {role.capitalize()}",
+        site=site_obj,
+    )
+
+
+def actor(user: User) -> Actor:
+    from tracker.auth.services import actor_for
+
+    return actor_for(user)
+
+
+ALL_ITEMS = (
+    "bipolar_i",
+    "bipolar_ii",
+    "bipolar_relative",
+    "psychotic_disorder",
+    "psychotic_depression",
+    "psychotic_relative",
+    "substance_use_disorder",
+    "substance_remission",
+    "mdma_adverse_reaction",
+    "uncontrolled_hypertension",
+    "coronary_disease",
+    "arrhythmia",
+    "qtc_prolongation",
+    "structural_heart_disease",
+    "controlled_hypertension",
+    "cardiovascular_risk_factors",
+    "pregnancy_or_breastfeeding",
+    "contraindicated_medication",
+    "suicidal_ideation",
+    "hepatic_impairment",
+    "low_body_weight",
+)
+
+
+def all_no(**yes: str) -> dict[str, tuple[str, str | None]]:
+    """Every item answered no, except those given as ``code="note"`` (answered yes)."""
+    return {code: ("yes", yes[code]) if code in yes else ("no", None) for code in ALL_ITEMS}
+
+
+def make_participant(session: Session, coordinator: User, **kwargs):  # type: ignore[no-untyped-def]
+    from tracker.participants.services import enrol_participant
+
+    return enrol_participant(
+        session,
+        actor(coordinator),
+        site=coordinator.site,
+        sex=kwargs.pop("sex", "female"),
+        year_of_birth=kwargs.pop("year_of_birth", 1985),
+        **kwargs,
+    )
+
+
+def make_eligible(session: Session, coordinator: User, investigator: User, participant) -> None:  # type: ignore[no-untyped-def]
+    """Checklist all no, signed by the investigator, consent recorded."""
+    from datetime import UTC, datetime
+
+    from tracker.participants.services import (
+        record_checklist_answers,
+        record_consent,
+        sign_checklist,
+    )
+
+    record_checklist_answers(session, actor(coordinator), participant, all_no())
+    sign_checklist(
+        session, investigator, actor(investigator), participant, PASSWORD, "I confirm eligibility"
+    )
+    record_consent(session, actor(coordinator), participant, "ICF v2.1", datetime.now(UTC).date())

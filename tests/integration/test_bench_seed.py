@@ -1,0 +1,68 @@
+"""The benchmark generator: a small study on each database, with every state, a chain that
+verifies and a compliance report that runs over it."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from benchmarks import generate
+from tests.support.databases import BACKENDS, scratch_database
+from tracker import migrate
+from tracker.audit.services import verify
+from tracker.db import create_engine
+from tracker.participants.models import Participant
+from tracker.protocol import State
+from tracker.reports import compliance, exporters
+
+
+@functools.cache
+def templates() -> list[generate.Template]:
+    """Built once per run (the slow part: real histories through the services)."""
+    return generate.build_templates(variants=1)
+
+
+def seeded(url: str, participants: int) -> generate.SeedResult:
+    migrate.upgrade(url)
+    return generate.seed(url, participants, templates=templates())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_seed_builds_a_study_that_verifies_and_reports(backend: str, tmp_path: Path) -> None:
+    with scratch_database(backend, tmp_path) as url:
+        result = seeded(url, 20)
+        assert result.participants == 20
+        assert result.rows["vital_sign_readings"] > 0
+        assert result.rows["audit_events"] > 20
+        engine = create_engine(url)
+        try:
+            with Session(engine) as session:
+                states = set(session.scalars(sa.select(Participant.state).distinct()))
+                assert states == {s.value for s in State}
+                for table in ("vital_sign_alerts", "adverse_events", "side_effects", "notes"):
+                    assert session.scalar(sa.text(f"SELECT count(*) FROM {table}"))
+                verification = verify(session)
+                assert verification.ok, verification.problem
+                assert verification.head == result.audit_head
+
+                flt = compliance.ReportFilter()
+                header = compliance.report_header(session, "bench test", flt)
+                assert header.audit_ok
+                summary = compliance.Summary()
+                rows = compliance.participant_results(session, None, flt, header, summary)
+                lines = list(exporters.csv_report(header, rows))
+                assert summary.participants == 20
+                assert len(lines) > 20
+        finally:
+            engine.dispose()
+
+
+def test_seed_refuses_a_database_with_participants(tmp_path: Path) -> None:
+    with scratch_database("sqlite", tmp_path) as url:
+        seeded(url, 16)
+        with pytest.raises(RuntimeError, match="already has participants"):
+            generate.seed(url, 16, templates=templates())

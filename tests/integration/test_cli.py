@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from tests.factories import PASSWORD
+from tracker.audit.models import AuditEvent
+from tracker.auth.models import User
+
+
+def _run(app: Flask, *args: str, stdin: str | None = None):  # type: ignore[no-untyped-def]
+    return app.test_cli_runner().invoke(args=list(args), input=stdin)
+
+
+def test_sites_and_users_from_the_command_line(app: Flask, db_session: Session) -> None:
+    result = _run(app, "sites", "create", "S42", "--name", "Forty-two")
+    assert result.exit_code == 0, result.output
+    result = _run(
+        app,
+        "users",
+        "create",
+        "cli.coord",
+        "--role",
+        "coordinator",
+        "--site",
+        "S42",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    user = db_session.scalar(sa.select(User).where(User.username == "cli.coord"))
+    assert user is not None and user.site.code == "S42"
+    event = db_session.scalar(sa.select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1))
+    assert event.action == "user.create" and event.actor.startswith("cli:")
+
+
+def test_users_create_refuses_bad_input_with_a_clear_error(app: Flask, db_session: Session) -> None:
+    result = _run(
+        app,
+        "users",
+        "create",
+        "nosite",
+        "--role",
+        "therapist",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert result.exit_code == 1
+    assert "needs a site" in result.output
+    result = _run(
+        app, "users", "create", "weak", "--role", "auditor", "--password-stdin", stdin="short\n"
+    )
+    assert result.exit_code == 1
+    assert "at least 12 characters" in result.output
+    assert db_session.scalar(sa.select(User).where(User.username.in_(["nosite", "weak"]))) is None
+
+
+def test_token_is_printed_once_and_works(app: Flask, db_session: Session) -> None:
+    _run(
+        app,
+        "users",
+        "create",
+        "cli.auditor",
+        "--role",
+        "auditor",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    result = _run(app, "users", "token", "cli.auditor")
+    assert result.exit_code == 0, result.output
+    token = result.output.strip()
+    assert token.startswith("trk_") and len(token) > 40
+    response = app.test_client().get(
+        "/api/v1/audit/verify", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 200
+    revoked = _run(app, "users", "revoke-tokens", "cli.auditor")
+    assert revoked.exit_code == 0 and "1 token(s) revoked" in revoked.output
+    response = app.test_client().get(
+        "/api/v1/audit/verify", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 401
+
+
+def test_demo_loads_once_and_prints_logins(app: Flask, db_session: Session) -> None:
+    first = _run(app, "demo")
+    assert first.exit_code == 0, first.output
+    for username in ("coordinator", "therapist", "investigator", "auditor", "admin"):
+        assert username in first.output
+    second = _run(app, "demo")
+    assert "already loaded" in second.output
+    assert (
+        db_session.scalar(
+            sa.select(sa.func.count()).select_from(User).where(User.username == "admin")
+        )
+        == 1
+    )

@@ -1,0 +1,122 @@
+"""Schemathesis against /api/v1/openapi.json on a live gunicorn server with the demo study:
+every operation, as each clinical role (auditor, coordinator, therapist, investigator), a
+bounded number of generated cases each: no 5xx, every answer documented and conforming."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import FailureGroup
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    ignored_auth,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.reliability.seed import seed_demo_study
+from tests.reliability.servers import Server, gunicorn
+from tests.support.databases import scratch_database
+
+ROLES = ("auditor", "coordinator", "therapist", "investigator")
+EXAMPLES_PER_OPERATION = 12
+# The demo's rows have small ids; aiming the path ids there reaches real participants,
+# sessions, notes and events instead of only 404s (huge ids have their own tests).
+PATH_ID_RANGE = (1, 40)
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    ignored_auth,
+]
+
+
+@pytest.fixture(scope="module")
+def demo_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Server, dict[str, str]]]:
+    tmp = tmp_path_factory.mktemp("schemathesis")
+    with scratch_database("postgresql", tmp) as url:
+        tokens = seed_demo_study(url, tmp / "demo-instance")
+        with gunicorn(url, tmp, workers=2) as server:
+            yield server, tokens
+
+
+def _aimed_document(document: dict[str, Any]) -> dict[str, Any]:
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path" and parameter["schema"].get("type") == "integer":
+                    low, high = PATH_ID_RANGE
+                    parameter["schema"] = {"type": "integer", "minimum": low, "maximum": high}
+    return document
+
+
+RESULTS: dict[str, dict[str, int]] = {}
+
+
+def _fuzz(
+    operation: Any,
+    base_url: str,
+    http: requests.Session,
+    headers: dict[str, str],
+    seen: list[str],
+) -> int:
+    """Run the operation's generated cases; keep the first failures; return the count."""
+    count = 0
+
+    @given(case=operation.as_strategy())
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    def run(case: schemathesis.Case) -> None:
+        nonlocal count
+        count += 1
+        try:
+            case.call_and_validate(
+                base_url=base_url, session=http, headers=headers, checks=CHECKS, timeout=30
+            )
+        except FailureGroup as error:
+            if len(seen) < 2:
+                seen.append(f"{operation.label}: {str(error)[:1500]}")
+
+    run()
+    return count
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("role", ROLES)
+def test_every_operation_conforms(role: str, demo_server: tuple[Server, dict[str, str]]) -> None:
+    server, tokens = demo_server
+    document = requests.get(server.url + "/api/v1/openapi.json", timeout=10).json()
+    schema = schemathesis.openapi.from_dict(_aimed_document(document))
+    headers = {"Authorization": f"Bearer {tokens[role]}"}
+    http = requests.Session()
+    operations = 0
+    cases = 0
+    failures: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        operations += 1
+        seen: list[str] = []
+        cases += _fuzz(operation, server.url, http, headers, seen)
+        failures.extend(seen)
+    RESULTS[role] = {"operations": operations, "cases": cases, "failures": len(failures)}
+    print(f"\nschemathesis {role}: {RESULTS[role]}")
+    assert "Traceback" not in server.log_text(), server.log_text()[-5000:]
+    assert operations >= 30
+    assert not failures, "\n\n".join(failures)

@@ -1,0 +1,158 @@
+"""Compliance reports as an auditor gets them: pages, and exports read back by real readers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+
+import jsonschema
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from pypdf import PdfReader
+from sqlalchemy.orm import Session
+
+from tests.factories import FACTORY_ACTOR, make_user
+from tracker.audit.models import AuditEvent
+from tracker.audit.services import verify
+from tracker.auth.services import create_api_token
+from tracker.histories import protocol_history, run_histories
+from tracker.reports.exporters import JSON_SCHEMA
+
+
+def _study(db_session: Session, team) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(21)
+    run_histories(
+        [
+            protocol_history(db_session, team, rng, "completed"),
+            protocol_history(db_session, team, rng, "completed", serious_event_in_cycle=1),
+            protocol_history(db_session, team, rng, "preparation"),
+        ]
+    )
+    db_session.commit()
+
+
+def test_report_page_filters_and_participant_evidence(
+    client: FlaskClient, db_session: Session, team, signed_in
+) -> None:  # type: ignore[no-untyped-def]
+    _study(db_session, team)
+    signed_in("auditor")
+    page = client.get("/reports/compliance")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert "C14" in text and "S01-0001" in text and verify(db_session).head in text
+    failing = client.get("/reports/compliance?check=C10&failures=1").get_data(as_text=True)
+    assert "S01-0002" in failing and "S01-0001" not in failing
+    pid = db_session.scalar(sa.text("SELECT id FROM participants WHERE study_id = 'S01-0002'"))
+    detail = client.get(f"/reports/compliance/participants/{pid}").get_data(as_text=True)
+    assert "relatedness assessed by an investigator" in detail and "<svg" in detail
+    assert client.get("/reports/compliance?check=C99").status_code == 400
+
+
+def test_csv_export_reads_back_and_is_audited(
+    client: FlaskClient, db_session: Session, team, signed_in
+) -> None:  # type: ignore[no-untyped-def]
+    _study(db_session, team)
+    signed_in("auditor")
+    response = client.get("/reports/compliance.csv")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True), newline="")))
+    assert {r["study_id"] for r in rows} == {"S01-0001", "S01-0002", "S01-0003"}
+    assert {r["check_id"] for r in rows} == {f"C{i:02d}" for i in range(1, 15)}
+    heads = {r["audit_head"] for r in rows}
+    assert len(heads) == 1 and len(heads.pop()) == 64
+    c10 = [r for r in rows if r["study_id"] == "S01-0002" and r["check_id"] == "C10"]
+    assert (
+        c10[0]["outcome"] == "fail"
+        and c10[0]["expected"] == "relatedness assessed by an investigator"
+    )
+    event = db_session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "report.export"))
+    assert event is not None and event.new_values["format"] == "csv"
+
+
+def test_json_export_matches_its_schema(
+    client: FlaskClient, db_session: Session, team, signed_in
+) -> None:  # type: ignore[no-untyped-def]
+    _study(db_session, team)
+    signed_in("auditor")
+    document = json.loads(client.get("/reports/compliance.json").get_data(as_text=True))
+    jsonschema.validate(document, JSON_SCHEMA)
+    assert document["summary"]["participants"] == 3
+    assert document["report"]["audit_ok"] is True
+
+
+def test_pdf_export_holds_the_checks_the_participants_and_the_head(
+    app: Flask, client: FlaskClient, db_session: Session, team, signed_in
+) -> None:  # type: ignore[no-untyped-def]
+    _study(db_session, team)
+    signed_in("auditor")
+    response = client.get("/reports/compliance.pdf")
+    assert response.status_code == 200 and response.mimetype == "application/pdf"
+    reader = PdfReader(io.BytesIO(response.get_data()))
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    head = db_session.scalar(
+        sa.select(AuditEvent).where(AuditEvent.action == "report.export")
+    ).new_values["audit_head"]
+    assert head in text.replace("\n", "")
+    for check in ("C01", "C07", "C14"):
+        assert check in text
+    for study_id in ("S01-0001", "S01-0002", "S01-0003"):
+        assert study_id in text
+    assert "Checklist signature" in text and len(reader.pages) >= 5
+
+
+def test_api_report_and_roles(client: FlaskClient, db_session: Session, team) -> None:  # type: ignore[no-untyped-def]
+    _study(db_session, team)
+    auditor = create_api_token(db_session, FACTORY_ACTOR, make_user(db_session, "auditor", None))
+    therapist = create_api_token(db_session, FACTORY_ACTOR, team.therapists[0])
+    db_session.commit()
+    ok = client.get(
+        "/api/v1/reports/compliance?format=json", headers={"Authorization": f"Bearer {auditor}"}
+    )
+    assert (
+        ok.status_code == 200
+        and json.loads(ok.get_data(as_text=True))["summary"]["participants"] == 3
+    )
+    as_csv = client.get(
+        "/api/v1/reports/compliance?format=csv&failures=true",
+        headers={"Authorization": f"Bearer {auditor}"},
+    )
+    assert {r["study_id"] for r in csv.DictReader(io.StringIO(as_csv.get_data(as_text=True)))} == {
+        "S01-0002"
+    }
+    denied = client.get(
+        "/api/v1/reports/compliance", headers={"Authorization": f"Bearer {therapist}"}
+    )
+    assert denied.status_code == 403
+
+
+def test_csv_cells_are_neutralised(
+    client: FlaskClient, db_session: Session, team, signed_in
+) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from tracker import clock
+    from tracker.participants.models import Participant
+    from tracker.sessions import services
+
+    run_histories([protocol_history(db_session, team, random.Random(22), "preparation")])
+    participant = db_session.scalar(sa.select(Participant))
+    services.record_adverse_event(
+        db_session,
+        team.as_therapist(),
+        participant,
+        term='=HYPERLINK("x")',
+        grade=1,
+        serious=False,
+        onset_at=clock.now() - timedelta(hours=1),
+    )
+    db_session.commit()
+    signed_in("auditor")
+    body = client.get("/reports/compliance.csv").get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(body)))
+    c10 = next(r for r in rows if r["check_id"] == "C10")
+    assert c10["record"].startswith("adverse event") and '=HYPERLINK("x")' in c10["record"]
+    audit = client.get("/audit/export.csv").get_data(as_text=True)
+    assert "\n=" not in audit and ",=" not in audit

@@ -1,0 +1,161 @@
+"""tracker: the protocol workflow tracker for clinical trials of MDMA-assisted therapy."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, request
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.routing import IntegerConverter, Map
+
+from tracker import db
+from tracker.config import load_settings
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'self'; object-src 'none'"
+)
+
+
+class BoundedIntConverter(IntegerConverter):
+    """``<int:...>`` that only matches ids a 32-bit integer column can hold: a huge id in a
+    path is a plain 404, not an out-of-range error from the database (a 500)."""
+
+    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
+def create_app(
+    overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None
+) -> Flask:
+    """Build the app: settings (checked), database, extensions, blueprints, errors, CLI."""
+    settings = load_settings(environ=environ, overrides=overrides)
+    app = Flask(
+        __name__,
+        instance_path=str(settings.instance_path),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.from_mapping(settings.flask_config())
+    app.extensions["tracker.settings"] = settings
+    # Before any route is added: ids in paths are 32-bit integer columns.
+    app.url_map.converters["int"] = BoundedIntConverter
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    from tracker.auth.passwords import use_fast_hashing
+
+    use_fast_hashing(settings.env == "testing")
+
+    app.jinja_env.add_extension("jinja2.ext.do")
+    from tracker.security import Permission, can
+
+    app.jinja_env.globals["can"] = lambda name: can(Permission(name))
+
+    db.init_app(app, settings.database_url)
+    _init_extensions(app)
+    _register_blueprints(app)
+
+    from tracker.errors import register_error_handlers
+
+    register_error_handlers(app)
+    _register_request_edges(app)
+
+    from tracker.cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    from tracker.auth.session import init_login
+    from tracker.extensions import csrf, limiter
+
+    csrf.init_app(app)
+    limiter.init_app(app)
+    init_login(app)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from tracker.admin.views import bp as admin_bp
+    from tracker.api import bp as api_bp
+    from tracker.audit.views import bp as audit_bp
+    from tracker.auth.views import bp as auth_bp
+    from tracker.main.views import bp as main_bp
+    from tracker.participants.views import bp as participants_bp
+    from tracker.reports.views import bp as reports_bp
+    from tracker.sessions.views import bp as sessions_bp
+
+    for blueprint in (
+        auth_bp,
+        main_bp,
+        participants_bp,
+        sessions_bp,
+        reports_bp,
+        admin_bp,
+        audit_bp,
+        api_bp,
+    ):
+        app.register_blueprint(blueprint)
+
+
+def _register_request_edges(app: Flask) -> None:
+    @app.before_request
+    def _refuse_nul_in_forms() -> None:
+        """No submitted text may hold a NUL character: PostgreSQL cannot store one (it would
+        be a 500) and no clinical record needs one. The API checks its JSON the same way."""
+        fields = list(request.args.items(multi=True))
+        if request.method in ("POST", "PUT", "PATCH") and request.form:
+            fields += list(request.form.items(multi=True))
+        for key, value in fields:
+            if "\x00" in key or "\x00" in value:
+                from werkzeug.exceptions import BadRequest
+
+                raise BadRequest("The request holds a NUL character, which no field may contain.")
+
+    # after_request functions run in reverse order: the commit runs first, then the headers
+    # are set on whatever response it leaves.
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        if app.config["SESSION_COOKIE_SECURE"]:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        if request.endpoint != "static":
+            # Pages and API answers may carry participant data: never cached.
+            headers["Cache-Control"] = "no-store"
+            headers["Pragma"] = "no-cache"
+        return response
+
+    @app.after_request
+    def _commit_at_the_edge(response: Response) -> Response:
+        """One commit per request when it went well; a rollback when it did not."""
+        if not db.has_session():
+            return response
+        session = db.get_session()
+        if response.status_code >= 400:
+            session.rollback()
+            return response
+        try:
+            session.commit()
+        except SQLAlchemyError:
+            session.rollback()
+            app.logger.exception("commit failed")
+            from tracker.errors import json_error
+            from tracker.security import is_api_request
+
+            message = "The change could not be saved; nothing was changed. Try again."
+            if is_api_request():
+                return json_error(503, message)
+            return Response(message, status=503, mimetype="text/plain")
+        return response

@@ -1,0 +1,27 @@
+"""The JSON API under /api/v1: the same services as the pages, JSON in and out."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, request
+from flask_login import current_user
+
+from tracker.auth.session import load_bearer_user
+from tracker.extensions import csrf
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+csrf.exempt(bp)
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@bp.before_request
+def _authenticate() -> None:
+    g.api_user = None
+    load_bearer_user()
+    # A bearer token cannot be forged by another site; a browser cookie can, so the browser
+    # session must send its CSRF token (X-CSRFToken) for changes.
+    if g.api_user is None and request.method in UNSAFE_METHODS and current_user.is_authenticated:
+        csrf.protect()
+
+
+from tracker.api import participants, sessions, views  # noqa: E402,F401  (routes register on bp)

@@ -1,0 +1,506 @@
+"""Request and response models of the JSON API (validation and documentation in one)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+# Ids are 32-bit integer columns; a larger one would be an out-of-range error in the database.
+MAX_ID = 2**31 - 1
+
+
+class Strict(BaseModel):
+    """Unknown fields are refused, so a typo is an error rather than silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Health(BaseModel):
+    status: str = Field(description="ok, or unavailable when the database does not answer")
+    database: str
+
+
+class AuditEventOut(BaseModel):
+    seq: int
+    occurred_at: datetime
+    actor: str
+    role: str | None
+    action: str
+    entity_type: str
+    entity_id: str | None
+    old_values: dict[str, Any] | None
+    new_values: dict[str, Any] | None
+    reason: str | None
+    prev_hash: str
+    hash: str
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEventOut]
+    next_after: int | None = Field(description="Pass as `after` to read on; null at the head.")
+
+
+class AuditQuery(Strict):
+    after: int = Field(
+        0, ge=0, le=MAX_ID, description="Return events with a sequence number above this"
+    )
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class AuditVerification(BaseModel):
+    ok: bool
+    events: int
+    head: str
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+# --- protocol and participants ------------------------------------------------------------
+
+
+class ProtocolOut(BaseModel):
+    id: int
+    code: str
+    version: str
+    title: str
+    content_hash: str
+    definition: dict[str, Any]
+
+
+class SignatureOut(BaseModel):
+    printed_name: str
+    meaning: str
+    signed_at: datetime
+    outcome: str
+    content_hash: str
+    voided_at: datetime | None = None
+    void_reason: str | None = None
+
+
+class EligibilityOut(BaseModel):
+    outcome: Literal["incomplete", "ineligible", "eligible"]
+    reasons: list[str]
+    signed: bool = Field(description="Signed by an investigator, and the signature still valid")
+    signature: SignatureOut | None = None
+    voided_signatures: list[SignatureOut] = []
+
+
+class ConsentOut(BaseModel):
+    document_version: str
+    signed_on: date
+    obtained_by: str
+    recorded_at: datetime
+
+
+class ChecklistAnswerOut(BaseModel):
+    item: str
+    category: str
+    kind: str
+    question: str
+    answer: Literal["yes", "no"] | None
+    note: str | None
+    assessment: dict[str, Any] | None
+
+
+class ParticipantOut(BaseModel):
+    id: int
+    study_id: str
+    site: str
+    state: str
+    phase: str
+    cycle: int
+    version: int
+    held_from: str | None
+    withdrawal_category: str | None
+    sex: str
+    year_of_birth: int
+    protocol_version: str
+    enrolled_at: datetime
+    therapists: list[str]
+    eligibility: EligibilityOut
+    consent: ConsentOut | None
+    checklist: list[ChecklistAnswerOut] | None = Field(
+        None, description="Every item with its answer (on the single-participant read)"
+    )
+
+
+class ParticipantSummary(BaseModel):
+    id: int
+    study_id: str
+    site: str
+    state: str
+    phase: str
+    cycle: int
+    version: int
+
+
+class ParticipantList(BaseModel):
+    participants: list[ParticipantSummary]
+    page: int
+    per_page: int
+    total: int
+
+
+class ParticipantQuery(Strict):
+    state: str | None = None
+    site: str | None = None
+    page: int = Field(1, ge=1, le=1_000_000)
+    per_page: int = Field(50, ge=1, le=200)
+
+
+class EnrolIn(Strict):
+    site: str = Field(min_length=2, max_length=16)
+    sex: Literal["female", "male", "intersex", "unknown"]
+    year_of_birth: int = Field(ge=1900, le=2100)
+    therapists: list[str] = Field(default_factory=list, max_length=20)
+
+
+class TherapistsIn(Strict):
+    therapists: list[str] = Field(max_length=20)
+
+
+class TherapistsOut(BaseModel):
+    therapists: list[str]
+
+
+class AnswerIn(Strict):
+    answer: Literal["yes", "no"]
+    note: str | None = Field(None, max_length=2000)
+
+
+class ChecklistIn(Strict):
+    answers: dict[str, AnswerIn] = Field(min_length=1)
+
+
+class AssessmentIn(Strict):
+    item: str = Field(min_length=1, max_length=60)
+    acceptable: bool
+    rationale: str = Field(min_length=1, max_length=2000)
+
+
+class SignatureIn(Strict):
+    password: str = Field(min_length=1, max_length=256)
+    meaning: str = Field(min_length=1, max_length=300)
+
+
+class ConsentIn(Strict):
+    version: str = Field(min_length=1, max_length=60)
+    signed_on: date
+
+
+class TransitionIn(Strict):
+    transition: str = Field(min_length=1, max_length=40)
+    expected_version: int = Field(ge=1, le=MAX_ID)
+    reason: str | None = Field(None, max_length=2000)
+    override: bool = False
+    withdrawal_category: (
+        Literal[
+            "participant_decision",
+            "investigator_decision",
+            "adverse_event",
+            "lost_to_follow_up",
+            "other",
+        ]
+        | None
+    ) = None
+
+
+class TransitionOut(BaseModel):
+    id: int
+    transition: str
+    from_state: str
+    to_state: str
+    cycle_before: int
+    cycle_after: int
+    version_after: int
+    actor: str
+    role: str | None
+    reason: str | None
+    withdrawal_category: str | None
+    override: bool
+    automatic: bool
+    guard_results: list[dict[str, Any]]
+    occurred_at: datetime
+
+
+class TransitionHistory(BaseModel):
+    transitions: list[TransitionOut]
+
+
+class TransitionApplied(BaseModel):
+    participant: ParticipantOut
+    transition: TransitionOut
+    deviations: list[str] = Field(
+        description="Guards overridden, each recorded as a protocol deviation"
+    )
+
+
+class TransitionOptionOut(BaseModel):
+    transition: str
+    target: str
+    allowed: bool
+    reasons: list[str]
+    reason_required: bool
+    can_override: bool
+
+
+class AllowedTransitions(BaseModel):
+    version: int
+    transitions: list[TransitionOptionOut]
+
+
+# --- sessions and clinical records ---------------------------------------------------------
+
+
+class SessionIn(Strict):
+    kind: Literal["preparation", "dosing", "integration"]
+    scheduled_at: AwareDatetime
+    therapists: list[str] = Field(default_factory=list, max_length=10)
+
+
+class SessionPatch(Strict):
+    started_at: AwareDatetime | None = None
+    ended_at: AwareDatetime | None = None
+    status: Literal["scheduled", "completed", "cancelled", "missed"] | None = None
+    overnight_stay: bool | None = None
+    therapists: list[str] | None = Field(None, max_length=10)
+
+
+class DoseIn(Strict):
+    administered_at: AwareDatetime
+    amount_mg: int = Field(gt=0, le=1000)
+    kind: Literal["initial", "supplemental"]
+    breach_justification: str | None = Field(
+        None,
+        max_length=2000,
+        description="Investigator only: why a supplemental dose is safe despite a breach",
+    )
+
+
+class VitalsIn(Strict):
+    measured_at: AwareDatetime
+    systolic: int
+    diastolic: int
+    heart_rate: int
+    temperature_c: float
+
+
+class AcknowledgementIn(Strict):
+    note: str = Field(min_length=1, max_length=5000)
+
+
+class EffectsIn(Strict):
+    effects: list[str] = Field(default_factory=list, max_length=20)
+    none_observed: bool = False
+    note: str | None = Field(None, max_length=5000)
+
+
+class NoteIn(Strict):
+    text: str = Field(min_length=1, max_length=5000)
+
+
+class NoteAmendmentIn(Strict):
+    text: str = Field(min_length=1, max_length=5000)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class SideEffectIn(Strict):
+    term: str = Field(min_length=1, max_length=200)
+    severity: Literal["mild", "moderate", "severe"]
+    onset_at: AwareDatetime
+    resolved_at: AwareDatetime | None = None
+    session_id: int | None = Field(None, ge=1, le=MAX_ID)
+
+
+class AdverseEventIn(Strict):
+    term: str = Field(min_length=1, max_length=200)
+    onset_at: AwareDatetime
+    grade: int = Field(ge=1, le=5)
+    serious: bool
+    serious_criteria: list[
+        Literal[
+            "death",
+            "life_threatening",
+            "hospitalisation",
+            "disability",
+            "congenital_anomaly",
+            "medically_important",
+        ]
+    ] = Field(default_factory=list)
+    description: str | None = Field(None, max_length=5000)
+    aware_at: AwareDatetime | None = None
+    session_id: int | None = Field(None, ge=1, le=MAX_ID)
+
+
+class AdverseEventAssessmentIn(Strict):
+    relatedness: Literal["not_related", "unlikely", "possible", "probable", "definite"]
+    expected: bool
+    note: str | None = Field(None, max_length=5000)
+
+
+class AdverseEventPatch(Strict):
+    outcome: (
+        Literal["ongoing", "recovered", "recovered_with_sequelae", "fatal", "unknown"] | None
+    ) = None
+    resolved_at: AwareDatetime | None = None
+    reported_at: AwareDatetime | None = None
+
+
+class ScreenIn(Strict):
+    ideation: bool
+    intent: bool
+    plan: bool
+    behaviour: bool
+    screened_at: AwareDatetime | None = None
+    session_id: int | None = Field(None, ge=1, le=MAX_ID)
+
+
+class PregnancyTestIn(Strict):
+    tested_at: AwareDatetime
+    result: Literal["negative", "positive"]
+
+
+class AlertOut(BaseModel):
+    id: int
+    sign: str
+    value: float
+    threshold: float
+    raised_at: datetime
+    acknowledged_at: datetime | None
+    acknowledgement: str | None
+
+
+class VitalsOut(BaseModel):
+    id: int
+    measured_at: datetime
+    systolic: int
+    diastolic: int
+    heart_rate: int
+    temperature_c: float
+    alerts: list[AlertOut]
+
+
+class DoseOut(BaseModel):
+    id: int
+    kind: str
+    amount_mg: int
+    administered_at: datetime
+    breach_justification: str | None
+
+
+class EffectsOut(BaseModel):
+    effects: list[str]
+    none_observed: bool
+    note: str | None
+    recorded_at: datetime
+
+
+class SessionOut(BaseModel):
+    id: int
+    participant_id: int
+    kind: str
+    cycle: int
+    scheduled_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    status: str
+    overnight_stay: bool | None
+    therapists: list[str]
+    doses: list[DoseOut] = []
+    vitals: list[VitalsOut] = []
+    effects: EffectsOut | None = None
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionOut]
+
+
+class NoteOut(BaseModel):
+    id: int
+    root_id: int | None
+    version: int
+    participant_id: int
+    session_id: int | None
+    text: str
+    amendment_reason: str | None
+    author: str
+    created_at: datetime
+
+
+class NoteList(BaseModel):
+    notes: list[NoteOut]
+
+
+class SideEffectOut(BaseModel):
+    id: int
+    term: str
+    severity: str
+    onset_at: datetime
+    resolved_at: datetime | None
+
+
+class AdverseEventOut(BaseModel):
+    id: int
+    participant_id: int
+    term: str
+    description: str | None
+    onset_at: datetime
+    aware_at: datetime
+    grade: int
+    serious: bool
+    serious_criteria: list[str]
+    outcome: str
+    resolved_at: datetime | None
+    report_due_at: datetime | None
+    reported_at: datetime | None
+    relatedness: str | None
+    expected: bool | None
+    assessed_at: datetime | None
+
+
+class AdverseEventCreated(BaseModel):
+    adverse_event: AdverseEventOut
+    participant_state: str = Field(
+        description="on_hold when a serious event placed the automatic hold"
+    )
+
+
+class AdverseEventList(BaseModel):
+    adverse_events: list[AdverseEventOut]
+
+
+class ScreenOut(BaseModel):
+    id: int
+    screened_at: datetime
+    ideation: bool
+    intent: bool
+    plan: bool
+    behaviour: bool
+    positive: bool
+    participant_state: str
+
+
+class PregnancyTestOut(BaseModel):
+    id: int
+    tested_at: datetime
+    result: str
+
+
+class ReportQuery(Strict):
+    format: Literal["json", "csv"] = "json"
+    site: str | None = None
+    state: str | None = None
+    check: str | None = None
+    failures: bool = False
+
+
+class ComplianceReport(BaseModel):
+    """The JSON export: see JSON_SCHEMA in tracker/reports/exporters.py."""
+
+    report: dict[str, Any]
+    checks: list[dict[str, Any]]
+    participants: list[dict[str, Any]]
+    deviations: list[dict[str, Any]]
+    summary: dict[str, Any]

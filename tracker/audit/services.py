@@ -1,0 +1,100 @@
+"""Appending to the audit trail. Every change of data calls ``record_event`` in its own
+transaction, so the change and its history commit or roll back together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from tracker.audit.chain import VerificationResult, compute_hash, jsonable, verify_chain
+from tracker.audit.models import GENESIS_HASH, AuditEvent
+from tracker.db import utcnow
+
+# Any constant will do; it only has to be the same in every process that appends.
+AUDIT_APPEND_LOCK_KEY = 0x747261636B6572  # "tracker"
+VERIFY_BATCH = 2000
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who does something: a signed-in user, or the system/CLI acting under a name."""
+
+    username: str
+    role: str | None
+    user_id: int | None = None
+    ip_address: str | None = None
+
+    @classmethod
+    def system(cls, name: str = "system") -> Actor:
+        return cls(username=name, role="system")
+
+
+def _lock_chain(session: Session) -> None:
+    """Serialise appends so two writers never take the same predecessor.
+
+    PostgreSQL: a transaction-scoped advisory lock, released at commit or rollback.
+    SQLite: every transaction already began with BEGIN IMMEDIATE, so there is one writer.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(AUDIT_APPEND_LOCK_KEY)))
+
+
+def head(session: Session) -> tuple[int, str]:
+    """The last sequence number and hash (0 and the genesis hash for an empty trail)."""
+    row = session.execute(
+        sa.select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+    ).first()
+    return (0, GENESIS_HASH) if row is None else (row.seq, row.hash)
+
+
+def record_event(
+    session: Session,
+    actor: Actor,
+    action: str,
+    entity_type: str,
+    entity_id: Any = None,
+    *,
+    old: dict[str, Any] | None = None,
+    new: dict[str, Any] | None = None,
+    reason: str | None = None,
+) -> AuditEvent:
+    """Append one event to the chain and flush it; the caller's transaction commits it."""
+    _lock_chain(session)
+    last_seq, last_hash = head(session)
+    event = AuditEvent(
+        seq=last_seq + 1,
+        occurred_at=utcnow(),
+        actor_id=actor.user_id,
+        actor=actor.username,
+        role=actor.role,
+        action=action,
+        entity_type=entity_type,
+        entity_id=None if entity_id is None else str(entity_id),
+        old_values=jsonable(old) if old is not None else None,
+        new_values=jsonable(new) if new is not None else None,
+        reason=reason,
+        ip_address=actor.ip_address,
+        prev_hash=last_hash,
+    )
+    event.hash = compute_hash(last_hash, event)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The old and new values of the fields that differ."""
+    keys = [k for k in after if before.get(k) != after.get(k)]
+    return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}
+
+
+def verify(session: Session) -> VerificationResult:
+    """Verify the whole trail, streaming it in sequence order."""
+    # Plain rows, not ORM objects: nothing accumulates in the identity map on a long trail.
+    table = AuditEvent.__table__
+    query = sa.select(table).order_by(table.c.seq).execution_options(yield_per=VERIFY_BATCH)
+    with session.execute(query) as rows:  # closes the server-side cursor on an early stop
+        return verify_chain(rows)  # type: ignore[arg-type]

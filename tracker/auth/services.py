@@ -1,0 +1,376 @@
+"""Users, logins, login sessions and API tokens. Every change is audited."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from tracker.audit.services import Actor, record_event
+from tracker.auth.models import SITELESS_ROLES, ApiToken, LoginSession, User
+from tracker.auth.passwords import (
+    burn_time,
+    hash_password,
+    needs_rehash,
+    password_problems,
+    verify_password,
+)
+from tracker.db import utcnow
+from tracker.errors import Conflict, InvalidInput, NotFound
+from tracker.protocol.roles import Role
+from tracker.sites.models import Site
+
+USERNAME = re.compile(r"^[a-z][a-z0-9._-]{2,63}$")
+TOKEN_PREFIX = "trk_"  # noqa: S105 (a public marker, not a secret)
+# Writing last_seen_at on every request would make every page a write; a minute is plenty.
+LAST_SEEN_RESOLUTION = timedelta(seconds=60)
+
+
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def actor_for(user: User, ip_address: str | None = None) -> Actor:
+    return Actor(username=user.username, role=user.role, user_id=user.id, ip_address=ip_address)
+
+
+def _user_values(user: User) -> dict[str, object]:
+    return {
+        "username": user.username,
+        "printed_name": user.printed_name,
+        "role": user.role,
+        "site": user.site.code if user.site else None,
+        "is_active": user.is_active,
+    }
+
+
+def _check_role_and_site(role: str, site: Site | None) -> list[str]:
+    problems = []
+    if role not in {r.value for r in Role}:
+        problems.append(f"Unknown role {role!r}; choose one of {', '.join(r.value for r in Role)}.")
+    elif role in SITELESS_ROLES and site is not None:
+        problems.append(f"The {role} role is study-wide and takes no site.")
+    elif role not in SITELESS_ROLES and site is None:
+        problems.append(f"The {role} role needs a site.")
+    return problems
+
+
+def get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    return user
+
+
+def get_user_by_username(session: Session, username: str) -> User:
+    user = session.scalar(sa.select(User).where(User.username == username.strip().lower()))
+    if user is None:
+        raise NotFound(f"No user named {username!r}.")
+    return user
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(sa.select(User).order_by(User.username)))
+
+
+def create_user(
+    session: Session,
+    actor: Actor,
+    *,
+    username: str,
+    role: str,
+    password: str,
+    printed_name: str,
+    site: Site | None = None,
+) -> User:
+    """Create a user; every problem with the input is reported at once."""
+    username = username.strip().lower()
+    printed_name = printed_name.strip()
+    problems = []
+    if not USERNAME.match(username):
+        problems.append(
+            "The username must be 3 to 64 characters: lower-case letters, digits, '.', '_' or '-',"
+            " starting with a letter."
+        )
+    if not printed_name or len(printed_name) > 200:
+        problems.append("The printed name (used on signatures) must be 1 to 200 characters.")
+    problems += _check_role_and_site(role, site)
+    problems += password_problems(password, username)
+    if problems:
+        raise InvalidInput("The user cannot be created: " + " ".join(problems), problems)
+    if session.scalar(sa.select(User.id).where(User.username == username)) is not None:
+        raise Conflict(f"The username {username!r} is taken.")
+    user = User(
+        username=username,
+        role=role,
+        site=site,
+        printed_name=printed_name,
+        password_hash=hash_password(password),
+    )
+    session.add(user)
+    session.flush()
+    record_event(session, actor, "user.create", "user", user.id, new=_user_values(user))
+    return user
+
+
+def change_role(
+    session: Session, actor: Actor, user: User, role: str, site: Site | None, reason: str
+) -> User:
+    """Change a user's role and site; their open sessions end so the new rights apply at once."""
+    problems = _check_role_and_site(role, site)
+    if not reason.strip():
+        problems.append("A reason is required for a change of role or site.")
+    if actor.user_id == user.id:
+        problems.append("You cannot change your own role.")
+    if problems:
+        raise InvalidInput("The role cannot be changed: " + " ".join(problems), problems)
+    before = _user_values(user)
+    user.role = role
+    user.site = site
+    session.flush()
+    after = _user_values(user)
+    if before == after:
+        return user
+    record_event(
+        session,
+        actor,
+        "user.role_change",
+        "user",
+        user.id,
+        old=before,
+        new=after,
+        reason=reason.strip(),
+    )
+    end_user_sessions(session, user, "role_changed")
+    return user
+
+
+def set_active(session: Session, actor: Actor, user: User, active: bool, reason: str) -> User:
+    """Disable or re-enable an account; disabling ends every session of the user."""
+    if not reason.strip():
+        raise InvalidInput("A reason is required to enable or disable an account.")
+    if actor.user_id == user.id and not active:
+        raise InvalidInput("You cannot disable your own account.")
+    if user.is_active == active:
+        return user
+    user.is_active = active
+    if active:
+        user.failed_login_count = 0
+        user.locked_until = None
+    session.flush()
+    record_event(
+        session,
+        actor,
+        "user.enable" if active else "user.disable",
+        "user",
+        user.id,
+        old={"is_active": not active},
+        new={"is_active": active},
+        reason=reason.strip(),
+    )
+    if not active:
+        end_user_sessions(session, user, "disabled")
+        session.execute(
+            sa.update(ApiToken)
+            .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+    return user
+
+
+def set_password(session: Session, actor: Actor, user: User, password: str, reason: str) -> User:
+    """Set a new password (own change or an admin's reset); every session of the user ends."""
+    problems = password_problems(password, user.username)
+    if problems:
+        raise InvalidInput("The password is not acceptable: " + " ".join(problems), problems)
+    user.password_hash = hash_password(password)
+    user.password_changed_at = utcnow()
+    user.failed_login_count = 0
+    user.locked_until = None
+    session.flush()
+    action = "user.password_change" if actor.user_id == user.id else "user.password_reset"
+    record_event(session, actor, action, "user", user.id, reason=reason)
+    end_user_sessions(session, user, "password_changed")
+    return user
+
+
+def end_user_sessions(session: Session, user: User, reason: str) -> int:
+    result = session.execute(
+        sa.update(LoginSession)
+        .where(LoginSession.user_id == user.id, LoginSession.ended_at.is_(None))
+        .values(ended_at=utcnow(), end_reason=reason)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# --- logging in ---------------------------------------------------------------------------
+
+
+class LoginRefused(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+GENERIC_REFUSAL = "Invalid username or password."
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    user: User
+    session_token: str
+
+
+def authenticate(
+    session: Session,
+    username: str,
+    password: str,
+    *,
+    ip_address: str | None,
+    max_failures: int,
+    lockout: timedelta,
+) -> LoginResult:
+    """Check a username and password, keeping the lockout in the database.
+
+    Raises LoginRefused; the failure is audited and must be committed by the caller.
+    """
+    username = username.strip().lower()[:64]
+    now = utcnow()
+    user = session.scalar(sa.select(User).where(User.username == username).with_for_update(of=User))
+    anonymous = Actor(username=username or "(blank)", role=None, ip_address=ip_address)
+    if user is None:
+        burn_time(password)
+        record_event(
+            session, anonymous, "auth.login_failed", "user", None, reason="unknown username"
+        )
+        raise LoginRefused(GENERIC_REFUSAL)
+    actor = actor_for(user, ip_address)
+    if user.locked_until is not None and user.locked_until > now:
+        burn_time(password)
+        record_event(session, actor, "auth.login_failed", "user", user.id, reason="account locked")
+        minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
+        raise LoginRefused(
+            f"This account is locked after repeated failed logins; try again in {minutes} minutes "
+            "or ask an administrator."
+        )
+    if not verify_password(user.password_hash, password) or not user.is_active:
+        if not user.is_active:
+            record_event(
+                session, actor, "auth.login_failed", "user", user.id, reason="account disabled"
+            )
+            raise LoginRefused(GENERIC_REFUSAL)
+        # Counted in SQL, so concurrent failures on several workers all count.
+        session.execute(
+            sa.update(User)
+            .where(User.id == user.id)
+            .values(failed_login_count=User.failed_login_count + 1)
+        )
+        session.refresh(user)
+        record_event(session, actor, "auth.login_failed", "user", user.id, reason="wrong password")
+        if user.failed_login_count >= max_failures:
+            user.locked_until = now + lockout
+            user.failed_login_count = 0
+            session.flush()
+            record_event(
+                session,
+                Actor.system(),
+                "auth.account_locked",
+                "user",
+                user.id,
+                new={"locked_until": user.locked_until},
+                reason=f"{max_failures} failed logins",
+            )
+        raise LoginRefused(GENERIC_REFUSAL)
+
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    user.failed_login_count = 0
+    user.locked_until = None
+    token = secrets.token_urlsafe(32)
+    session.add(
+        LoginSession(
+            user=user,
+            token_hash=sha256_hex(token),
+            ip_address=ip_address,
+            created_at=now,
+            last_seen_at=now,
+        )
+    )
+    session.flush()
+    record_event(session, actor, "auth.login", "user", user.id)
+    return LoginResult(user=user, session_token=token)
+
+
+def load_login_session(session: Session, token: str, idle: timedelta) -> User | None:
+    """The user of a live login session, or None; an idle session is ended here."""
+    login = session.scalar(
+        sa.select(LoginSession).where(LoginSession.token_hash == sha256_hex(token))
+    )
+    if login is None or login.ended_at is not None or not login.user.is_active:
+        return None
+    now = utcnow()
+    if now - login.last_seen_at > idle:
+        login.ended_at = now
+        login.end_reason = "idle"
+        session.flush()
+        record_event(session, actor_for(login.user), "auth.session_expired", "user", login.user_id)
+        return None
+    if now - login.last_seen_at > LAST_SEEN_RESOLUTION:
+        login.last_seen_at = now
+    return login.user
+
+
+def logout(session: Session, token: str, actor: Actor) -> None:
+    login = session.scalar(
+        sa.select(LoginSession).where(LoginSession.token_hash == sha256_hex(token))
+    )
+    if login is not None and login.ended_at is None:
+        login.ended_at = utcnow()
+        login.end_reason = "logout"
+        session.flush()
+        record_event(session, actor, "auth.logout", "user", login.user_id)
+
+
+# --- API tokens -----------------------------------------------------------------------------
+
+
+def create_api_token(session: Session, actor: Actor, user: User) -> str:
+    """Make a new bearer token for ``user``; the plain token is returned once and never stored."""
+    if not user.is_active:
+        raise InvalidInput(f"{user.username} is disabled; enable the account first.")
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(user=user, token_hash=sha256_hex(raw), prefix=raw[: len(TOKEN_PREFIX) + 6])
+    session.add(token)
+    session.flush()
+    record_event(
+        session, actor, "api_token.create", "user", user.id, new={"token": token.prefix + "…"}
+    )
+    return raw
+
+
+def revoke_api_tokens(session: Session, actor: Actor, user: User) -> int:
+    result = session.execute(
+        sa.update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    record_event(session, actor, "api_token.revoke", "user", user.id, new={"revoked": count})
+    return count
+
+
+def authenticate_token(session: Session, raw: str) -> User | None:
+    if not raw.startswith(TOKEN_PREFIX) or len(raw) > 128:
+        return None
+    token = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == sha256_hex(raw)))
+    if token is None or token.revoked_at is not None or not token.user.is_active:
+        return None
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at > LAST_SEEN_RESOLUTION:
+        token.last_used_at = now
+    return token.user

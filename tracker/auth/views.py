@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+
+from tracker.auth import services
+from tracker.auth.forms import ChangePasswordForm, LoginForm
+from tracker.auth.passwords import verify_password
+from tracker.auth.session import (
+    begin_browser_session,
+    client_address,
+    current_actor,
+    end_browser_session,
+)
+from tracker.db import get_session
+from tracker.errors import InvalidInput
+from tracker.extensions import limiter
+from tracker.security import Permission, public, requires
+
+bp = Blueprint("auth", __name__)
+
+
+def _login_rate_limit() -> str:
+    return str(current_app.config["TRACKER_LOGIN_RATE_LIMIT"])
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: never an open redirect."""
+    if target:
+        parts = urlsplit(target)
+        if (
+            not parts.scheme
+            and not parts.netloc
+            and target.startswith("/")
+            and not target.startswith("//")
+        ):
+            return target
+    return url_for("main.dashboard")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@public
+@limiter.limit(_login_rate_limit, methods=["POST"])
+def login() -> ResponseReturnValue:
+    if current_user.is_authenticated:
+        return redirect(url_for("main.dashboard"))
+    form = LoginForm()
+    error = None
+    if form.validate_on_submit():
+        config = current_app.config
+        try:
+            result = services.authenticate(
+                get_session(),
+                form.username.data or "",
+                form.password.data or "",
+                ip_address=client_address(),
+                max_failures=config["TRACKER_LOGIN_MAX_FAILURES"],
+                lockout=timedelta(minutes=config["TRACKER_LOCKOUT_MINUTES"]),
+            )
+        except services.LoginRefused as refused:
+            # Rendered with 200 so the edge commits the audited failure and the lockout count.
+            error = refused.message
+        else:
+            begin_browser_session(result)
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("auth/login.html", form=form, error=error)
+
+
+@bp.route("/logout", methods=["POST"])
+@requires(Permission.ACCOUNT_MANAGE_OWN)
+def logout() -> ResponseReturnValue:
+    end_browser_session(current_user._get_current_object())
+    flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@requires(Permission.ACCOUNT_MANAGE_OWN)
+def change_password() -> ResponseReturnValue:
+    form = ChangePasswordForm()
+    user = current_user._get_current_object()
+    if form.validate_on_submit():
+        if not verify_password(user.password_hash, form.current_password.data or ""):
+            form.current_password.errors.append("The current password is not correct.")
+        else:
+            try:
+                services.set_password(
+                    get_session(),
+                    current_actor(),
+                    user,
+                    form.new_password.data or "",
+                    reason="changed by the user",
+                )
+            except InvalidInput as error:
+                form.new_password.errors.extend(error.details or [error.message])
+            else:
+                # Every session ended with the change, this one included: sign in again.
+                end_browser_session(user)
+                flash("Your password is changed. Sign in with the new password.", "success")
+                return redirect(url_for("auth.login"))
+    return render_template("auth/change_password.html", form=form)

@@ -1,0 +1,406 @@
+"""The ``tracker`` command: a Click group bound to the app factory."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import AppGroup, FlaskGroup, with_appcontext
+
+from tracker import create_app
+from tracker.audit.services import Actor
+
+
+def main() -> None:
+    cli(prog_name="tracker")
+
+
+@click.group(cls=FlaskGroup, create_app=lambda: create_app(), add_version_option=False)
+def cli() -> None:
+    """tracker: protocol workflow tracker for clinical trials of MDMA-assisted therapy."""
+
+
+def cli_actor() -> Actor:
+    """CLI changes are recorded under the operating-system account that made them."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "unknown"
+    return Actor(username=f"cli:{name}"[:64], role="system")
+
+
+def _database():  # type: ignore[no-untyped-def]
+    from tracker.db import get_database
+
+    return get_database(current_app)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def register_cli(app) -> None:  # type: ignore[no-untyped-def]
+    """Bind the command groups to the app, so `tracker X` and `flask --app tracker X` agree."""
+    for command in (db, sites, users, audit, report, demo, bench):
+        app.cli.add_command(command)
+
+
+# --- db ---------------------------------------------------------------------------------------
+
+
+@click.group(cls=AppGroup)
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@with_appcontext
+def db_upgrade(revision: str) -> None:
+    """Upgrade the database to REVISION (default: head)."""
+    from tracker import migrate
+
+    migrate.upgrade(current_app.config["TRACKER_DATABASE_URL"], revision)
+
+
+@db.command("downgrade")
+@click.argument("revision", default="-1")
+@with_appcontext
+def db_downgrade(revision: str) -> None:
+    """Downgrade the database to REVISION (default: one step)."""
+    from tracker import migrate
+
+    migrate.downgrade(current_app.config["TRACKER_DATABASE_URL"], revision)
+
+
+@db.command("current")
+@with_appcontext
+def db_current() -> None:
+    """Show the database's revision."""
+    from tracker import migrate
+
+    migrate.current(current_app.config["TRACKER_DATABASE_URL"])
+
+
+@db.command("revision")
+@click.option("-m", "--message", required=True)
+@with_appcontext
+def db_revision(message: str) -> None:
+    """Write a new migration from the difference between the models and the database."""
+    from tracker import migrate
+
+    migrate.revision(current_app.config["TRACKER_DATABASE_URL"], message)
+
+
+@db.command("backup")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@with_appcontext
+def db_backup(output: Path) -> None:
+    """Back up the SQLite database online to OUTPUT and verify the copy's audit chain."""
+    from tracker.backup import BackupError, backup_sqlite
+
+    try:
+        result = backup_sqlite(current_app.config["TRACKER_DATABASE_URL"], output)
+    except BackupError as error:
+        _fail(str(error))
+    click.echo(f"Backed up to {output}: {result.events} audit events, head {result.head}")
+
+
+@db.command("restore")
+@click.argument("backup", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--yes", is_flag=True, help="Confirm replacing the current database.")
+@with_appcontext
+def db_restore(backup: Path, yes: bool) -> None:
+    """Replace the SQLite database with BACKUP (stop the app first); the backup must verify."""
+    from tracker.backup import BackupError, restore_sqlite
+
+    if not yes:
+        _fail("restoring replaces the current database; stop the app and pass --yes")
+    try:
+        result = restore_sqlite(current_app.config["TRACKER_DATABASE_URL"], backup)
+    except BackupError as error:
+        _fail(str(error))
+    click.echo(f"Restored from {backup}: {result.events} audit events, head {result.head}")
+
+
+# --- sites and users ----------------------------------------------------------------------
+
+
+@click.group(cls=AppGroup)
+def sites() -> None:
+    """Study sites."""
+
+
+@sites.command("create")
+@click.argument("code")
+@click.option("--name", required=True, help="The site's name.")
+@with_appcontext
+def sites_create(code: str, name: str) -> None:
+    """Create a site with CODE (for example S01)."""
+    from tracker.errors import DomainError
+    from tracker.sites.services import create_site
+
+    try:
+        with _database().session_scope() as session:
+            site = create_site(session, cli_actor(), code, name)
+            click.echo(f"Site {site.code} created: {site.name}")
+    except DomainError as error:
+        _fail(error.message)
+
+
+@click.group(cls=AppGroup)
+def users() -> None:
+    """Users, roles and API tokens."""
+
+
+@users.command("create")
+@click.argument("username")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["coordinator", "therapist", "investigator", "auditor", "admin"]),
+)
+@click.option("--site", "site_code", help="Site code; required except for auditor and admin.")
+@click.option("--name", "printed_name", help="Printed name on signatures (default: the username).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_appcontext
+def users_create(
+    username: str, role: str, site_code: str | None, printed_name: str | None, password_stdin: bool
+) -> None:
+    """Create USERNAME with ROLE; the password is prompted for, or read from stdin."""
+    from tracker.auth.services import create_user
+    from tracker.errors import DomainError
+    from tracker.sites.services import get_site_by_code
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        with _database().session_scope() as session:
+            site = get_site_by_code(session, site_code) if site_code else None
+            user = create_user(
+                session,
+                cli_actor(),
+                username=username,
+                role=role,
+                password=password,
+                printed_name=printed_name or username,
+                site=site,
+            )
+            click.echo(
+                f"User {user.username} created ({user.role}{', ' + site.code if site else ''})."
+            )
+    except DomainError as error:
+        _fail(error.message)
+
+
+@users.command("token")
+@click.argument("username")
+@with_appcontext
+def users_token(username: str) -> None:
+    """Print a new API token for USERNAME (shown once; only its hash is kept)."""
+    from tracker.auth.services import create_api_token, get_user_by_username
+    from tracker.errors import DomainError
+
+    try:
+        with _database().session_scope() as session:
+            raw = create_api_token(session, cli_actor(), get_user_by_username(session, username))
+    except DomainError as error:
+        _fail(error.message)
+    click.echo(raw)
+
+
+@users.command("revoke-tokens")
+@click.argument("username")
+@with_appcontext
+def users_revoke_tokens(username: str) -> None:
+    """Revoke every API token of USERNAME."""
+    from tracker.auth.services import get_user_by_username, revoke_api_tokens
+    from tracker.errors import DomainError
+
+    try:
+        with _database().session_scope() as session:
+            count = revoke_api_tokens(session, cli_actor(), get_user_by_username(session, username))
+    except DomainError as error:
+        _fail(error.message)
+    click.echo(f"{count} token(s) revoked.")
+
+
+# --- audit --------------------------------------------------------------------------------
+
+
+@click.group(cls=AppGroup)
+def audit() -> None:
+    """The audit trail."""
+
+
+@audit.command("verify")
+@with_appcontext
+def audit_verify() -> None:
+    """Re-compute the hash chain; exit 1 naming the first bad event."""
+    from tracker.audit.services import verify
+
+    with _database().session_scope() as session:
+        result = verify(session)
+    if result.ok:
+        click.echo(f"OK: {result.events} events, head {result.head}")
+        return
+    click.echo(f"FAILED at event {result.first_bad_seq}: {result.problem}", err=True)
+    sys.exit(1)
+
+
+@audit.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@with_appcontext
+def audit_export(fmt: str, output: Path) -> None:
+    """Export the whole audit trail (the export is itself audited)."""
+    from tracker.audit.export import AUDIT_CSV_HEADER, audit_rows
+    from tracker.audit.services import record_event
+    from tracker.reports.spreadsheet import csv_lines
+
+    database = _database()
+    with database.session_scope() as session:
+        record_event(
+            session,
+            cli_actor(),
+            "audit.export",
+            "audit_trail",
+            None,
+            new={"format": fmt, "file": output.name},
+        )
+    count = 0
+    with (
+        database.session_scope() as session,
+        output.open("w", encoding="utf-8", newline="") as handle,
+    ):
+        for line in csv_lines(AUDIT_CSV_HEADER, audit_rows(session)):
+            handle.write(line)
+            count += 1
+    click.echo(f"{count - 1} events written to {output}")
+
+
+# --- reports ----------------------------------------------------------------------------
+
+
+@click.group(cls=AppGroup)
+def report() -> None:
+    """Protocol-compliance reports."""
+
+
+@report.command("compliance")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "pdf"]), required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--site", help="Only this site.")
+@click.option("--state", help="Only participants in this state.")
+@click.option("--failures-only", is_flag=True, help="Only participants with a failing check.")
+@with_appcontext
+def report_compliance(
+    fmt: str, output: Path, site: str | None, state: str | None, failures_only: bool
+) -> None:
+    """Write the study's compliance report (the export is itself audited)."""
+    from tracker.reports import compliance, exporters
+
+    flt = compliance.ReportFilter(site=site, state=state, failures_only=failures_only)
+    actor = cli_actor()
+    database = _database()
+    with database.session_scope() as session:
+        header = compliance.report_header(session, actor.username, flt)
+        compliance.record_export(session, actor, fmt, flt, header)
+    with database.session_scope() as session:
+        summary = compliance.Summary()
+        if fmt == "pdf":
+            rows = list(
+                compliance.participant_results(
+                    session, None, flt, header, summary, keep_records=True
+                )
+            )
+            output.write_bytes(
+                exporters.pdf_report(
+                    header,
+                    rows,
+                    summary,
+                    compliance.deviations(session, None, flt),
+                    compliance.open_safety_items(session, None, flt),
+                )
+            )
+        else:
+            results = compliance.participant_results(session, None, flt, header, summary)
+            chunks = (
+                exporters.csv_report(header, results)
+                if fmt == "csv"
+                else exporters.json_report(
+                    header, results, summary, compliance.deviations(session, None, flt)
+                )
+            )
+            with output.open("w", encoding="utf-8", newline="") as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+    click.echo(
+        f"{summary.participants} participants written to {output} (audit head {header.audit_head})"
+    )
+
+
+# --- demo ---------------------------------------------------------------------------------
+
+
+@click.command("demo")
+@with_appcontext
+def demo() -> None:
+    """Load the demo study (sites, one user per role) once, and print the demo logins."""
+    from tracker.demo import load_demo
+
+    if current_app.config["TRACKER_ENV"] == "production":
+        _fail("the demo is refused when TRACKER_ENV=production")
+    credentials = load_demo(_database(), Path(current_app.instance_path))
+    click.echo(credentials)
+
+
+# --- bench --------------------------------------------------------------------------------
+
+
+def _benchmarks():  # type: ignore[no-untyped-def]
+    """The repository's benchmarks/ package (next to tracker/, not installed with it)."""
+    from tracker import ROOT
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import benchmarks.generate
+
+    return benchmarks
+
+
+@click.group(cls=AppGroup)
+def bench() -> None:
+    """Benchmark data and benchmarks (see docs/benchmarks.md)."""
+
+
+@bench.command("seed")
+@click.option("--participants", type=click.IntRange(1), required=True, help="How many.")
+@click.option("--database-url", help="Seed this database instead of the app's.")
+@click.option("--seed", "seed_value", type=int, default=20261121, show_default=True)
+@with_appcontext
+def bench_seed(participants: int, database_url: str | None, seed_value: int) -> None:
+    """Migrate an empty database and fill it with a realistic study of PARTICIPANTS (bulk)."""
+    from tracker import migrate
+
+    if current_app.config["TRACKER_ENV"] == "production":
+        _fail("benchmark data is refused when TRACKER_ENV=production")
+    url = database_url or current_app.config["TRACKER_DATABASE_URL"]
+    migrate.upgrade(url)
+    try:
+        result = _benchmarks().generate.seed(
+            url, participants, seed_value=seed_value, log=click.echo
+        )
+    except RuntimeError as error:
+        _fail(str(error))
+    click.echo(
+        f"{result.participants} participants, {result.total_rows} rows in {result.seconds:.1f} s "
+        f"(audit head {result.audit_head}); every user's password is "
+        f"{_benchmarks().generate.BENCH_PASSWORD!r}"
+    )

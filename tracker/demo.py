@@ -1,0 +1,231 @@
+"""The demo study: generated sites and one user per role, loaded once.
+
+Passwords are random per installation and kept in ``instance/demo-logins.txt`` (mode 600)
+so that ``make run`` can print them again; nothing here is a real person.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from tracker import clock
+from tracker.audit.services import Actor
+from tracker.auth.models import User
+from tracker.auth.services import create_user
+from tracker.db import Database
+from tracker.histories import (
+    Team,
+    make_eligible,
+    protocol_history,
+    run_histories,
+    screen,
+    simple_session,
+    starting_at,
+)
+from tracker.participants.models import Participant
+from tracker.participants.services import assess_review_item, enrol_participant
+from tracker.participants.transitions import apply_transition
+from tracker.sessions import services as sessions
+from tracker.sites.services import create_site
+
+DEMO_SITES = (("S01", "Demo Site One"), ("S02", "Demo Site Two"))
+DEMO_USERS = (
+    # username, role, site, printed name
+    ("coordinator", "coordinator", "S01", "Demo Coordinator"),
+    ("therapist", "therapist", "S01", "Demo Therapist A"),
+    ("therapist2", "therapist", "S01", "Demo Therapist B"),
+    ("investigator", "investigator", "S01", "Demo Investigator"),
+    ("auditor", "auditor", None, "Demo Auditor"),
+    ("admin", "admin", None, "Demo Data Manager"),
+)
+LOGINS_FILE = "demo-logins.txt"
+SIMULATED_DAYS = timedelta(days=160)
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def load_demo(database: Database, instance_path: Path) -> str:
+    """Create the demo study unless it exists; return the login table to print."""
+    logins = instance_path / LOGINS_FILE
+    actor = Actor.system("demo")
+    with database.session_scope() as check:
+        if check.scalar(sa.select(User.id).where(User.username == "admin")) is not None:
+            if logins.exists():
+                return "The demo is already loaded.\n" + logins.read_text()
+            return "The demo is already loaded (its logins file is gone; reset passwords as admin)."
+    # The whole demo lives on a simulated timeline that ends before the real now.
+    clock.start_simulation(clock.now() - SIMULATED_DAYS)
+    try:
+        text = _load(database, actor)
+    finally:
+        clock.reset()
+    _write_private(logins, text)
+    return text
+
+
+def _load(database: Database, actor: Actor) -> str:
+    passwords: dict[str, str] = {}
+    with database.session_scope() as session:
+        sites = {code: create_site(session, actor, code, name) for code, name in DEMO_SITES}
+        lines = ["Demo logins (generated for this installation):", ""]
+        for username, role, site_code, printed_name in DEMO_USERS:
+            password = passwords[username] = "-".join(secrets.token_hex(3) for _ in range(3))
+            create_user(
+                session,
+                actor,
+                username=username,
+                role=role,
+                password=password,
+                printed_name=printed_name,
+                site=sites[site_code] if site_code else None,
+            )
+            lines.append(
+                f"  {username:<14} {password:<22} {role}{' at ' + site_code if site_code else ''}"
+            )
+        text = "\n".join(lines) + "\n"
+        _demo_participants(
+            session, {u.username: u for u in session.scalars(sa.select(User))}, passwords
+        )
+    return text
+
+
+def _demo_participants(session: Session, users: dict[str, User], passwords: dict[str, str]) -> None:
+    """Participants in every state, with histories made by the same services the pages use,
+    interleaved on one simulated timeline that ends before the real now."""
+    team = Team(
+        coordinator=users["coordinator"],
+        investigator=users["investigator"],
+        therapists=[users["therapist"], users["therapist2"]],
+        investigator_password=passwords["investigator"],
+    )
+    rng = random.Random(20261121)  # noqa: S311 (demo data, not security)
+    end = clock.now() + SIMULATED_DAYS
+    histories = []
+    plan = [  # stage, days before the end that the history starts
+        ("completed", 150),
+        ("completed", 135),
+        ("cycle_2", 90),
+        ("integration", 55),
+        ("dosing_in_progress", 38),
+        ("preparation", 30),
+        ("ready_to_confirm", 9),
+        ("awaiting_assessment", 6),
+        ("checklist_partial", 5),
+        ("enrolled", 2),
+    ]
+    for stage, days in plan:
+        histories.append(
+            starting_at(
+                end - timedelta(days=days),
+                lambda stage=stage: protocol_history(session, team, rng, stage),
+            )
+        )
+    histories.append(
+        starting_at(
+            end - timedelta(days=70),
+            lambda: protocol_history(session, team, rng, "completed", serious_event_in_cycle=1),
+        )
+    )
+    histories.append(
+        starting_at(end - timedelta(days=40), lambda: _screen_failures(session, team, rng))
+    )
+    histories.append(starting_at(end - timedelta(days=60), lambda: _withdrawal(session, team, rng)))
+    run_histories(histories, until=end - timedelta(hours=1))
+
+
+def _screen_failures(session: Session, team: Team, rng: random.Random) -> Iterator[datetime]:
+    excluded = _enrol(session, team, rng)
+    screen(session, team, excluded, rng, yes={"bipolar_i": "Bipolar I disorder diagnosed 2016"})
+    yield clock.now() + timedelta(days=2)
+    apply_transition(
+        session,
+        team.as_coordinator,
+        excluded,
+        "fail_screening",
+        expected_version=excluded.version,
+        reason="Exclusion: bipolar I disorder",
+    )
+    yield clock.now() + timedelta(days=3)
+    risky = _enrol(session, team, rng)
+    screen(
+        session,
+        team,
+        risky,
+        rng,
+        yes={"cardiovascular_risk_factors": "Type 2 diabetes, smoker, father MI at 52"},
+    )
+    yield clock.now() + timedelta(days=1)
+    assess_review_item(
+        session,
+        team.as_investigator,
+        risky,
+        "cardiovascular_risk_factors",
+        False,
+        "Combined risk factors too high for the cardiovascular load of dosing.",
+    )
+    apply_transition(
+        session,
+        team.as_investigator,
+        risky,
+        "fail_screening",
+        expected_version=risky.version,
+        reason="Cardiovascular risk assessed not acceptable",
+    )
+
+
+def _withdrawal(session: Session, team: Team, rng: random.Random) -> Iterator[datetime]:
+    participant = _enrol(session, team, rng)
+    make_eligible(session, team, participant, rng)
+    yield clock.now() + timedelta(days=3)
+    apply_transition(
+        session,
+        team.as_coordinator,
+        participant,
+        "confirm_eligibility",
+        expected_version=participant.version,
+    )
+    yield clock.now() + timedelta(days=6)
+    simple_session(session, team, participant, "preparation")
+    sessions.record_side_effect(
+        session,
+        team.as_therapist(),
+        participant,
+        term="Insomnia",
+        severity="mild",
+        onset_at=clock.now() - timedelta(days=2),
+        resolved_at=clock.now() - timedelta(hours=20),
+    )
+    yield clock.now() + timedelta(days=10)
+    apply_transition(
+        session,
+        team.as_investigator,
+        participant,
+        "withdraw",
+        expected_version=participant.version,
+        reason="Relocated out of the study area",
+        withdrawal_category="participant_decision",
+    )
+
+
+def _enrol(session: Session, team: Team, rng: random.Random) -> Participant:
+    return enrol_participant(
+        session,
+        team.as_coordinator,
+        site=team.coordinator.site,
+        sex=rng.choice(["female", "male"]),
+        year_of_birth=rng.randint(1962, 2001),
+        therapists=[team.therapists[0].username],
+    )

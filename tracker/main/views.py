@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+
+from tracker.db import get_session
+from tracker.participants.presenters import phase_counts, worklist
+from tracker.participants.queries import counts_by_state
+from tracker.security import Permission, can, requires
+from tracker.sessions.pages import dashboard_work
+
+bp = Blueprint("main", __name__)
+
+
+@bp.route("/")
+@requires(Permission.DASHBOARD_VIEW)
+def dashboard() -> ResponseReturnValue:
+    context = {}
+    if can(Permission.PARTICIPANTS_VIEW):
+        # A bounded number of queries whatever the study's size: one count per state, and the
+        # work list of at most WORKLIST_LIMIT participants checked together.
+        session = get_session()
+        user = current_user._get_current_object()
+        counts = counts_by_state(session, user)
+        phases, on_hold, total = phase_counts(counts)
+        context = {
+            "phases": phases,
+            "on_hold_count": on_hold,
+            "total": total,
+            "work": worklist(session, user, counts),
+            "due": dashboard_work(session, user),
+        }
+    return render_template("main/dashboard.html", **context)

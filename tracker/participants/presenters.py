@@ -1,0 +1,199 @@
+"""Read-only views of participants for the pages: labels, the dashboard's phase counts and its
+screening work list (a bounded number of queries, whatever the study's size)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from tracker.auth.models import User
+from tracker.participants.models import (
+    ChecklistAnswer,
+    ChecklistSignature,
+    Consent,
+    Participant,
+    ReviewAssessment,
+)
+from tracker.participants.queries import visible_to
+from tracker.protocol import ChecklistAnswer as CoreAnswer
+from tracker.protocol import (
+    ChecklistOutcome,
+    Phase,
+    State,
+    checklist_content_for_signature,
+    evaluate_checklist,
+    phase_of,
+)
+from tracker.protocol import ReviewAssessment as CoreAssessment
+from tracker.study.services import definition_of
+
+WORKLIST_LIMIT = 20
+
+PHASE_TITLES: dict[Phase, str] = {
+    Phase.SCREENING_PREPARATION: "Screening and preparation",
+    Phase.DOSING: "Dosing",
+    Phase.INTEGRATION: "Integration",
+    Phase.CLOSED: "Closed",
+}
+
+# The states each phase column of the dashboard shows, in protocol order.
+PHASE_STATES: dict[Phase, tuple[State, ...]] = {
+    Phase.SCREENING_PREPARATION: (State.SCREENING, State.PREPARATION),
+    Phase.DOSING: (State.DOSING,),
+    Phase.INTEGRATION: (State.INTEGRATION,),
+    Phase.CLOSED: (State.COMPLETED, State.SCREEN_FAILED, State.WITHDRAWN),
+}
+
+
+def state_label(state: str) -> str:
+    return state.replace("_", " ")
+
+
+def phase_label(participant: Participant) -> str:
+    held_from = State(participant.held_from) if participant.held_from else None
+    return PHASE_TITLES[phase_of(State(participant.state), held_from)]
+
+
+@dataclass(frozen=True)
+class PhaseCounts:
+    phase: Phase
+    title: str
+    states: list[tuple[str, int]]
+
+    @property
+    def total(self) -> int:
+        return sum(count for _, count in self.states)
+
+
+def phase_counts(counts: dict[str, int]) -> tuple[list[PhaseCounts], int, int]:
+    """Counts per state (``queries.counts_by_state``) grouped by phase, the on-hold count, and
+    the total."""
+    phases = [
+        PhaseCounts(phase, PHASE_TITLES[phase], [(s.value, counts[s.value]) for s in states])
+        for phase, states in PHASE_STATES.items()
+    ]
+    return phases, counts[State.ON_HOLD.value], sum(counts.values())
+
+
+@dataclass
+class ScreeningItem:
+    """A participant in screening and what it is waiting for."""
+
+    participant: Participant
+    outcome: ChecklistOutcome
+    reasons: tuple[str, ...]
+    signed: bool
+    consented: bool
+    steps: list[str] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return self.outcome is ChecklistOutcome.ELIGIBLE and self.signed and self.consented
+
+
+@dataclass(frozen=True)
+class Worklist:
+    screening: list[ScreeningItem]
+    screening_total: int
+    on_hold: list[Participant]
+    on_hold_total: int
+
+
+def _next_steps(item: ScreeningItem) -> list[str]:
+    if item.outcome is ChecklistOutcome.INELIGIBLE:
+        return ["Ineligible: record the screen failure"]
+    if item.outcome is ChecklistOutcome.INCOMPLETE:
+        steps = [f"Checklist incomplete ({len(item.reasons)} open)"]
+    elif not item.signed:
+        steps = ["Eligible, awaiting the investigator's signature"]
+    else:
+        steps = []
+    if not item.consented:
+        steps.append("Consent not recorded")
+    return steps or ["Ready to confirm eligibility"]
+
+
+def worklist(
+    session: Session, user: User, counts: dict[str, int], limit: int = WORKLIST_LIMIT
+) -> Worklist:
+    """What needs action: the longest-waiting participants in screening (at most ``limit``,
+    checked with six queries in all, not several per participant) and those on hold."""
+    visible = visible_to(user)
+    screening = list(
+        session.scalars(
+            visible.where(Participant.state == State.SCREENING.value)
+            .order_by(Participant.enrolled_at, Participant.id)
+            .limit(limit)
+        )
+    )
+    on_hold = list(
+        session.scalars(
+            visible.where(Participant.state == State.ON_HOLD.value)
+            .order_by(Participant.updated_at, Participant.id)
+            .limit(limit)
+        )
+    )
+    ids = [p.id for p in screening]
+    answers: dict[int, dict[str, ChecklistAnswer]] = defaultdict(dict)
+    assessments: dict[int, dict[str, ReviewAssessment]] = defaultdict(dict)
+    signatures: dict[int, ChecklistSignature] = {}
+    consented: set[int] = set()
+    if ids:
+        for answer in session.scalars(
+            sa.select(ChecklistAnswer).where(ChecklistAnswer.participant_id.in_(ids))
+        ):
+            answers[answer.participant_id][answer.item_code] = answer
+        for assessment in session.scalars(
+            sa.select(ReviewAssessment)
+            .where(ReviewAssessment.participant_id.in_(ids), ReviewAssessment.voided_at.is_(None))
+            .order_by(ReviewAssessment.assessed_at)
+        ):
+            assessments[assessment.participant_id][assessment.item_code] = assessment
+        for signature in session.scalars(
+            sa.select(ChecklistSignature).where(
+                ChecklistSignature.participant_id.in_(ids), ChecklistSignature.voided_at.is_(None)
+            )
+        ):
+            signatures[signature.participant_id] = signature
+        consented = set(
+            session.scalars(
+                sa.select(Consent.participant_id).where(Consent.participant_id.in_(ids)).distinct()
+            )
+        )
+    items = []
+    for participant in screening:
+        definition = definition_of(participant.protocol_version)
+        core_answers = {
+            c: CoreAnswer(c, a.answer, a.note or "") for c, a in answers[participant.id].items()
+        }
+        core_assessments = {
+            c: CoreAssessment(c, a.acceptable, a.rationale)
+            for c, a in assessments[participant.id].items()
+        }
+        evaluation = evaluate_checklist(definition.checklist, core_answers, core_assessments)
+        signature = signatures.get(participant.id)
+        signed = False
+        if signature is not None:
+            content = checklist_content_for_signature(
+                definition.checklist, core_answers, core_assessments
+            )
+            signed = signature.content_hash == hashlib.sha256(content.encode("utf-8")).hexdigest()
+        item = ScreeningItem(
+            participant=participant,
+            outcome=evaluation.outcome,
+            reasons=evaluation.reasons,
+            signed=signed,
+            consented=participant.id in consented,
+        )
+        item.steps = _next_steps(item)
+        items.append(item)
+    return Worklist(
+        screening=items,
+        screening_total=counts[State.SCREENING.value],
+        on_hold=on_hold,
+        on_hold_total=counts[State.ON_HOLD.value],
+    )

@@ -1,0 +1,191 @@
+"""Who may see which participant: site-bound users see their site; therapists see only the
+participants assigned to them. Anything else is a 404, never a 403 (SPEC §1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from tracker.auth.models import SITELESS_ROLES, User
+from tracker.errors import NotFound
+from tracker.participants.models import (
+    ChecklistAnswer,
+    ChecklistSignature,
+    Consent,
+    Participant,
+    ProtocolDeviation,
+    ReviewAssessment,
+    TherapistAssignment,
+    TransitionEvent,
+)
+from tracker.protocol import Role, State
+from tracker.sites.models import Site
+
+
+def visible_to(user: User | None) -> sa.Select[tuple[Participant]]:
+    """The participants ``user`` may see; None is the study-wide view of the command line."""
+    query = sa.select(Participant)
+    if user is None:
+        return query
+    if user.role not in SITELESS_ROLES:
+        query = query.where(Participant.site_id == user.site_id)
+    if user.role == Role.THERAPIST:
+        query = query.where(
+            sa.exists().where(
+                TherapistAssignment.participant_id == Participant.id,
+                TherapistAssignment.user_id == user.id,
+                TherapistAssignment.ended_at.is_(None),
+            )
+        )
+    return query
+
+
+def get_participant(
+    session: Session, user: User, participant_id: int, *, for_update: bool = False
+) -> Participant:
+    query = visible_to(user).where(Participant.id == participant_id)
+    participant = session.scalar(query)
+    if participant is None:
+        raise NotFound(f"No participant {participant_id} that you can see.")
+    return participant
+
+
+@dataclass(frozen=True)
+class ParticipantFilter:
+    state: str | None = None
+    site: str | None = None
+    search: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Participant]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def participant_page(
+    session: Session, user: User, flt: ParticipantFilter, page: int, per_page: int
+) -> Page:
+    query = visible_to(user)
+    if flt.state:
+        query = query.where(Participant.state == flt.state)
+    if flt.site:
+        query = query.join(Site, Site.id == Participant.site_id).where(
+            Site.code == flt.site.upper()
+        )
+    if flt.search:
+        query = query.where(
+            Participant.study_id.contains(flt.search.strip().upper(), autoescape=True)
+        )
+    total = (
+        session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())) or 0
+    )
+    items = list(
+        session.scalars(
+            query.order_by(Participant.study_id).limit(per_page).offset((page - 1) * per_page)
+        )
+    )
+    return Page(items=items, total=total, page=page, per_page=per_page)
+
+
+def counts_by_state(session: Session, user: User) -> dict[str, int]:
+    visible = visible_to(user).subquery()
+    rows = session.execute(sa.select(visible.c.state, sa.func.count()).group_by(visible.c.state))
+    counts = {state.value: 0 for state in State}
+    counts.update({state: count for state, count in rows})
+    return counts
+
+
+def answers_of(session: Session, participant_id: int) -> list[ChecklistAnswer]:
+    return list(
+        session.scalars(
+            sa.select(ChecklistAnswer).where(ChecklistAnswer.participant_id == participant_id)
+        )
+    )
+
+
+def current_assessments(session: Session, participant_id: int) -> list[ReviewAssessment]:
+    return list(
+        session.scalars(
+            sa.select(ReviewAssessment)
+            .where(
+                ReviewAssessment.participant_id == participant_id,
+                ReviewAssessment.voided_at.is_(None),
+            )
+            .order_by(ReviewAssessment.assessed_at)
+        )
+    )
+
+
+def signatures_of(session: Session, participant_id: int) -> list[ChecklistSignature]:
+    return list(
+        session.scalars(
+            sa.select(ChecklistSignature)
+            .where(ChecklistSignature.participant_id == participant_id)
+            .order_by(ChecklistSignature.signed_at.desc(), ChecklistSignature.id.desc())
+        )
+    )
+
+
+def consents_of(session: Session, participant_id: int) -> list[Consent]:
+    return list(
+        session.scalars(
+            sa.select(Consent)
+            .where(Consent.participant_id == participant_id)
+            .order_by(Consent.recorded_at)
+        )
+    )
+
+
+def transitions_of(session: Session, participant_id: int) -> list[TransitionEvent]:
+    return list(
+        session.scalars(
+            sa.select(TransitionEvent)
+            .where(TransitionEvent.participant_id == participant_id)
+            .order_by(TransitionEvent.version_after)
+        )
+    )
+
+
+def deviations_of(session: Session, participant_id: int) -> list[ProtocolDeviation]:
+    return list(
+        session.scalars(
+            sa.select(ProtocolDeviation)
+            .where(ProtocolDeviation.participant_id == participant_id)
+            .order_by(ProtocolDeviation.occurred_at)
+        )
+    )
+
+
+def assigned_therapists(session: Session, participant_id: int) -> list[User]:
+    return list(
+        session.scalars(
+            sa.select(User)
+            .join(TherapistAssignment, TherapistAssignment.user_id == User.id)
+            .where(
+                TherapistAssignment.participant_id == participant_id,
+                TherapistAssignment.ended_at.is_(None),
+            )
+            .order_by(User.username)
+        )
+    )
+
+
+def therapists_of_site(session: Session, site_id: int) -> list[User]:
+    return list(
+        session.scalars(
+            sa.select(User)
+            .where(
+                User.site_id == site_id, User.role == Role.THERAPIST.value, User.is_active.is_(True)
+            )
+            .order_by(User.username)
+        )
+    )

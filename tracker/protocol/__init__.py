@@ -1,0 +1,91 @@
+"""The domain core of tracker: the protocol as data, the state machine, and the checklist.
+
+Standard library only, no I/O beyond reading a protocol file: the services build a
+``ParticipantFacts`` snapshot, ask ``decide`` and apply the ``Decision``.
+"""
+
+from tracker.protocol.checklist import (
+    ChecklistAnswer,
+    ChecklistEvaluation,
+    ChecklistOutcome,
+    ReviewAssessment,
+    checklist_content_for_signature,
+    evaluate_checklist,
+    unknown_item_codes,
+)
+from tracker.protocol.definition import (
+    AlertThresholds,
+    ChecklistCategory,
+    ChecklistItem,
+    DosingRules,
+    ItemKind,
+    ProtocolDefinition,
+    Schedule,
+    VitalSignRules,
+)
+from tracker.protocol.facts import DosingSessionFacts, ParticipantFacts, PregnancyTestStatus
+from tracker.protocol.failures import NEVER_OVERRIDABLE, GuardCode, GuardFailure
+from tracker.protocol.loader import ProtocolFileError, load_protocol, load_protocol_file
+from tracker.protocol.roles import Role
+from tracker.protocol.states import (
+    CLOSED_STATES,
+    HOLDABLE_STATES,
+    Phase,
+    State,
+    WithdrawalCategory,
+    phase_of,
+)
+from tracker.protocol.transitions import (
+    TRANSITIONS,
+    CheckResult,
+    Decision,
+    Transition,
+    TransitionOption,
+    UnknownTransitionError,
+    allowed_transitions,
+    can_place_on_hold,
+    decide,
+)
+
+__all__ = [
+    "CLOSED_STATES",
+    "HOLDABLE_STATES",
+    "NEVER_OVERRIDABLE",
+    "TRANSITIONS",
+    "AlertThresholds",
+    "CheckResult",
+    "ChecklistAnswer",
+    "ChecklistCategory",
+    "ChecklistEvaluation",
+    "ChecklistItem",
+    "ChecklistOutcome",
+    "Decision",
+    "DosingRules",
+    "DosingSessionFacts",
+    "GuardCode",
+    "GuardFailure",
+    "ItemKind",
+    "ParticipantFacts",
+    "Phase",
+    "PregnancyTestStatus",
+    "ProtocolDefinition",
+    "ProtocolFileError",
+    "ReviewAssessment",
+    "Role",
+    "Schedule",
+    "State",
+    "Transition",
+    "TransitionOption",
+    "UnknownTransitionError",
+    "VitalSignRules",
+    "WithdrawalCategory",
+    "allowed_transitions",
+    "can_place_on_hold",
+    "checklist_content_for_signature",
+    "decide",
+    "evaluate_checklist",
+    "load_protocol",
+    "load_protocol_file",
+    "phase_of",
+    "unknown_item_codes",
+]

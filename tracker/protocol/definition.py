@@ -1,0 +1,188 @@
+"""The protocol as data: settings and the contraindication checklist (SPEC §2).
+
+A ``ProtocolDefinition`` is what ``load_protocol`` builds from a TOML file; it is immutable so a
+participant's rules cannot change under them once enrolled under a version.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ItemKind(StrEnum):
+    """How a checklist item answered yes affects eligibility."""
+
+    EXCLUSION = "exclusion"
+    REVIEW = "review"
+
+
+@dataclass(frozen=True)
+class ChecklistCategory:
+    """A group of checklist items, e.g. ``cardiovascular`` titled "Cardiovascular risk"."""
+
+    code: str
+    title: str
+
+
+@dataclass(frozen=True)
+class ChecklistItem:
+    """One contraindication question; ``question`` reads as a statement answered yes or no."""
+
+    code: str
+    category: str
+    question: str
+    kind: ItemKind
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How many sessions of each kind the protocol asks for, and when."""
+
+    preparation_sessions: int
+    dosing_cycles: int
+    integration_sessions_per_cycle: int
+    first_integration_within_hours: int
+    dosing_interval_min_days: int
+    dosing_interval_max_days: int
+
+
+@dataclass(frozen=True)
+class DosingRules:
+    """Doses, their timing, and what a dosing session needs around it."""
+
+    initial_doses_mg: tuple[int, ...]
+    supplemental_fraction: float
+    supplemental_window_min_minutes: int
+    supplemental_window_max_minutes: int
+    max_per_session_mg: int
+    monitoring_min_hours: float
+    therapists_present: int
+    overnight_stay_required: bool
+    pregnancy_test_within_hours: int
+
+    def supplemental_dose_mg(self, initial_dose_mg: int) -> float:
+        """Return the supplemental dose for ``initial_dose_mg`` (half of it by default)."""
+        return initial_dose_mg * self.supplemental_fraction
+
+
+@dataclass(frozen=True)
+class AlertThresholds:
+    """A vital-sign reading at or above any of these raises an alert."""
+
+    systolic_mmhg: int
+    diastolic_mmhg: int
+    heart_rate_bpm: int
+    temperature_c: float
+
+
+@dataclass(frozen=True)
+class VitalSignRules:
+    """When vital signs must be taken during a dosing session, and when they alarm."""
+
+    baseline_within_minutes: int
+    max_gap_minutes: int
+    alert_thresholds: AlertThresholds
+
+
+@dataclass(frozen=True)
+class ProtocolDefinition:
+    """A versioned protocol: every setting of SPEC §2 and the contraindication checklist."""
+
+    code: str
+    version: str
+    title: str
+    schedule: Schedule
+    dosing: DosingRules
+    vital_signs: VitalSignRules
+    overridable_guards: frozenset[str]
+    categories: tuple[ChecklistCategory, ...]
+    checklist: tuple[ChecklistItem, ...]
+
+    def is_overridable(self, guard_code: str) -> bool:
+        """Say whether this protocol lets an investigator override the guard ``guard_code``."""
+        return guard_code in self.overridable_guards
+
+    def category(self, code: str) -> ChecklistCategory:
+        """Return the checklist category ``code``; ``KeyError`` if the protocol has none."""
+        for category in self.categories:
+            if category.code == code:
+                return category
+        raise KeyError(code)
+
+    def items_in(self, category_code: str) -> tuple[ChecklistItem, ...]:
+        """Return the checklist items of one category, in protocol order."""
+        return tuple(item for item in self.checklist if item.category == category_code)
+
+    def item(self, code: str) -> ChecklistItem:
+        """Return the checklist item ``code``; ``KeyError`` if the protocol has none."""
+        for item in self.checklist:
+            if item.code == code:
+                return item
+        raise KeyError(code)
+
+    def to_dict(self) -> dict[str, object]:
+        """Return a JSON-able form laid out like the TOML file (``GET /api/v1/protocol``)."""
+        schedule = self.schedule
+        dosing = self.dosing
+        vitals = self.vital_signs
+        thresholds = vitals.alert_thresholds
+        return {
+            "protocol": {"code": self.code, "version": self.version, "title": self.title},
+            "schedule": {
+                "preparation_sessions": schedule.preparation_sessions,
+                "dosing_cycles": schedule.dosing_cycles,
+                "integration_sessions_per_cycle": schedule.integration_sessions_per_cycle,
+                "first_integration_within_hours": schedule.first_integration_within_hours,
+                "dosing_interval_min_days": schedule.dosing_interval_min_days,
+                "dosing_interval_max_days": schedule.dosing_interval_max_days,
+            },
+            "dosing": {
+                "initial_doses_mg": list(dosing.initial_doses_mg),
+                "supplemental_fraction": dosing.supplemental_fraction,
+                "supplemental_window_min_minutes": dosing.supplemental_window_min_minutes,
+                "supplemental_window_max_minutes": dosing.supplemental_window_max_minutes,
+                "max_per_session_mg": dosing.max_per_session_mg,
+                "monitoring_min_hours": dosing.monitoring_min_hours,
+                "therapists_present": dosing.therapists_present,
+                "overnight_stay_required": dosing.overnight_stay_required,
+                "pregnancy_test_within_hours": dosing.pregnancy_test_within_hours,
+            },
+            "vital_signs": {
+                "baseline_within_minutes": vitals.baseline_within_minutes,
+                "max_gap_minutes": vitals.max_gap_minutes,
+                "alert_thresholds": {
+                    "systolic_mmhg": thresholds.systolic_mmhg,
+                    "diastolic_mmhg": thresholds.diastolic_mmhg,
+                    "heart_rate_bpm": thresholds.heart_rate_bpm,
+                    "temperature_c": thresholds.temperature_c,
+                },
+            },
+            # Sorted so the hash does not depend on set iteration order.
+            "overrides": {"guards": sorted(self.overridable_guards)},
+            "checklist": {
+                "categories": [
+                    {"code": category.code, "title": category.title} for category in self.categories
+                ],
+                "items": [
+                    {
+                        "code": item.code,
+                        "category": item.category,
+                        "question": item.question,
+                        "kind": str(item.kind),
+                    }
+                    for item in self.checklist
+                ],
+            },
+        }
+
+    def content_hash(self) -> str:
+        """Return the SHA-256 hex digest of the canonical JSON of ``to_dict()``.
+
+        Formatting and comments in the TOML file do not change it; any setting or item does, so
+        a file edited without a new version number can be detected.
+        """
+        canonical = json.dumps(
+            self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -1,0 +1,13 @@
+"""The roles a user of the tracker can hold (SPEC §1)."""
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    """A user's single role; the web layer maps permissions onto these values."""
+
+    COORDINATOR = "coordinator"
+    THERAPIST = "therapist"
+    INVESTIGATOR = "investigator"
+    AUDITOR = "auditor"
+    ADMIN = "admin"

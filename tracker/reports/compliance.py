@@ -1,0 +1,274 @@
+"""The compliance report: a header, the results per participant (streamed in batches), and a
+summary gathered on the same single pass."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from tracker.audit.services import Actor, record_event, verify
+from tracker.auth.models import User
+from tracker.db import utcnow
+from tracker.participants.models import Participant, ProtocolDeviation
+from tracker.participants.queries import visible_to
+from tracker.protocol import ProtocolDefinition, State
+from tracker.protocol.compliance import (
+    CHECKS,
+    CheckResult,
+    Outcome,
+    ParticipantRecord,
+    StudyFacts,
+    run_checks,
+)
+from tracker.reports.records import batches, load_records
+from tracker.sessions.models import AdverseEvent, TherapySession, VitalSignAlert
+from tracker.sites.models import Site
+from tracker.study.services import current_protocol_version, definition_of
+
+
+@dataclass(frozen=True)
+class ReportFilter:
+    site: str | None = None
+    state: str | None = None
+    check: str | None = None
+    failures_only: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: v for k, v in vars(self).items() if v}
+
+
+@dataclass(frozen=True)
+class ReportHeader:
+    title: str
+    protocol: str
+    generated_at: datetime
+    generated_by: str
+    audit_head: str
+    audit_events: int
+    audit_ok: bool
+    audit_problem: str | None
+    filters: dict[str, object]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "title": self.title,
+            "protocol": self.protocol,
+            "generated_at": self.generated_at.isoformat(),
+            "generated_by": self.generated_by,
+            "audit_head": self.audit_head,
+            "audit_events": self.audit_events,
+            "audit_ok": self.audit_ok,
+            "filters": self.filters,
+        }
+
+
+@dataclass(frozen=True)
+class ParticipantResult:
+    participant_id: int
+    study_id: str
+    site: str
+    state: str
+    results: tuple[CheckResult, ...]
+    record: ParticipantRecord | None = None
+    protocol: ProtocolDefinition | None = None
+
+    @property
+    def failures(self) -> int:
+        return sum(1 for r in self.results if r.outcome is Outcome.FAIL)
+
+
+@dataclass
+class Summary:
+    participants: int = 0
+    states: Counter[str] = field(default_factory=Counter)
+    outcomes: dict[str, Counter[str]] = field(
+        default_factory=lambda: {c.id: Counter() for c in CHECKS}
+    )
+
+    def add(self, row: ParticipantResult) -> None:
+        self.participants += 1
+        self.states[row.state] += 1
+        for result in row.results:
+            self.outcomes[result.check_id][result.outcome.value] += 1
+
+    def pass_rate(self, check_id: str) -> float | None:
+        counts = self.outcomes[check_id]
+        judged = counts["pass"] + counts["fail"]
+        return None if judged == 0 else counts["pass"] / judged
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "participants": self.participants,
+            "states": {s.value: self.states.get(s.value, 0) for s in State},
+            "checks": [
+                {
+                    "id": c.id,
+                    "pass": self.outcomes[c.id]["pass"],
+                    "fail": self.outcomes[c.id]["fail"],
+                    "not_applicable": self.outcomes[c.id]["not_applicable"],
+                    "pass_rate": self.pass_rate(c.id),
+                }
+                for c in CHECKS
+            ],
+        }
+
+
+def report_header(
+    session: Session, generated_by: str, flt: ReportFilter, title: str = "Protocol compliance"
+) -> ReportHeader:
+    """The header every report states, with the audit trail verified at this moment."""
+    verification = verify(session)
+    protocol = current_protocol_version(session)
+    return ReportHeader(
+        title=title,
+        protocol=f"{protocol.title} ({protocol.code} v{protocol.version})",
+        generated_at=utcnow(),
+        generated_by=generated_by,
+        audit_head=verification.head,
+        audit_events=verification.events,
+        audit_ok=verification.ok,
+        audit_problem=verification.problem,
+        filters=flt.as_dict(),
+    )
+
+
+def _query(user: User | None, flt: ReportFilter) -> sa.Select[tuple[Participant]]:
+    query = visible_to(user)
+    if flt.site:
+        query = query.where(
+            Participant.site_id.in_(sa.select(Site.id).where(Site.code == flt.site.upper()))
+        )
+    if flt.state:
+        query = query.where(Participant.state == flt.state)
+    return query
+
+
+def participant_results(
+    session: Session,
+    user: User | None,
+    flt: ReportFilter,
+    header: ReportHeader,
+    summary: Summary | None = None,
+    *,
+    keep_records: bool = False,
+) -> Iterator[ParticipantResult]:
+    """Every visible participant's results, a batch at a time; ``summary`` gathers the totals
+    of every participant judged (before the failures-only and check filters)."""
+    study = StudyFacts(
+        audit_ok=header.audit_ok, audit_problem=header.audit_problem, now=header.generated_at
+    )
+    for chunk in batches(session, _query(user, flt)):
+        records = load_records(session, chunk)
+        for participant, record in zip(chunk, records, strict=True):
+            protocol = definition_of(participant.protocol_version)
+            results = run_checks(record, protocol, study)
+            row = ParticipantResult(
+                participant.id,
+                participant.study_id,
+                participant.site.code,
+                participant.state,
+                results,
+                record if keep_records else None,
+                protocol if keep_records else None,
+            )
+            if summary is not None:
+                summary.add(row)
+            if flt.check:
+                row = ParticipantResult(
+                    row.participant_id,
+                    row.study_id,
+                    row.site,
+                    row.state,
+                    tuple(r for r in results if r.check_id == flt.check),
+                    row.record,
+                    row.protocol,
+                )
+            if flt.failures_only and row.failures == 0:
+                continue
+            yield row
+
+
+@dataclass(frozen=True)
+class Deviation:
+    study_id: str
+    guard_code: str
+    description: str
+    reason: str
+    approved_by: str
+    occurred_at: datetime
+
+
+def deviations(
+    session: Session, user: User | None, flt: ReportFilter, limit: int = 500
+) -> list[Deviation]:
+    visible = _query(user, flt).subquery()
+    rows = session.execute(
+        sa.select(ProtocolDeviation, Participant.study_id, User.printed_name)
+        .join(Participant, Participant.id == ProtocolDeviation.participant_id)
+        .join(User, User.id == ProtocolDeviation.approved_by_id)
+        .where(Participant.id.in_(sa.select(visible.c.id)))
+        .order_by(ProtocolDeviation.occurred_at)
+        .limit(limit)
+    )
+    return [
+        Deviation(study_id, d.guard_code, d.description, d.reason, name, d.occurred_at)
+        for d, study_id, name in rows
+    ]
+
+
+@dataclass(frozen=True)
+class SafetyItems:
+    unreported_serious_events: int
+    overdue_serious_events: int
+    unassessed_events: int
+    unacknowledged_alerts: int
+
+
+def open_safety_items(session: Session, user: User | None, flt: ReportFilter) -> SafetyItems:
+    visible = sa.select(_query(user, flt).subquery().c.id)
+    now = utcnow()
+    events = session.execute(
+        sa.select(
+            sa.func.count().filter(
+                AdverseEvent.serious.is_(True), AdverseEvent.reported_at.is_(None)
+            ),
+            sa.func.count().filter(
+                AdverseEvent.serious.is_(True),
+                AdverseEvent.reported_at.is_(None),
+                AdverseEvent.report_due_at < now,
+            ),
+            sa.func.count().filter(AdverseEvent.relatedness.is_(None)),
+        ).where(AdverseEvent.participant_id.in_(visible))
+    ).one()
+    alerts = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(VitalSignAlert)
+        .join(TherapySession, TherapySession.id == VitalSignAlert.session_id)
+        .where(TherapySession.participant_id.in_(visible), VitalSignAlert.acknowledged_at.is_(None))
+    )
+    return SafetyItems(int(events[0]), int(events[1]), int(events[2]), int(alerts or 0))
+
+
+def record_export(
+    session: Session, actor: Actor, fmt: str, flt: ReportFilter, header: ReportHeader
+) -> None:
+    """Every export is itself an audit event (committed before the file streams out)."""
+    record_event(
+        session,
+        actor,
+        "report.export",
+        "compliance_report",
+        None,
+        new={"format": fmt, "filters": flt.as_dict(), "audit_head": header.audit_head},
+    )
+
+
+def check_catalogue() -> list[dict[str, str]]:
+    return [
+        {"id": c.id, "description": c.description, "severity": c.severity.value} for c in CHECKS
+    ]

@@ -1,0 +1,279 @@
+"""Writers for the compliance report: CSV and JSON stream row by row; the PDF is rendered
+from HTML (the same SVG charts as the pages) with WeasyPrint."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from flask import render_template
+from markupsafe import Markup
+
+from tracker.protocol.compliance import CHECKS_BY_ID, ParticipantRecord
+from tracker.protocol.definition import ProtocolDefinition
+from tracker.protocol.dosing import Reading, breaches
+from tracker.reports.compliance import (
+    Deviation,
+    ParticipantResult,
+    ReportHeader,
+    SafetyItems,
+    Summary,
+    check_catalogue,
+)
+from tracker.reports.spreadsheet import csv_lines
+from tracker.sessions.chart import ChartDose, ChartReading, render_vitals_chart
+
+CSV_HEADER = (
+    "study_id",
+    "site",
+    "state",
+    "check_id",
+    "description",
+    "severity",
+    "outcome",
+    "record",
+    "expected",
+    "found",
+    "note",
+    "protocol",
+    "generated_at",
+    "generated_by",
+    "audit_head",
+)
+
+
+def csv_report(header: ReportHeader, rows: Iterable[ParticipantResult]) -> Iterator[str]:
+    """One line per check and participant (one per piece of evidence for a failure); the
+    report's provenance is repeated on every line so each line stands on its own."""
+
+    def lines() -> Iterator[tuple[Any, ...]]:
+        provenance = (
+            header.protocol,
+            header.generated_at.isoformat(),
+            header.generated_by,
+            header.audit_head,
+        )
+        for row in rows:
+            for result in row.results:
+                check = CHECKS_BY_ID[result.check_id]
+                base = (
+                    row.study_id,
+                    row.site,
+                    row.state,
+                    check.id,
+                    check.description,
+                    check.severity.value,
+                    result.outcome.value,
+                )
+                if result.evidence:
+                    for evidence in result.evidence:
+                        yield (
+                            *base,
+                            evidence.record,
+                            evidence.expected,
+                            evidence.found,
+                            result.note,
+                            *provenance,
+                        )
+                else:
+                    yield (*base, "", "", "", result.note, *provenance)
+
+    return csv_lines(CSV_HEADER, lines())
+
+
+def _participant_json(row: ParticipantResult) -> dict[str, Any]:
+    return {
+        "id": row.participant_id,
+        "study_id": row.study_id,
+        "site": row.site,
+        "state": row.state,
+        "results": [
+            {
+                "check": r.check_id,
+                "outcome": r.outcome.value,
+                "note": r.note,
+                "evidence": [e.to_dict() for e in r.evidence],
+            }
+            for r in row.results
+        ],
+    }
+
+
+def json_report(
+    header: ReportHeader,
+    rows: Iterable[ParticipantResult],
+    summary: Summary,
+    deviations: Iterable[Deviation] = (),
+) -> Iterator[str]:
+    """A JSON document written piece by piece; the summary, gathered while the participants
+    stream, comes last."""
+    yield '{"report": ' + json.dumps(header.to_dict(), ensure_ascii=False)
+    yield ', "checks": ' + json.dumps(check_catalogue(), ensure_ascii=False)
+    yield ', "participants": ['
+    for index, row in enumerate(rows):
+        yield ("," if index else "") + json.dumps(_participant_json(row), ensure_ascii=False)
+    yield '], "deviations": ' + json.dumps(
+        [
+            {
+                "study_id": d.study_id,
+                "guard": d.guard_code,
+                "description": d.description,
+                "reason": d.reason,
+                "approved_by": d.approved_by,
+                "occurred_at": d.occurred_at.isoformat(),
+            }
+            for d in deviations
+        ],
+        ensure_ascii=False,
+    )
+    yield ', "summary": ' + json.dumps(summary.to_dict(), ensure_ascii=False) + "}"
+
+
+JSON_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "tracker compliance report",
+    "type": "object",
+    "required": ["report", "checks", "participants", "deviations", "summary"],
+    "properties": {
+        "report": {
+            "type": "object",
+            "required": [
+                "protocol",
+                "generated_at",
+                "generated_by",
+                "audit_head",
+                "audit_events",
+                "audit_ok",
+            ],
+            "properties": {"audit_head": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+        },
+        "checks": {
+            "type": "array",
+            "items": {"type": "object", "required": ["id", "description", "severity"]},
+        },
+        "participants": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["study_id", "site", "state", "results"],
+                "properties": {
+                    "results": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["check", "outcome", "evidence"],
+                            "properties": {"outcome": {"enum": ["pass", "fail", "not_applicable"]}},
+                        },
+                    }
+                },
+            },
+        },
+        "deviations": {"type": "array"},
+        "summary": {"type": "object", "required": ["participants", "states", "checks"]},
+    },
+}
+
+
+def pass_rate_chart(summary: Summary) -> Markup:
+    """A horizontal bar chart of pass rates per check, as SVG (for the page and the PDF)."""
+    rows = summary.to_dict()["checks"]
+    assert isinstance(rows, list)
+    height = 26 * len(rows) + 30
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 640 {height}" width="100%" '
+        'role="img" aria-label="Pass rate per check" '
+        'font-family="system-ui, sans-serif" font-size="12">'
+    ]
+    for index, row in enumerate(rows):
+        y = 10 + index * 26
+        rate = row["pass_rate"]
+        width = 0 if rate is None else 460 * rate
+        colour = (
+            "#1e6b3a"
+            if rate is not None and rate >= 0.95
+            else "#a11d2b"
+            if rate is not None
+            else "#8b95a3"
+        )
+        label = (
+            "n/a"
+            if rate is None
+            else f"{rate * 100:.0f}% ({row['pass']}/{row['pass'] + row['fail']})"
+        )
+        parts.append(f'<text x="0" y="{y + 14}" fill="#1d2430">{row["id"]}</text>')
+        parts.append(f'<rect x="44" y="{y}" width="460" height="18" fill="#eef1f5"/>')
+        parts.append(f'<rect x="44" y="{y}" width="{width:.1f}" height="18" fill="{colour}"/>')
+        # The figure takes the bar's colour when it falls short, so 0% does not read like n/a.
+        ink = "#8b95a3" if rate is None else "#1d2430" if rate >= 0.95 else colour
+        parts.append(f'<text x="512" y="{y + 14}" fill="{ink}">{label}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 (numbers and fixed ids only)
+
+
+def session_charts(
+    record: ParticipantRecord, protocol: ProtocolDefinition
+) -> list[tuple[str, Markup]]:
+    """The vital-signs chart of each completed dosing session of a participant."""
+    charts = []
+    for row in record.completed_dosing:
+        readings = [
+            ChartReading(
+                r.measured_at,
+                r.systolic,
+                r.diastolic,
+                r.heart_rate,
+                r.temperature_c,
+                tuple(
+                    b.sign.value
+                    for b in breaches(
+                        Reading(
+                            r.measured_at, r.systolic, r.diastolic, r.heart_rate, r.temperature_c
+                        ),
+                        protocol,
+                    )
+                ),
+            )
+            for r in sorted(row.readings, key=lambda r: r.measured_at)
+        ]
+        doses = [ChartDose(d.administered_at, d.amount_mg, d.kind) for d in row.doses]
+        assert row.started_at is not None
+        svg = render_vitals_chart(
+            readings,
+            doses,
+            protocol,
+            start=row.started_at,
+            end=row.ended_at,
+            title=f"{record.study_id} — {row.label}",
+        )
+        charts.append((row.label, Markup(svg)))  # noqa: S704 (built from numbers and escaped text)
+    return charts
+
+
+def pdf_report(
+    header: ReportHeader,
+    rows: list[ParticipantResult],
+    summary: Summary,
+    deviations: list[Deviation],
+    safety: SafetyItems,
+) -> bytes:
+    """The whole report as one PDF: title page, summary, pass-rate chart, deviations, then per
+    participant the results with evidence, the dosing charts and the signature."""
+    from weasyprint import HTML
+
+    html = render_template(
+        "reports/compliance_pdf.html",
+        header=header,
+        rows=rows,
+        summary=summary,
+        deviations=deviations,
+        safety=safety,
+        checks=check_catalogue(),
+        chart=pass_rate_chart(summary),
+        charts={
+            row.study_id: session_charts(row.record, row.protocol)
+            for row in rows
+            if row.record is not None and row.protocol is not None
+        },
+    )
+    return HTML(string=html).write_pdf()  # type: ignore[no-any-return]

@@ -1,0 +1,262 @@
+"""Reading sessions and clinical records, in a fixed number of queries per page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from tracker.auth.models import User
+from tracker.db import utcnow
+from tracker.participants.models import Participant
+from tracker.participants.queries import visible_to
+from tracker.sessions.models import (
+    AdverseEvent,
+    DoseAdministration,
+    Note,
+    PregnancyTest,
+    SessionEffects,
+    SideEffect,
+    SuicidalityScreen,
+    TherapySession,
+    VitalSignAlert,
+    VitalSignReading,
+)
+
+
+def sessions_of(session: Session, participant_id: int) -> list[TherapySession]:
+    return list(
+        session.scalars(
+            sa.select(TherapySession)
+            .where(TherapySession.participant_id == participant_id)
+            .order_by(TherapySession.scheduled_at, TherapySession.id)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class DosingRecord:
+    doses: list[DoseAdministration]
+    readings: list[VitalSignReading]
+    effects: SessionEffects | None
+
+    @property
+    def open_alerts(self) -> list[VitalSignAlert]:
+        return [a for r in self.readings for a in r.alerts if a.acknowledged_at is None]
+
+
+def dosing_record(session: Session, row: TherapySession) -> DosingRecord:
+    return DosingRecord(
+        doses=list(
+            session.scalars(
+                sa.select(DoseAdministration)
+                .where(DoseAdministration.session_id == row.id)
+                .order_by(DoseAdministration.administered_at)
+            )
+        ),
+        readings=list(
+            session.scalars(
+                sa.select(VitalSignReading)
+                .where(VitalSignReading.session_id == row.id)
+                .order_by(VitalSignReading.measured_at)
+            )
+        ),
+        effects=session.scalar(
+            sa.select(SessionEffects).where(SessionEffects.session_id == row.id)
+        ),
+    )
+
+
+def notes_of(session: Session, participant_id: int) -> list[Note]:
+    """Every version of every note, oldest first; a page groups them by root."""
+    return list(
+        session.scalars(
+            sa.select(Note).where(Note.participant_id == participant_id).order_by(Note.id)
+        )
+    )
+
+
+def adverse_events_of(session: Session, participant_id: int) -> list[AdverseEvent]:
+    return list(
+        session.scalars(
+            sa.select(AdverseEvent)
+            .where(AdverseEvent.participant_id == participant_id)
+            .order_by(AdverseEvent.onset_at)
+        )
+    )
+
+
+def side_effects_of(session: Session, participant_id: int) -> list[SideEffect]:
+    return list(
+        session.scalars(
+            sa.select(SideEffect)
+            .where(SideEffect.participant_id == participant_id)
+            .order_by(SideEffect.onset_at)
+        )
+    )
+
+
+def screens_of(session: Session, participant_id: int) -> list[SuicidalityScreen]:
+    return list(
+        session.scalars(
+            sa.select(SuicidalityScreen)
+            .where(SuicidalityScreen.participant_id == participant_id)
+            .order_by(SuicidalityScreen.screened_at)
+        )
+    )
+
+
+# --- what is due: the dashboard -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DueItem:
+    participant: Participant
+    what: str
+    due_at: datetime | None
+    overdue: bool
+
+
+def sessions_today(
+    session: Session, user: User, limit: int = 50
+) -> list[tuple[TherapySession, Participant]]:
+    """Sessions scheduled for the current UTC day, of participants the user can see."""
+    now = utcnow()
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    visible = visible_to(user).subquery()
+    rows = session.execute(
+        sa.select(TherapySession, Participant)
+        .join(Participant, Participant.id == TherapySession.participant_id)
+        .where(
+            Participant.id.in_(sa.select(visible.c.id)),
+            TherapySession.scheduled_at >= day,
+            TherapySession.scheduled_at < day + timedelta(days=1),
+        )
+        .order_by(TherapySession.scheduled_at)
+        .limit(limit)
+    )
+    return [(s, p) for s, p in rows]
+
+
+def open_alerts(
+    session: Session, user: User, limit: int = 50
+) -> list[tuple[VitalSignAlert, Participant]]:
+    visible = visible_to(user).subquery()
+    rows = session.execute(
+        sa.select(VitalSignAlert, Participant)
+        .join(TherapySession, TherapySession.id == VitalSignAlert.session_id)
+        .join(Participant, Participant.id == TherapySession.participant_id)
+        .where(
+            Participant.id.in_(sa.select(visible.c.id)), VitalSignAlert.acknowledged_at.is_(None)
+        )
+        .order_by(VitalSignAlert.raised_at)
+        .limit(limit)
+    )
+    return [(a, p) for a, p in rows]
+
+
+def open_adverse_events(
+    session: Session, user: User, limit: int = 50
+) -> list[tuple[AdverseEvent, Participant]]:
+    """Serious events not yet reported, and events not yet assessed by an investigator."""
+    visible = visible_to(user).subquery()
+    rows = session.execute(
+        sa.select(AdverseEvent, Participant)
+        .join(Participant, Participant.id == AdverseEvent.participant_id)
+        .where(
+            Participant.id.in_(sa.select(visible.c.id)),
+            sa.or_(
+                sa.and_(AdverseEvent.serious.is_(True), AdverseEvent.reported_at.is_(None)),
+                AdverseEvent.relatedness.is_(None),
+            ),
+        )
+        .order_by(
+            AdverseEvent.report_due_at.is_(None), AdverseEvent.report_due_at, AdverseEvent.onset_at
+        )
+        .limit(limit)
+    )
+    return [(e, p) for e, p in rows]
+
+
+def integration_due(
+    session: Session, user: User, hours: int = 24, limit: int = 50
+) -> list[DueItem]:
+    """Participants in integration whose first integration session of the cycle is not yet
+    completed: due within ``hours`` of the end of the cycle's dosing session."""
+    visible = visible_to(user).where(Participant.state == "integration").subquery()
+    dosing = (
+        sa.select(
+            TherapySession.participant_id,
+            TherapySession.cycle,
+            sa.func.max(TherapySession.ended_at).label("ended"),
+        )
+        .where(TherapySession.kind == "dosing", TherapySession.status == "completed")
+        .group_by(TherapySession.participant_id, TherapySession.cycle)
+        .subquery()
+    )
+    integrated = (
+        sa.select(TherapySession.participant_id, TherapySession.cycle)
+        .where(TherapySession.kind == "integration", TherapySession.status == "completed")
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(Participant, dosing.c.ended)
+        .join(
+            dosing,
+            sa.and_(dosing.c.participant_id == Participant.id, dosing.c.cycle == Participant.cycle),
+        )
+        .where(
+            Participant.id.in_(sa.select(visible.c.id)),
+            ~sa.exists().where(
+                integrated.c.participant_id == Participant.id,
+                integrated.c.cycle == Participant.cycle,
+            ),
+        )
+        .order_by(dosing.c.ended)
+        .limit(limit)
+    )
+    now = utcnow()
+    return [
+        DueItem(
+            participant=p,
+            what="First integration session",
+            due_at=ended + timedelta(hours=hours),
+            overdue=ended + timedelta(hours=hours) < now,
+        )
+        for p, ended in rows
+    ]
+
+
+# --- small reads for the pages ----------------------------------------------------------------
+
+
+def pregnancy_tests_of(session: Session, participant_id: int) -> list[PregnancyTest]:
+    return list(
+        session.scalars(
+            sa.select(PregnancyTest)
+            .where(PregnancyTest.participant_id == participant_id)
+            .order_by(PregnancyTest.tested_at)
+        )
+    )
+
+
+def users_by_id(session: Session, ids: set[int | None]) -> dict[int, User]:
+    """The people named on a page's records, in one query."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return {u.id: u for u in session.scalars(sa.select(User).where(User.id.in_(wanted)))}
+
+
+def active_participants(session: Session, user: User, limit: int = 50) -> list[Participant]:
+    """The participants the user can see that are not closed (a therapist's: assigned ones)."""
+    return list(
+        session.scalars(
+            visible_to(user)
+            .where(Participant.state.not_in(["completed", "screen_failed", "withdrawn"]))
+            .order_by(Participant.study_id)
+            .limit(limit)
+        )
+    )

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tracker.db import Base, utcnow
+
+
+class ProtocolVersion(Base):
+    """A loaded protocol file. Participants keep the version they were enrolled under; a file
+    changed under the same version is refused (its content hash differs)."""
+
+    __tablename__ = "protocol_versions"
+    __table_args__ = (sa.UniqueConstraint("code", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(40))
+    version: Mapped[str] = mapped_column(sa.String(20))
+    title: Mapped[str] = mapped_column(sa.String(300))
+    definition: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    source: Mapped[str] = mapped_column(sa.Text)
+    content_hash: Mapped[str] = mapped_column(sa.String(64))
+    loaded_at: Mapped[datetime] = mapped_column(default=utcnow)

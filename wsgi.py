@@ -1,0 +1,5 @@
+"""gunicorn entry point: ``gunicorn -w 4 wsgi:app``."""
+
+from tracker import create_app
+
+app = create_app()
