@@ -65,14 +65,17 @@ def _reading(page: Page, systolic: int, diastolic: int = 84, heart_rate: int = 8
     form.get_by_label("Diastolic (mmHg)").fill(str(diastolic))
     form.get_by_label("Heart rate (bpm)").fill(str(heart_rate))
     form.get_by_label("Temperature (°C)").fill("36.9")
-    form.get_by_role("button", name="Record reading").click()
+    # The POST and its redirect must finish before the next step reloads the page.
+    with page.expect_navigation():
+        form.get_by_role("button", name="Record reading").click()
 
 
 def _dose(page: Page, kind: str, mg: int) -> None:
     form = page.locator("#dose-form")
     form.get_by_label("Dose", exact=True).select_option(kind)
     form.get_by_label("Amount (mg)").fill(str(mg))
-    form.get_by_role("button", name="Record dose").click()
+    with page.expect_navigation():
+        form.get_by_role("button", name="Record dose").click()
 
 
 def test_a_therapist_records_a_dosing_session(
