@@ -130,8 +130,8 @@ PINNED = {
     "dashboard (auditor)": 12,
     "participant list": 4,
     "participant list, last page": 7,
-    "participant page": 33,
-    "session page": 14,
+    "participant page": 22,
+    "session page": 13,
 }
 # The goal. The participant page, the session page and the dashboard are composed of
 # sections that each read their own records (tracker/participants/views.py,

@@ -4,6 +4,7 @@ the transition event, deviations and the audit event, in the caller's one transa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -13,7 +14,7 @@ from tracker.db import utcnow
 from tracker.errors import Conflict, InvalidInput, RuleViolation
 from tracker.participants import queries
 from tracker.participants.models import Participant, ProtocolDeviation, TransitionEvent
-from tracker.participants.services import checklist_state
+from tracker.participants.services import ChecklistState, checklist_state
 from tracker.protocol import (
     TRANSITIONS,
     ParticipantFacts,
@@ -27,15 +28,29 @@ from tracker.protocol import (
 from tracker.protocol.transitions import Decision, TransitionOption
 from tracker.study.services import definition_of
 
+if TYPE_CHECKING:
+    from tracker.sessions.facts import SessionRecords
+
 MAX_REASON = 2000
 
 
-def participant_facts(session: Session, participant: Participant) -> ParticipantFacts:
-    """The snapshot the guards decide on, read from the database."""
+def participant_facts(
+    session: Session,
+    participant: Participant,
+    *,
+    checklist: ChecklistState | None = None,
+    consent_recorded: bool | None = None,
+    records: SessionRecords | None = None,
+) -> ParticipantFacts:
+    """The snapshot the guards decide on. A page that has already read the checklist, the
+    consents or the session records hands them in; anything missing is read here."""
     from tracker.sessions.facts import session_facts
 
-    checklist = checklist_state(session, participant)
-    sessions = session_facts(session, participant, checklist.definition)
+    if checklist is None:
+        checklist = checklist_state(session, participant)
+    if consent_recorded is None:
+        consent_recorded = bool(queries.consents_of(session, participant.id))
+    sessions = session_facts(session, participant, checklist.definition, records)
     return ParticipantFacts(
         state=State(participant.state),
         held_from=State(participant.held_from) if participant.held_from else None,
@@ -43,7 +58,7 @@ def participant_facts(session: Session, participant: Participant) -> Participant
         checklist_outcome=checklist.evaluation.outcome,
         checklist_signed=checklist.signature_valid,
         checklist_reasons=checklist.evaluation.reasons,
-        consent_recorded=bool(queries.consents_of(session, participant.id)),
+        consent_recorded=consent_recorded,
         completed_preparation_sessions=sessions.completed_preparation_sessions,
         completed_integration_sessions=sessions.completed_integration_sessions,
         days_since_last_dosing=sessions.days_since_last_dosing,
@@ -53,13 +68,24 @@ def participant_facts(session: Session, participant: Participant) -> Participant
     )
 
 
-def options_for(session: Session, participant: Participant, role: str) -> list[TransitionOption]:
+def options_for(
+    session: Session,
+    participant: Participant,
+    role: str,
+    *,
+    checklist: ChecklistState | None = None,
+    consent_recorded: bool | None = None,
+    records: SessionRecords | None = None,
+) -> list[TransitionOption]:
     """Every transition from the current state, allowed or with every reason why not."""
-    return allowed_transitions(
-        participant_facts(session, participant),
-        Role(role),
-        definition_of(participant.protocol_version),
+    facts = participant_facts(
+        session,
+        participant,
+        checklist=checklist,
+        consent_recorded=consent_recorded,
+        records=records,
     )
+    return allowed_transitions(facts, Role(role), definition_of(participant.protocol_version))
 
 
 @dataclass(frozen=True)

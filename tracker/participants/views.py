@@ -34,6 +34,7 @@ from tracker.participants.models import Participant
 from tracker.participants.presenters import phase_label, state_label
 from tracker.protocol import TRANSITIONS, ItemKind, State
 from tracker.security import Permission, can, requires
+from tracker.sessions.facts import SessionRecords
 from tracker.sessions.pages import participant_sections
 from tracker.sites import services as sites
 
@@ -146,11 +147,11 @@ def enrol() -> ResponseReturnValue:
 # --- the participant page --------------------------------------------------------------------
 
 
-def _therapists_form(participant: Participant, assigned: list[User]) -> TherapistsForm:
+def _therapists_form(assigned: list[User], choices: list[tuple[str, str]]) -> TherapistsForm:
     form = TherapistsForm(
         prefix="therapists", data={"therapists": [t.username for t in assigned]}, formdata=None
     )
-    form.set_therapist_choices(_therapist_choices(participant.site_id))
+    form.set_therapist_choices(choices)
     return form
 
 
@@ -180,9 +181,22 @@ def render_participant(
     if sections is None:
         sections = participant_sections(session, user, participant)
     checklist = services.checklist_state(session, participant)
+    consents = queries.consents_of(session, participant.id)
     assigned = queries.assigned_therapists(session, participant.id)
+    # The guards decide on the rows this page has already read: nothing is read twice.
     options = (
-        transitions.options_for(session, participant, user.role)
+        transitions.options_for(
+            session,
+            participant,
+            user.role,
+            checklist=checklist,
+            consent_recorded=bool(consents),
+            records=SessionRecords(
+                sessions=sections["sessions"],
+                adverse_events=sections["adverse_events"],
+                pregnancy_tests=sections["pregnancy_tests"],
+            ),
+        )
         if can(Permission.TRANSITIONS_APPLY)
         else []
     )
@@ -198,8 +212,9 @@ def render_participant(
         participant=participant,
         checklist=checklist,
         assigned=assigned,
-        therapists_form=therapists_form or _therapists_form(participant, assigned),
-        consents=queries.consents_of(session, participant.id),
+        therapists_form=therapists_form
+        or _therapists_form(assigned, sections["therapist_choices"]),
+        consents=consents,
         events=events,
         deviations=deviations,
         options=options,

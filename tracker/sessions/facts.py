@@ -3,6 +3,7 @@ queries whatever the participant's history."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -13,6 +14,7 @@ from tracker.db import utcnow
 from tracker.participants.models import Participant
 from tracker.protocol import DosingSessionFacts, PregnancyTestStatus, ProtocolDefinition
 from tracker.protocol.dosing import Dose, DoseKind, dosing_session_facts
+from tracker.sessions import queries
 from tracker.sessions.models import (
     AdverseEvent,
     DoseAdministration,
@@ -33,19 +35,37 @@ class SessionFacts:
     dosing_session: DosingSessionFacts | None
 
 
-def current_dosing_session(session: Session, participant: Participant) -> TherapySession | None:
-    """The dosing session of the participant's current cycle (not cancelled or missed)."""
-    return session.scalar(
-        sa.select(TherapySession)
-        .where(
-            TherapySession.participant_id == participant.id,
-            TherapySession.kind == "dosing",
-            TherapySession.cycle == participant.cycle,
-            TherapySession.status.in_(["scheduled", "completed"]),
-        )
-        .order_by(TherapySession.scheduled_at.desc())
-        .limit(1)
+@dataclass(frozen=True)
+class SessionRecords:
+    """The participant's rows the session facts are derived from. The participant page has
+    them loaded for its own sections and hands them in, so nothing is read twice."""
+
+    sessions: Sequence[TherapySession]
+    adverse_events: Sequence[AdverseEvent]
+    pregnancy_tests: Sequence[PregnancyTest]
+
+
+def load_session_records(session: Session, participant_id: int) -> SessionRecords:
+    """Three indexed reads by participant, whatever the history's length."""
+    return SessionRecords(
+        sessions=queries.sessions_of(session, participant_id),
+        adverse_events=queries.adverse_events_of(session, participant_id),
+        pregnancy_tests=queries.pregnancy_tests_of(session, participant_id),
     )
+
+
+def current_dosing_session(
+    participant: Participant, sessions: Sequence[TherapySession]
+) -> TherapySession | None:
+    """The dosing session of the participant's current cycle (not cancelled or missed)."""
+    candidates = [
+        s
+        for s in sessions
+        if s.kind == "dosing"
+        and s.cycle == participant.cycle
+        and s.status in ("scheduled", "completed")
+    ]
+    return max(candidates, key=lambda s: (s.scheduled_at, s.id), default=None)
 
 
 def dosing_facts_of(
@@ -80,40 +100,35 @@ def dosing_facts_of(
 
 
 def session_facts(
-    session: Session, participant: Participant, protocol: ProtocolDefinition
+    session: Session,
+    participant: Participant,
+    protocol: ProtocolDefinition,
+    records: SessionRecords | None = None,
 ) -> SessionFacts:
-    completed = (
-        sa.select(TherapySession.kind, TherapySession.cycle, sa.func.count())
-        .where(
-            TherapySession.participant_id == participant.id, TherapySession.status == "completed"
-        )
-        .group_by(TherapySession.kind, TherapySession.cycle)
+    """The guards' session facts, derived from the participant's rows (read here unless the
+    caller has them already) and, for the current dosing session, its doses and readings."""
+    if records is None:
+        records = load_session_records(session, participant.id)
+    completed = [s for s in records.sessions if s.status == "completed"]
+    preparation = sum(1 for s in completed if s.kind == "preparation")
+    integration = sum(
+        1 for s in completed if s.kind == "integration" and s.cycle == participant.cycle
     )
-    counts = {(kind, cycle): n for kind, cycle, n in session.execute(completed)}
-    preparation = sum(n for (kind, _), n in counts.items() if kind == "preparation")
-    integration = counts.get(("integration", participant.cycle), 0)
 
     now = utcnow()
-    last_dosing = session.scalar(
-        sa.select(sa.func.max(TherapySession.started_at)).where(
-            TherapySession.participant_id == participant.id,
-            TherapySession.kind == "dosing",
-            TherapySession.status == "completed",
-        )
+    last_dosing = max(
+        (s.started_at for s in completed if s.kind == "dosing" and s.started_at is not None),
+        default=None,
     )
     days = None if last_dosing is None else (now.date() - last_dosing.date()).days
 
     pregnancy = PregnancyTestStatus.NOT_APPLICABLE
     if participant.pregnancy_tests_required:
         window = timedelta(hours=protocol.dosing.pregnancy_test_within_hours)
-        latest = session.scalar(
-            sa.select(PregnancyTest)
-            .where(
-                PregnancyTest.participant_id == participant.id,
-                PregnancyTest.tested_at >= now - window,
-            )
-            .order_by(PregnancyTest.tested_at.desc())
-            .limit(1)
+        latest = max(
+            (t for t in records.pregnancy_tests if t.tested_at >= now - window),
+            key=lambda t: (t.tested_at, t.id),
+            default=None,
         )
         if latest is None:
             pregnancy = PregnancyTestStatus.MISSING_OR_STALE
@@ -122,21 +137,15 @@ def session_facts(
         else:
             pregnancy = PregnancyTestStatus.NEGATIVE_WITHIN_WINDOW
 
-    open_saes = session.scalar(
-        sa.select(sa.func.count())
-        .select_from(AdverseEvent)
-        .where(
-            AdverseEvent.participant_id == participant.id,
-            AdverseEvent.serious.is_(True),
-            AdverseEvent.resolved_at.is_(None),
-        )
+    open_saes = sum(1 for e in records.adverse_events if e.serious and e.resolved_at is None)
+    dosing = (
+        current_dosing_session(participant, records.sessions) if participant.cycle > 0 else None
     )
-    dosing = current_dosing_session(session, participant) if participant.cycle > 0 else None
     return SessionFacts(
         completed_preparation_sessions=preparation,
         completed_integration_sessions=integration,
         days_since_last_dosing=days,
         pregnancy_test=pregnancy,
-        open_serious_adverse_events=int(open_saes or 0),
+        open_serious_adverse_events=open_saes,
         dosing_session=dosing_facts_of(session, dosing, protocol) if dosing is not None else None,
     )

@@ -158,6 +158,7 @@ def participant_sections(
         "amend_forms": _amend_forms(threads, submitted),
         "people": people,
         "session_forms": forms,
+        "therapist_choices": choices,
         "recording_open": is_open(participant),
     }
 

@@ -98,13 +98,20 @@ def _raise(problems: list[str], what: str) -> None:
         raise InvalidInput(f"{what}: " + " ".join(problems), problems)
 
 
-def get_session_for(session: Session, user: User, session_id: int) -> TherapySession:
-    """A session of a participant the user can see; anything else is a 404."""
+def get_session_and_participant_for(
+    session: Session, user: User, session_id: int
+) -> tuple[TherapySession, Participant]:
+    """A session of a participant the user can see, with that participant; anything else is
+    a 404."""
     row = session.get(TherapySession, session_id)
     if row is None:
         raise NotFound(f"No session {session_id}.")
-    participant_queries.get_participant(session, user, row.participant_id)
-    return row
+    return row, participant_queries.get_participant(session, user, row.participant_id)
+
+
+def get_session_for(session: Session, user: User, session_id: int) -> TherapySession:
+    """A session of a participant the user can see; anything else is a 404."""
+    return get_session_and_participant_for(session, user, session_id)[0]
 
 
 def _participant_of(session: Session, therapy_session: TherapySession) -> Participant:

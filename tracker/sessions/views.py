@@ -58,8 +58,7 @@ def _participant(participant_id: int) -> Participant:
 
 
 def _therapy_session(session_id: int) -> tuple[TherapySession, Participant]:
-    row = services.get_session_for(get_session(), _user(), session_id)
-    return row, _participant(row.participant_id)
+    return services.get_session_and_participant_for(get_session(), _user(), session_id)
 
 
 def _form_error(form: FlaskForm, error: DomainError) -> None:
