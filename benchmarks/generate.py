@@ -19,7 +19,6 @@ Run it with ``tracker bench seed --participants N [--database-url URL]``, or
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import re
 import sys
@@ -45,7 +44,7 @@ from tracker.audit.services import Actor, head
 from tracker.auth import passwords
 from tracker.auth.models import User
 from tracker.auth.services import create_user
-from tracker.db import Base, create_engine
+from tracker.db import Base, canonical_json, create_engine
 from tracker.histories import Team, protocol_history, run_one, screen
 from tracker.participants.models import Participant
 from tracker.participants.services import enrol_participant
@@ -617,7 +616,7 @@ class _Chained:
 
 def _copy_value(column: sa.Column[Any], value: Any) -> Any:
     if value is not None and isinstance(column.type, sa.JSON):
-        return json.dumps(value)
+        return canonical_json(value)  # as the app's engine stores it
     return value
 
 

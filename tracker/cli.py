@@ -315,20 +315,18 @@ def report_compliance(
     with database.session_scope() as session:
         summary = compliance.Summary()
         if fmt == "pdf":
-            rows = list(
-                compliance.participant_results(
-                    session, None, flt, header, summary, keep_records=True
-                )
+            rows = compliance.participant_results(
+                session, None, flt, header, summary, keep_records=True
             )
-            output.write_bytes(
-                exporters.pdf_report(
+            with output.open("wb") as handle:
+                exporters.write_pdf_report(
                     header,
                     rows,
                     summary,
                     compliance.deviations(session, None, flt),
                     compliance.open_safety_items(session, None, flt),
+                    handle,
                 )
-            )
         else:
             results = compliance.participant_results(session, None, flt, header, summary)
             chunks = (

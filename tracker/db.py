@@ -6,6 +6,7 @@ The request owns the transaction: services flush, the edge commits once (see
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -88,8 +89,15 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def canonical_json(value: Any) -> str:
+    """How JSON columns are stored: keys sorted, text as typed. Exports write the stored text
+    as it is, so it must already read well."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
 def create_engine(url: str, **kwargs: Any) -> Engine:
     """An engine configured for the tracker's two databases."""
+    kwargs.setdefault("json_serializer", canonical_json)
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, **kwargs)
         _configure_sqlite(engine)

@@ -129,3 +129,30 @@ def test_cli_export_is_readable_csv_and_audited(app: Flask, db_session: Session,
     assert "=HYPERLINK" in site_rows[0]["new_values"]
     assert [int(r["seq"]) for r in rows] == sorted(int(r["seq"]) for r in rows)
     assert verify(db_session).ok
+
+
+def test_export_writes_values_as_canonical_json(app: Flask, db_session: Session) -> None:
+    """The export writes the stored JSON as it is: keys sorted, text as typed, an absent value
+    as an empty cell; a cell that would start a formula is neutralised."""
+    actor = Actor(username="exporter", role="admin")
+    record_event(
+        db_session,
+        actor,
+        "test.values",
+        "thing",
+        "T1",
+        old=None,
+        new={"zeta": 1, "alpha": "Überprüfung", "mid": {"b": 2, "a": [3, 1]}},
+        reason="-1 as typed",
+    )
+    db_session.commit()
+    from tracker.audit.export import AUDIT_CSV_HEADER, audit_rows
+    from tracker.reports.spreadsheet import csv_lines
+
+    text = "".join(csv_lines(AUDIT_CSV_HEADER, audit_rows(db_session)))
+    row = next(r for r in csv.DictReader(io.StringIO(text)) if r["action"] == "test.values")
+    assert row["new_values"] == (
+        '{"alpha": "Überprüfung", "mid": {"a": [3, 1], "b": 2}, "zeta": 1}'
+    )
+    assert row["old_values"] == ""
+    assert row["reason"] == "'-1 as typed"

@@ -103,6 +103,32 @@ def test_pdf_export_holds_the_checks_the_participants_and_the_head(
     assert "Checklist signature" in text and len(reader.pages) >= 5
 
 
+def test_pdf_is_laid_out_in_parts_numbered_as_one(
+    client: FlaskClient, db_session: Session, team, signed_in, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Parts of two participants: the detail pages still count 1, 2, 3, … across the joins,
+    every participant is in it once, and the last page closes the report."""
+    from tracker.reports import exporters
+
+    monkeypatch.setattr(exporters, "PDF_PART_PARTICIPANTS", 2)
+    _study(db_session, team)
+    signed_in("auditor")
+    response = client.get("/reports/compliance.pdf")
+    assert response.status_code == 200
+    reader = PdfReader(io.BytesIO(response.get_data()))
+    texts = [page.extract_text() for page in reader.pages]
+    front = [t for t in texts if "front matter, page" in t]
+    detail = [t for t in texts if "front matter, page" not in t]
+    assert front and texts[: len(front)] == front
+    numbers = [int(t.rsplit("page ", 1)[1].split()[0]) for t in detail]
+    assert numbers == list(range(1, len(detail) + 1)), numbers
+    assert f"participant detail 1\u2013{len(detail)}" in texts[0].replace("\n", " ")
+    for study_id in ("S01-0001", "S01-0002", "S01-0003"):
+        assert sum(f"{study_id} —" in t for t in detail) >= 1
+    assert "End of the report." in detail[-1]
+    assert not any("End of the report." in t for t in detail[:-1])
+
+
 def test_api_report_and_roles(client: FlaskClient, db_session: Session, team) -> None:  # type: ignore[no-untyped-def]
     _study(db_session, team)
     auditor = create_api_token(db_session, FACTORY_ACTOR, make_user(db_session, "auditor", None))

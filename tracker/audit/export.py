@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -29,15 +28,23 @@ AUDIT_CSV_HEADER = (
 EXPORT_BATCH = 2000
 
 
-def _json(value: Any) -> str:
-    return "" if value is None else json.dumps(value, sort_keys=True, ensure_ascii=False)
+def _stored_json(text: str | None) -> str:
+    # The values as stored: canonical JSON (tracker.db.canonical_json), so nothing is parsed
+    # and written again per row. JSON null and SQL NULL both read as an empty cell.
+    return "" if text is None or text == "null" else text
 
 
 def audit_rows(
     session: Session, filters: Sequence[sa.ColumnElement[bool]] = ()
 ) -> Iterator[tuple[Any, ...]]:
     table = AuditEvent.__table__
-    query = sa.select(table).where(*filters).order_by(table.c.seq)
+    columns = [
+        sa.cast(column, sa.Text).label(column.name)
+        if column.name in ("old_values", "new_values")
+        else column
+        for column in table.c
+    ]
+    query = sa.select(*columns).where(*filters).order_by(table.c.seq)
     for row in session.execute(query.execution_options(yield_per=EXPORT_BATCH)):
         yield (
             row.seq,
@@ -47,8 +54,8 @@ def audit_rows(
             row.action,
             row.entity_type,
             row.entity_id,
-            _json(row.old_values),
-            _json(row.new_values),
+            _stored_json(row.old_values),
+            _stored_json(row.new_values),
             row.reason,
             row.ip_address,
             row.prev_hash,

@@ -1,11 +1,14 @@
 """Writers for the compliance report: CSV and JSON stream row by row; the PDF is rendered
-from HTML (the same SVG charts as the pages) with WeasyPrint."""
+from HTML (the same SVG charts as the pages) with WeasyPrint, a few participants at a time."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
 from collections.abc import Iterable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from flask import render_template
 from markupsafe import Markup
@@ -250,30 +253,88 @@ def session_charts(
     return charts
 
 
-def pdf_report(
+PDF_PART_PARTICIPANTS = 20
+"""Participants laid out in one WeasyPrint document. Its layout holds every box of the
+document in memory (some 4 MB a participant with its charts), so the report is laid out a
+part at a time and the parts are joined: memory stays that of one part, time grows linearly."""
+
+
+def _parts(rows: Iterable[ParticipantResult]) -> Iterator[tuple[list[ParticipantResult], bool]]:
+    """The rows in parts of PDF_PART_PARTICIPANTS, each with whether it is the last."""
+    part: list[ParticipantResult] = []
+    for row in rows:
+        if len(part) == PDF_PART_PARTICIPANTS:
+            yield part, False
+            part = []
+        part.append(row)
+    if part:
+        yield part, True
+
+
+def write_pdf_report(
     header: ReportHeader,
-    rows: list[ParticipantResult],
+    rows: Iterable[ParticipantResult],
     summary: Summary,
     deviations: list[Deviation],
     safety: SafetyItems,
-) -> bytes:
-    """The whole report as one PDF: title page, summary, pass-rate chart, deviations, then per
-    participant the results with evidence, the dosing charts and the signature."""
+    output: BinaryIO,
+) -> int:
+    """The report as one PDF written to ``output``: the front matter (title page with the
+    protocol, the author, the time and the audit head; summary; pass-rate chart; safety items;
+    deviations), then per participant the results with evidence, the checklist signature and
+    the dosing sessions' vital-sign charts. ``summary`` is filled while ``rows`` stream, so
+    the front matter is laid out last and put first. Returns the number of pages."""
+    import pikepdf
     from weasyprint import HTML
 
-    html = render_template(
-        "reports/compliance_pdf.html",
-        header=header,
-        rows=rows,
-        summary=summary,
-        deviations=deviations,
-        safety=safety,
-        checks=check_catalogue(),
-        chart=pass_rate_chart(summary),
-        charts={
-            row.study_id: session_charts(row.record, row.protocol)
-            for row in rows
-            if row.record is not None and row.protocol is not None
-        },
-    )
-    return HTML(string=html).write_pdf()  # type: ignore[no-any-return]
+    with tempfile.TemporaryDirectory(prefix="tracker-report-") as folder:
+        parts: list[Path] = []
+        detail_pages = detail_participants = 0
+        for part, last in _parts(rows):
+            html = render_template(
+                "reports/compliance_pdf_participants.html",
+                header=header,
+                rows=part,
+                charts={
+                    row.study_id: session_charts(row.record, row.protocol)
+                    for row in part
+                    if row.record is not None and row.protocol is not None
+                },
+                first_page=detail_pages + 1,
+                last=last,
+            )
+            document = HTML(string=html).render()
+            path = Path(folder) / f"part-{len(parts):06d}.pdf"
+            document.write_pdf(path)
+            detail_pages += len(document.pages)
+            detail_participants += len(part)
+            parts.append(path)
+            del document, html
+
+        front = HTML(
+            string=render_template(
+                "reports/compliance_pdf.html",
+                header=header,
+                summary=summary,
+                deviations=deviations,
+                safety=safety,
+                checks=check_catalogue(),
+                chart=pass_rate_chart(summary),
+                detail_participants=detail_participants,
+                detail_pages=detail_pages,
+            )
+        ).render()
+        front_path = Path(folder) / "front.pdf"
+        front.write_pdf(front_path)
+        del front
+
+        # qpdf (through pikepdf) copies the parts' pages lazily: each part stays open until
+        # the joined file is written, and its content streams straight from disk.
+        with contextlib.ExitStack() as stack:
+            merged = stack.enter_context(pikepdf.Pdf.open(front_path))
+            for path in parts:
+                merged.pages.extend(stack.enter_context(pikepdf.Pdf.open(path)).pages)
+            merged.docinfo["/Title"] = f"{header.title} report"
+            merged.docinfo["/Author"] = header.generated_by
+            merged.save(output)
+            return len(merged.pages)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 from flask import Blueprint, Response, abort, render_template, request, stream_with_context
 from flask.typing import ResponseReturnValue
 
@@ -131,14 +133,14 @@ def export_response(fmt: str, header: compliance.ReportHeader, flt: ReportFilter
             headers=disposition,
         )
     summary = Summary()
-    rows = list(
-        compliance.participant_results(session, user, flt, header, summary, keep_records=True)
-    )
-    pdf = exporters.pdf_report(
+    rows = compliance.participant_results(session, user, flt, header, summary, keep_records=True)
+    pdf = io.BytesIO()
+    exporters.write_pdf_report(
         header,
         rows,
         summary,
         compliance.deviations(session, user, flt),
         compliance.open_safety_items(session, user, flt),
+        pdf,
     )
-    return Response(pdf, mimetype="application/pdf", headers=disposition)
+    return Response(pdf.getvalue(), mimetype="application/pdf", headers=disposition)

@@ -6,6 +6,7 @@ The same markup goes into the page and the PDF report. Only presentation attribu
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -82,12 +83,15 @@ def render_vitals_chart(
         return TEMP_BOTTOM - (TEMP_BOTTOM - TEMP_TOP) * (value - low) / (high - low)
 
     limits = protocol.vital_signs.alert_thresholds
+    # Ids unique to this chart: a page or a PDF part shows several, and each one's
+    # aria-labelledby must name its own title and description.
+    key = hashlib.sha256(f"{title}|{start.isoformat()}".encode()).hexdigest()[:12]
     parts: list[str] = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" '
-        f'role="img" aria-labelledby="chart-title chart-desc" class="vitals-chart" '
+        f'role="img" aria-labelledby="chart-{key}-title chart-{key}-desc" class="vitals-chart" '
         f'font-family="system-ui, sans-serif" font-size="12">',
-        f'<title id="chart-title">{escape(title)}</title>',
-        f'<desc id="chart-desc">{len(readings)} readings over {span_hours:g} hours; dashed lines are '
+        f'<title id="chart-{key}-title">{escape(title)}</title>',
+        f'<desc id="chart-{key}-desc">{len(readings)} readings over {span_hours:g} hours; dashed lines are '
         f"the alert thresholds (systolic {limits.systolic_mmhg}, diastolic {limits.diastolic_mmhg}, "
         f"heart rate {limits.heart_rate_bpm}, temperature {_fmt(limits.temperature_c)}).</desc>",
         f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>',
