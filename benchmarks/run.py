@@ -296,17 +296,16 @@ def compliance_exports(urls: dict[str, str], pdf_timeout: float) -> None:
 def audit_export(url: str) -> None:
     from sqlalchemy.orm import Session
 
-    from tracker.audit.export import AUDIT_CSV_HEADER, audit_rows
+    from tracker.audit.export import AuditCsv
     from tracker.db import create_engine
-    from tracker.reports.spreadsheet import csv_lines
 
     engine = create_engine(url)
 
     def export() -> int:
         size = 0
         with Session(engine) as session:
-            for line in csv_lines(AUDIT_CSV_HEADER, audit_rows(session)):
-                size += len(line)
+            for chunk in AuditCsv(session):
+                size += len(chunk)
         return size
 
     def copy() -> int:

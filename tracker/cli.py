@@ -260,9 +260,8 @@ def audit_verify() -> None:
 @with_appcontext
 def audit_export(fmt: str, output: Path) -> None:
     """Export the whole audit trail (the export is itself audited)."""
-    from tracker.audit.export import AUDIT_CSV_HEADER, audit_rows
+    from tracker.audit.export import AuditCsv
     from tracker.audit.services import record_event
-    from tracker.reports.spreadsheet import csv_lines
 
     database = _database()
     with database.session_scope() as session:
@@ -274,15 +273,14 @@ def audit_export(fmt: str, output: Path) -> None:
             None,
             new={"format": fmt, "file": output.name},
         )
-    count = 0
     with (
         database.session_scope() as session,
         output.open("w", encoding="utf-8", newline="") as handle,
     ):
-        for line in csv_lines(AUDIT_CSV_HEADER, audit_rows(session)):
-            handle.write(line)
-            count += 1
-    click.echo(f"{count - 1} events written to {output}")
+        export = AuditCsv(session)
+        for chunk in export:
+            handle.write(chunk)
+    click.echo(f"{export.events} events written to {output}")
 
 
 # --- reports ----------------------------------------------------------------------------

@@ -131,6 +131,12 @@ def test_cli_export_is_readable_csv_and_audited(app: Flask, db_session: Session,
     assert verify(db_session).ok
 
 
+def _export(session: Session) -> str:
+    from tracker.audit.export import AuditCsv
+
+    return "".join(AuditCsv(session))
+
+
 def test_export_writes_values_as_canonical_json(app: Flask, db_session: Session) -> None:
     """The export writes the stored JSON as it is: keys sorted, text as typed, an absent value
     as an empty cell; a cell that would start a formula is neutralised."""
@@ -146,13 +152,54 @@ def test_export_writes_values_as_canonical_json(app: Flask, db_session: Session)
         reason="-1 as typed",
     )
     db_session.commit()
-    from tracker.audit.export import AUDIT_CSV_HEADER, audit_rows
-    from tracker.reports.spreadsheet import csv_lines
-
-    text = "".join(csv_lines(AUDIT_CSV_HEADER, audit_rows(db_session)))
-    row = next(r for r in csv.DictReader(io.StringIO(text)) if r["action"] == "test.values")
+    row = next(
+        r for r in csv.DictReader(io.StringIO(_export(db_session))) if r["action"] == "test.values"
+    )
     assert row["new_values"] == (
         '{"alpha": "Überprüfung", "mid": {"a": [3, 1], "b": 2}, "zeta": 1}'
     )
     assert row["old_values"] == ""
     assert row["reason"] == "'-1 as typed"
+
+
+def test_copy_and_the_csv_module_write_the_same_export(
+    app: Flask, db_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL writes the export with COPY; SQLite through the csv module. Both must give
+    the same bytes for awkward values: quotes, commas, line breaks, formula starts, empty and
+    missing text, JSON scalars, non-ASCII, and a time on a whole second."""
+    from datetime import UTC, datetime, timedelta
+
+    from tracker import clock
+    from tracker.audit.export import AuditCsv
+
+    actor = Actor(username="=exporter", role="admin", ip_address="@127.0.0.1")
+    values = [
+        ({"a": "x"}, {"a": 'y, "quoted"\nnext line'}, 'reason, with "quotes"\r\nand lines'),
+        (None, {"n": -5, "list": ["=1+2", None, True]}, ""),
+        ({"k": "\tTab"}, None, "+plus"),
+        (None, None, None),
+        ({"ü": "ßé"}, {"emoji": "✓"}, "=SUM(A1)"),
+    ]
+    whole = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    for index, (old, new, reason) in enumerate(values):
+        if index == 3:
+            monkeypatch.setattr(clock, "now", lambda: whole)
+        record_event(
+            db_session, actor, "test.awkward", "thing", f"-T{index}", old=old, new=new,
+            reason=reason,
+        )  # fmt: skip
+    db_session.commit()
+    export = AuditCsv(db_session)
+    text = "".join(export)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert export.events == len(rows) == db_session.scalar(sa.select(sa.func.count(AuditEvent.seq)))
+    awkward = [r for r in rows if r["action"] == "test.awkward"]
+    assert [r["reason"] for r in awkward] == [
+        "reason, with \"quotes\"\r\nand lines", "", "'+plus", "", "'=SUM(A1)",
+    ]  # fmt: skip
+    assert awkward[0]["actor"] == "'=exporter" and awkward[0]["entity_id"] == "'-T0"
+    assert awkward[3]["occurred_at"] == whole.isoformat()
+    if db_session.get_bind().dialect.name == "postgresql":
+        through_python = "".join(export._rows())
+        assert text == through_python

@@ -10,12 +10,11 @@ from flask import Blueprint, Response, render_template, request, stream_with_con
 from flask.typing import ResponseReturnValue
 
 from tracker.audit import queries
-from tracker.audit.export import AUDIT_CSV_HEADER, audit_rows
+from tracker.audit.export import AuditCsv
 from tracker.audit.services import record_event, verify
 from tracker.auth.session import current_actor
 from tracker.db import get_session, utcnow
 from tracker.errors import InvalidInput
-from tracker.reports.spreadsheet import csv_lines
 from tracker.security import Permission, requires
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
@@ -104,7 +103,7 @@ def export_csv() -> ResponseReturnValue:
         new={"format": "csv", "filter": {k: v for k, v in vars(audit_filter).items() if v}},
     )
     session.commit()
-    lines = csv_lines(AUDIT_CSV_HEADER, audit_rows(session, audit_filter.clauses()))
+    lines = iter(AuditCsv(session, audit_filter.clauses()))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return Response(
         stream_with_context(lines),

@@ -36,11 +36,13 @@ def _cell(value: Any) -> str:
     return neutralise_cell(value)
 
 
-def csv_lines(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]:
+def csv_lines(
+    header: Sequence[str], rows: Iterable[Sequence[Any]], lineterminator: str = "\r\n"
+) -> Iterator[str]:
     """Yield CSV text a few hundred lines at a time, so a response or a file can stream it
     without paying for a write per line."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer = csv.writer(buffer, lineterminator=lineterminator)
     writer.writerow(header)
     chunk: list[list[str]] = []
     for row in rows:
