@@ -3,7 +3,6 @@ from HTML (the same SVG charts as the pages) with WeasyPrint, a few participants
 
 from __future__ import annotations
 
-import contextlib
 import json
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -24,6 +23,7 @@ from tracker.reports.compliance import (
     Summary,
     check_catalogue,
 )
+from tracker.reports.pdf_join import Bookmark, join_pdfs
 from tracker.reports.spreadsheet import csv_lines
 from tracker.sessions.chart import ChartDose, ChartReading, render_vitals_chart
 
@@ -271,6 +271,17 @@ def _parts(rows: Iterable[ParticipantResult]) -> Iterator[tuple[list[Participant
         yield part, True
 
 
+def _bookmarks(tree: list[Any], depth: int, offset: int) -> list[Bookmark]:
+    """WeasyPrint's bookmark tree (h1, h2, … with their pages) down to ``depth`` levels, flat,
+    its pages moved by ``offset``."""
+    found: list[Bookmark] = []
+    for label, (page, _x, _y), children, _state in tree:
+        found.append(Bookmark(label, page + offset))
+        if depth > 1:
+            found += _bookmarks(children, depth - 1, offset)
+    return found
+
+
 def write_pdf_report(
     header: ReportHeader,
     rows: Iterable[ParticipantResult],
@@ -282,13 +293,14 @@ def write_pdf_report(
     """The report as one PDF written to ``output``: the front matter (title page with the
     protocol, the author, the time and the audit head; summary; pass-rate chart; safety items;
     deviations), then per participant the results with evidence, the checklist signature and
-    the dosing sessions' vital-sign charts. ``summary`` is filled while ``rows`` stream, so
-    the front matter is laid out last and put first. Returns the number of pages."""
-    import pikepdf
+    the dosing sessions' vital-sign charts, with a bookmark per participant. ``summary`` is
+    filled while ``rows`` stream, so the front matter is laid out last and put first. Returns
+    the number of pages."""
     from weasyprint import HTML
 
     with tempfile.TemporaryDirectory(prefix="tracker-report-") as folder:
         parts: list[Path] = []
+        detail_bookmarks: list[Bookmark] = []
         detail_pages = detail_participants = 0
         for part, last in _parts(rows):
             html = render_template(
@@ -306,6 +318,7 @@ def write_pdf_report(
             document = HTML(string=html).render()
             path = Path(folder) / f"part-{len(parts):06d}.pdf"
             document.write_pdf(path)
+            detail_bookmarks += _bookmarks(document.make_bookmark_tree(), 1, detail_pages)
             detail_pages += len(document.pages)
             detail_participants += len(part)
             parts.append(path)
@@ -326,15 +339,15 @@ def write_pdf_report(
         ).render()
         front_path = Path(folder) / "front.pdf"
         front.write_pdf(front_path)
+        front_pages = len(front.pages)
+        bookmarks = _bookmarks(front.make_bookmark_tree(), 2, 0) + [
+            Bookmark(b.title, b.page + front_pages) for b in detail_bookmarks
+        ]
         del front
-
-        # qpdf (through pikepdf) copies the parts' pages lazily: each part stays open until
-        # the joined file is written, and its content streams straight from disk.
-        with contextlib.ExitStack() as stack:
-            merged = stack.enter_context(pikepdf.Pdf.open(front_path))
-            for path in parts:
-                merged.pages.extend(stack.enter_context(pikepdf.Pdf.open(path)).pages)
-            merged.docinfo["/Title"] = f"{header.title} report"
-            merged.docinfo["/Author"] = header.generated_by
-            merged.save(output)
-            return len(merged.pages)
+        return join_pdfs(
+            [front_path, *parts],
+            output,
+            title=f"{header.title} report",
+            author=header.generated_by,
+            bookmarks=bookmarks,
+        )
