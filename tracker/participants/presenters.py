@@ -18,7 +18,7 @@ from tracker.participants.models import (
     Participant,
     ReviewAssessment,
 )
-from tracker.participants.queries import visible_to
+from tracker.participants.queries import visible_to, without_protocol_text
 from tracker.protocol import ChecklistAnswer as CoreAnswer
 from tracker.protocol import (
     ChecklistOutcome,
@@ -132,7 +132,8 @@ def worklist(
     )
     on_hold = list(
         session.scalars(
-            visible.where(Participant.state == State.ON_HOLD.value)
+            visible.options(without_protocol_text())
+            .where(Participant.state == State.ON_HOLD.value)
             .order_by(Participant.updated_at, Participant.id)
             .limit(limit)
         )

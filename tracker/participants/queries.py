@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 from sqlalchemy.orm import Session
 
 from tracker.auth.models import SITELESS_ROLES, User
@@ -22,6 +23,7 @@ from tracker.participants.models import (
 )
 from tracker.protocol import Role, State
 from tracker.sites.models import Site
+from tracker.study.models import ProtocolVersion
 
 
 def visible_to(user: User | None) -> sa.Select[tuple[Participant]]:
@@ -71,6 +73,15 @@ class Page:
         return max(1, -(-self.total // self.per_page))
 
 
+def without_protocol_text() -> sa.orm.interfaces.LoaderOption:
+    """For pages that list participants but apply no protocol rule: the protocol version's
+    name only, not its text and parsed definition (some 20 kB a row, the same for every
+    participant). Anything that needs the definition later loads it once."""
+    return sa.orm.joinedload(Participant.protocol_version, innerjoin=True).load_only(
+        ProtocolVersion.code, ProtocolVersion.version, ProtocolVersion.title
+    )
+
+
 def participant_page(
     session: Session, user: User, flt: ParticipantFilter, page: int, per_page: int
 ) -> Page:
@@ -90,7 +101,10 @@ def participant_page(
     )
     items = list(
         session.scalars(
-            query.order_by(Participant.study_id).limit(per_page).offset((page - 1) * per_page)
+            query.options(without_protocol_text())
+            .order_by(Participant.study_id)
+            .limit(per_page)
+            .offset((page - 1) * per_page)
         )
     )
     return Page(items=items, total=total, page=page, per_page=per_page)

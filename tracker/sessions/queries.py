@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from tracker.auth.models import User
 from tracker.db import utcnow
 from tracker.participants.models import Participant
-from tracker.participants.queries import visible_to
+from tracker.participants.queries import visible_to, without_protocol_text
 from tracker.sessions.models import (
     AdverseEvent,
     DoseAdministration,
@@ -128,6 +128,7 @@ def sessions_today(
     visible = visible_to(user).subquery()
     rows = session.execute(
         sa.select(TherapySession, Participant)
+        .options(without_protocol_text())
         .join(Participant, Participant.id == TherapySession.participant_id)
         .where(
             Participant.id.in_(sa.select(visible.c.id)),
@@ -146,6 +147,7 @@ def open_alerts(
     visible = visible_to(user).subquery()
     rows = session.execute(
         sa.select(VitalSignAlert, Participant)
+        .options(without_protocol_text())
         .join(TherapySession, TherapySession.id == VitalSignAlert.session_id)
         .join(Participant, Participant.id == TherapySession.participant_id)
         .where(
@@ -164,6 +166,7 @@ def open_adverse_events(
     visible = visible_to(user).subquery()
     rows = session.execute(
         sa.select(AdverseEvent, Participant)
+        .options(without_protocol_text())
         .join(Participant, Participant.id == AdverseEvent.participant_id)
         .where(
             Participant.id.in_(sa.select(visible.c.id)),
@@ -185,36 +188,30 @@ def integration_due(
 ) -> list[DueItem]:
     """Participants in integration whose first integration session of the cycle is not yet
     completed: due within ``hours`` of the end of the cycle's dosing session."""
-    visible = visible_to(user).where(Participant.state == "integration").subquery()
-    dosing = (
-        sa.select(
-            TherapySession.participant_id,
-            TherapySession.cycle,
-            sa.func.max(TherapySession.ended_at).label("ended"),
+    # Correlated per participant in integration (few, at one site), each answered by the
+    # (participant_id, kind, cycle) index; never an aggregate over the study's sessions.
+    ended = (
+        sa.select(sa.func.max(TherapySession.ended_at))
+        .where(
+            TherapySession.participant_id == Participant.id,
+            TherapySession.kind == "dosing",
+            TherapySession.cycle == Participant.cycle,
+            TherapySession.status == "completed",
         )
-        .where(TherapySession.kind == "dosing", TherapySession.status == "completed")
-        .group_by(TherapySession.participant_id, TherapySession.cycle)
-        .subquery()
+        .scalar_subquery()
     )
-    integrated = (
-        sa.select(TherapySession.participant_id, TherapySession.cycle)
-        .where(TherapySession.kind == "integration", TherapySession.status == "completed")
-        .subquery()
+    integrated = sa.exists().where(
+        TherapySession.participant_id == Participant.id,
+        TherapySession.kind == "integration",
+        TherapySession.cycle == Participant.cycle,
+        TherapySession.status == "completed",
     )
     rows = session.execute(
-        sa.select(Participant, dosing.c.ended)
-        .join(
-            dosing,
-            sa.and_(dosing.c.participant_id == Participant.id, dosing.c.cycle == Participant.cycle),
-        )
-        .where(
-            Participant.id.in_(sa.select(visible.c.id)),
-            ~sa.exists().where(
-                integrated.c.participant_id == Participant.id,
-                integrated.c.cycle == Participant.cycle,
-            ),
-        )
-        .order_by(dosing.c.ended)
+        visible_to(user)
+        .options(without_protocol_text())
+        .add_columns(ended.label("ended"))
+        .where(Participant.state == "integration", ended.is_not(None), ~integrated)
+        .order_by(sa.literal_column("ended"), Participant.id)
         .limit(limit)
     )
     now = utcnow()
@@ -255,6 +252,7 @@ def active_participants(session: Session, user: User, limit: int = 50) -> list[P
     return list(
         session.scalars(
             visible_to(user)
+            .options(without_protocol_text())
             .where(Participant.state.not_in(["completed", "screen_failed", "withdrawn"]))
             .order_by(Participant.study_id)
             .limit(limit)

@@ -20,7 +20,9 @@ class ProtocolVersion(Base):
     code: Mapped[str] = mapped_column(sa.String(40))
     version: Mapped[str] = mapped_column(sa.String(20))
     title: Mapped[str] = mapped_column(sa.String(300))
-    definition: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    # Deferred: every participant query joins its protocol version, and the rules are built
+    # from ``source``; the parsed JSON is read only where it is shown (GET /api/v1/protocol).
+    definition: Mapped[dict[str, Any]] = mapped_column(sa.JSON, deferred=True)
     source: Mapped[str] = mapped_column(sa.Text)
     content_hash: Mapped[str] = mapped_column(sa.String(64))
     loaded_at: Mapped[datetime] = mapped_column(default=utcnow)
