@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.test import TestResponse
 
 from tests.factories import PASSWORD, make_user
 from tests.support.databases import BACKENDS, scratch_database
@@ -22,6 +24,17 @@ from tracker.auth.models import User
 from tracker.db import get_database
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+
+
+class BufferedClient(FlaskClient):
+    """A test client that reads each response whole before returning it. Tests share one
+    database connection; a streamed export left unread (a PostgreSQL COPY in progress) would
+    hold that connection from the next request, as it never does in a server, where each
+    request has its own."""
+
+    def open(self, *args: Any, **kwargs: Any) -> TestResponse:
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
 
 
 def make_test_app(database_url: str, instance_path: str, **extra: object) -> Flask:
@@ -33,7 +46,9 @@ def make_test_app(database_url: str, instance_path: str, **extra: object) -> Fla
         "RATELIMIT_ENABLED": False,
         **extra,
     }
-    return create_app(overrides=overrides, environ={})
+    app = create_app(overrides=overrides, environ={})
+    app.test_client_class = BufferedClient
+    return app
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
