@@ -47,8 +47,9 @@ def create_app(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # WeasyPrint reports every layout step at INFO: a line per page of a PDF report.
-    for name in ("weasyprint", "fontTools"):
+    # WeasyPrint reports every layout step at INFO (a line per page of a PDF report), and
+    # pikepdf its start-up.
+    for name in ("weasyprint", "fontTools", "pikepdf"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
     from tracker.auth.passwords import use_fast_hashing
