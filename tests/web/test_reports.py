@@ -182,3 +182,22 @@ def test_csv_cells_are_neutralised(
     assert c10["record"].startswith("adverse event") and '=HYPERLINK("x")' in c10["record"]
     audit = client.get("/audit/export.csv").get_data(as_text=True)
     assert "\n=" not in audit and ",=" not in audit
+
+
+def test_a_browser_pdf_of_too_many_participants_is_refused_and_not_recorded(
+    client: FlaskClient, db_session: Session, team, signed_in, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from tracker.reports import views
+
+    monkeypatch.setattr(views, "WEB_PDF_MAX_PARTICIPANTS", 2)
+    _study(db_session, team)
+    signed_in("auditor")
+    exports = sa.select(sa.func.count()).where(AuditEvent.action == "report.export")
+    before = db_session.scalar(exports)
+    response = client.get("/reports/compliance.pdf")
+    assert response.status_code == 422
+    text = response.get_data(as_text=True)
+    assert "at most 2 participants" in text and "has 3" in text
+    assert db_session.scalar(exports) == before
+    narrowed = client.get("/reports/compliance.pdf?state=preparation")
+    assert narrowed.status_code == 200 and narrowed.mimetype == "application/pdf"

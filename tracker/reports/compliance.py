@@ -148,6 +148,13 @@ def _query(user: User | None, flt: ReportFilter) -> sa.Select[tuple[Participant]
     return query
 
 
+def participants_in_scope(session: Session, user: User | None, flt: ReportFilter) -> int:
+    """How many participants the report covers (site and state filters; before the
+    failures-only and check filters, which need the checks run)."""
+    query = _query(user, flt).order_by(None).subquery()
+    return int(session.scalar(sa.select(sa.func.count()).select_from(query)) or 0)
+
+
 def participant_results(
     session: Session,
     user: User | None,
