@@ -3,7 +3,7 @@ participants assigned to them. Anything else is a 404, never a 403 (SPEC §1).""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 import sqlalchemy.orm
@@ -169,16 +169,6 @@ def transitions_of(session: Session, participant_id: int) -> list[TransitionEven
     )
 
 
-def deviations_of(session: Session, participant_id: int) -> list[ProtocolDeviation]:
-    return list(
-        session.scalars(
-            sa.select(ProtocolDeviation)
-            .where(ProtocolDeviation.participant_id == participant_id)
-            .order_by(ProtocolDeviation.occurred_at)
-        )
-    )
-
-
 def assigned_therapists(session: Session, participant_id: int) -> list[User]:
     return list(
         session.scalars(
@@ -203,3 +193,63 @@ def therapists_of_site(session: Session, site_id: int) -> list[User]:
             .order_by(User.username)
         )
     )
+
+
+@dataclass(frozen=True)
+class People:
+    """The users a page shows: those its records name, the site's active therapists (the
+    choices of its forms) and, for a participant's page, the therapists assigned."""
+
+    by_id: dict[int, User] = field(default_factory=dict)
+    site_therapists: list[User] = field(default_factory=list)
+    assigned: list[User] = field(default_factory=list)
+
+
+def people_of_page(
+    session: Session, site_id: int, ids: set[int | None], participant_id: int | None = None
+) -> People:
+    """Every user a page needs, in one query instead of one per purpose."""
+    wanted = {i for i in ids if i is not None}
+    site_therapist = sa.and_(
+        User.site_id == site_id, User.role == Role.THERAPIST.value, User.is_active.is_(True)
+    )
+    assigned: sa.ColumnElement[bool] = sa.false()
+    if participant_id is not None:
+        assigned = sa.exists().where(
+            TherapistAssignment.participant_id == participant_id,
+            TherapistAssignment.user_id == User.id,
+            TherapistAssignment.ended_at.is_(None),
+        )
+    conditions = [site_therapist, assigned]
+    if wanted:
+        conditions.append(User.id.in_(wanted))
+    rows = session.execute(
+        sa.select(User, site_therapist.label("choice"), assigned.label("assigned"))
+        .where(sa.or_(*conditions))
+        .order_by(User.username)
+    ).all()
+    return People(
+        by_id={user.id: user for user, _, _ in rows},
+        site_therapists=[user for user, choice, _ in rows if choice],
+        assigned=[user for user, _, is_assigned in rows if is_assigned],
+    )
+
+
+def transitions_with_deviations(
+    session: Session, participant_id: int
+) -> tuple[list[TransitionEvent], dict[int, list[ProtocolDeviation]]]:
+    """The participant's transitions in order and the deviations recorded with each, in one
+    query."""
+    rows = session.execute(
+        sa.select(TransitionEvent, ProtocolDeviation)
+        .outerjoin(ProtocolDeviation, ProtocolDeviation.transition_event_id == TransitionEvent.id)
+        .where(TransitionEvent.participant_id == participant_id)
+        .order_by(TransitionEvent.version_after, ProtocolDeviation.occurred_at)
+    ).all()
+    events: dict[int, TransitionEvent] = {}
+    deviations: dict[int, list[ProtocolDeviation]] = {}
+    for event, deviation in rows:
+        events.setdefault(event.id, event)
+        if deviation is not None:
+            deviations.setdefault(event.id, []).append(deviation)
+    return list(events.values()), deviations

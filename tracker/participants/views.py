@@ -31,7 +31,7 @@ from tracker.participants.forms import (
     checklist_form_class,
 )
 from tracker.participants.models import Participant
-from tracker.participants.presenters import phase_label, state_label
+from tracker.participants.presenters import phase_label, state_label, therapist_choices
 from tracker.protocol import TRANSITIONS, ItemKind, State
 from tracker.security import Permission, can, requires
 from tracker.sessions.facts import SessionRecords
@@ -76,10 +76,7 @@ def _form_error(form: FlaskForm, error: DomainError) -> None:
 
 
 def _therapist_choices(site_id: int) -> list[tuple[str, str]]:
-    return [
-        (t.username, f"{t.printed_name} ({t.username})")
-        for t in queries.therapists_of_site(get_session(), site_id)
-    ]
+    return therapist_choices(queries.therapists_of_site(get_session(), site_id))
 
 
 # --- the list and enrolment ------------------------------------------------------------------
@@ -182,7 +179,7 @@ def render_participant(
         sections = participant_sections(session, user, participant)
     checklist = services.checklist_state(session, participant)
     consents = queries.consents_of(session, participant.id)
-    assigned = queries.assigned_therapists(session, participant.id)
+    assigned = sections["assigned"]
     # The guards decide on the rows this page has already read: nothing is read twice.
     options = (
         transitions.options_for(
@@ -195,6 +192,7 @@ def render_participant(
                 sessions=sections["sessions"],
                 adverse_events=sections["adverse_events"],
                 pregnancy_tests=sections["pregnancy_tests"],
+                dosing_records=sections["dosing_records"],
             ),
         )
         if can(Permission.TRANSITIONS_APPLY)
@@ -203,15 +201,11 @@ def render_participant(
     forms = _transition_forms(participant, options)
     if submitted is not None and submitted_name in forms:
         forms[submitted_name] = submitted
-    events = queries.transitions_of(session, participant.id)
-    deviations: dict[int, list[Any]] = {}
-    for deviation in queries.deviations_of(session, participant.id):
-        deviations.setdefault(deviation.transition_event_id, []).append(deviation)
+    events, deviations = queries.transitions_with_deviations(session, participant.id)
     return render_template(
         "participants/detail.html",
         participant=participant,
         checklist=checklist,
-        assigned=assigned,
         therapists_form=therapists_form
         or _therapists_form(assigned, sections["therapist_choices"]),
         consents=consents,

@@ -3,8 +3,8 @@ queries whatever the participant's history."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -43,6 +43,8 @@ class SessionRecords:
     sessions: Sequence[TherapySession]
     adverse_events: Sequence[AdverseEvent]
     pregnancy_tests: Sequence[PregnancyTest]
+    # The dosing sessions' doses and readings by session id, when the caller has read them.
+    dosing_records: Mapping[int, queries.DosingRecord] = field(default_factory=dict)
 
 
 def load_session_records(session: Session, participant_id: int) -> SessionRecords:
@@ -69,24 +71,35 @@ def current_dosing_session(
 
 
 def dosing_facts_of(
-    session: Session, dosing: TherapySession, protocol: ProtocolDefinition
+    session: Session,
+    dosing: TherapySession,
+    protocol: ProtocolDefinition,
+    record: queries.DosingRecord | None = None,
 ) -> DosingSessionFacts:
-    doses = [
-        Dose(DoseKind(d.kind), d.amount_mg, d.administered_at)
-        for d in session.scalars(
-            sa.select(DoseAdministration).where(DoseAdministration.session_id == dosing.id)
+    """The facts of one dosing session, from its ``record`` when the caller has read it."""
+    if record is not None:
+        doses = [Dose(DoseKind(d.kind), d.amount_mg, d.administered_at) for d in record.doses]
+        times = [r.measured_at for r in record.readings]
+        open_alerts: int | None = len(record.open_alerts)
+    else:
+        doses = [
+            Dose(DoseKind(d.kind), d.amount_mg, d.administered_at)
+            for d in session.scalars(
+                sa.select(DoseAdministration).where(DoseAdministration.session_id == dosing.id)
+            )
+        ]
+        times = list(
+            session.scalars(
+                sa.select(VitalSignReading.measured_at).where(
+                    VitalSignReading.session_id == dosing.id
+                )
+            )
         )
-    ]
-    times = list(
-        session.scalars(
-            sa.select(VitalSignReading.measured_at).where(VitalSignReading.session_id == dosing.id)
+        open_alerts = session.scalar(
+            sa.select(sa.func.count())
+            .select_from(VitalSignAlert)
+            .where(VitalSignAlert.session_id == dosing.id, VitalSignAlert.acknowledged_at.is_(None))
         )
-    )
-    open_alerts = session.scalar(
-        sa.select(sa.func.count())
-        .select_from(VitalSignAlert)
-        .where(VitalSignAlert.session_id == dosing.id, VitalSignAlert.acknowledged_at.is_(None))
-    )
     return dosing_session_facts(
         protocol,
         completed=dosing.status == "completed",
@@ -147,5 +160,9 @@ def session_facts(
         days_since_last_dosing=days,
         pregnancy_test=pregnancy,
         open_serious_adverse_events=open_saes,
-        dosing_session=dosing_facts_of(session, dosing, protocol) if dosing is not None else None,
+        dosing_session=(
+            dosing_facts_of(session, dosing, protocol, records.dosing_records.get(dosing.id))
+            if dosing is not None
+            else None
+        ),
     )

@@ -61,6 +61,8 @@ class TherapySession(Base):
     therapists: Mapped[list[User]] = relationship(
         secondary=session_therapists, lazy="selectin", order_by=User.username
     )
+    # Read by the session page, which joins it onto the session's row.
+    effects: Mapped[SessionEffects | None] = relationship(uselist=False)
 
 
 class DoseAdministration(Base):

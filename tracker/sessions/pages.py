@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from tracker.auth.models import User
 from tracker.participants import queries as participant_queries
 from tracker.participants.models import Participant
+from tracker.participants.presenters import therapist_choices as choices_of
 from tracker.protocol import CLOSED_STATES, State
 from tracker.protocol.dosing import SESSION_EFFECTS
 from tracker.sessions import queries
@@ -84,10 +85,7 @@ def _amend_forms(threads: list[NoteThread], submitted: Submitted) -> dict[int, F
 
 
 def therapist_choices(session: Session, site_id: int) -> list[tuple[str, str]]:
-    return [
-        (t.username, f"{t.printed_name} ({t.username})")
-        for t in participant_queries.therapists_of_site(session, site_id)
-    ]
+    return choices_of(participant_queries.therapists_of_site(session, site_id))
 
 
 def is_open(participant: Participant) -> bool:
@@ -121,15 +119,19 @@ def participant_sections(
     screens = queries.screens_of(session, participant.id)
     pregnancy_tests = queries.pregnancy_tests_of(session, participant.id)
     threads = note_threads(queries.notes_of(session, participant.id))
-    people = queries.users_by_id(
+    dosing_rows = [s for s in sessions if s.kind == "dosing"]
+    dosing_records = queries.dosing_records_of(session, [s.id for s in dosing_rows])
+    people = participant_queries.people_of_page(
         session,
+        participant.site_id,
         {e.assessed_by_id for e in events}
         | {e.recorded_by_id for e in events}
         | {s.recorded_by_id for s in side_effects}
         | {s.recorded_by_id for s in screens}
         | {t.recorded_by_id for t in pregnancy_tests},
+        participant_id=participant.id,
     )
-    choices = therapist_choices(session, participant.site_id)
+    choices = choices_of(people.site_therapists)
     kind = SESSION_KIND_FOR_STATE.get(State(participant.state))
     schedule = submitted.get("schedule")
     if schedule is None:
@@ -149,6 +151,12 @@ def participant_sections(
     return {
         "sessions": sessions,
         "sessions_by_id": {s.id: s for s in sessions},
+        "dosing_records": dosing_records,
+        "dosing_charts": [
+            (row, vitals_chart(participant, row, dosing_records[row.id]))
+            for row in dosing_rows
+            if dosing_records[row.id].readings
+        ],
         "schedule_refusal": schedule_refusal(participant),
         "adverse_events": events,
         "side_effects": side_effects,
@@ -156,7 +164,8 @@ def participant_sections(
         "pregnancy_tests": pregnancy_tests,
         "note_threads": threads,
         "amend_forms": _amend_forms(threads, submitted),
-        "people": people,
+        "people": people.by_id,
+        "assigned": people.assigned,
         "session_forms": forms,
         "therapist_choices": choices,
         "recording_open": is_open(participant),
@@ -230,8 +239,8 @@ def session_page(
         ids |= {r.recorded_by_id for r in record.readings}
         if record.effects is not None:
             ids.add(record.effects.recorded_by_id)
-    people = queries.users_by_id(session, ids)
-    choices = therapist_choices(session, participant.site_id)
+    people = participant_queries.people_of_page(session, participant.site_id, ids)
+    choices = choices_of(people.site_therapists)
     forms: dict[str, FlaskForm] = {
         "record": submitted.get("record") or _record_form(row, choices),
         "screen": submitted.get("screen") or SuicidalityScreenForm(prefix="screen", formdata=None),
@@ -267,7 +276,7 @@ def session_page(
         "note_threads": threads,
         "amend_forms": _amend_forms(threads, submitted),
         "screens": screens,
-        "people": people,
+        "people": people.by_id,
         "forms": forms,
         "acknowledge_forms": acknowledge,
         "effect_labels": EFFECT_LABELS,

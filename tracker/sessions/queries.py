@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from tracker.auth.models import User
 from tracker.db import utcnow
@@ -27,20 +27,24 @@ from tracker.sessions.models import (
 
 
 def sessions_of(session: Session, participant_id: int) -> list[TherapySession]:
+    """The participant's sessions with their therapists (joined: one query, not two)."""
     return list(
         session.scalars(
             sa.select(TherapySession)
+            .options(joinedload(TherapySession.therapists))
             .where(TherapySession.participant_id == participant_id)
             .order_by(TherapySession.scheduled_at, TherapySession.id)
-        )
+        ).unique()
     )
 
 
 @dataclass(frozen=True)
 class DosingRecord:
+    """What a dosing session recorded; ``effects`` is read by the session page only."""
+
     doses: list[DoseAdministration]
     readings: list[VitalSignReading]
-    effects: SessionEffects | None
+    effects: SessionEffects | None = None
 
     @property
     def open_alerts(self) -> list[VitalSignAlert]:
@@ -48,25 +52,30 @@ class DosingRecord:
 
 
 def dosing_record(session: Session, row: TherapySession) -> DosingRecord:
-    return DosingRecord(
-        doses=list(
-            session.scalars(
-                sa.select(DoseAdministration)
-                .where(DoseAdministration.session_id == row.id)
-                .order_by(DoseAdministration.administered_at)
-            )
-        ),
-        readings=list(
-            session.scalars(
-                sa.select(VitalSignReading)
-                .where(VitalSignReading.session_id == row.id)
-                .order_by(VitalSignReading.measured_at)
-            )
-        ),
-        effects=session.scalar(
-            sa.select(SessionEffects).where(SessionEffects.session_id == row.id)
-        ),
-    )
+    record = dosing_records_of(session, [row.id])[row.id]
+    return DosingRecord(doses=record.doses, readings=record.readings, effects=row.effects)
+
+
+def dosing_records_of(session: Session, session_ids: list[int]) -> dict[int, DosingRecord]:
+    """The doses and the readings (with their alerts) of several dosing sessions, in two
+    queries whatever their number."""
+    records = {i: DosingRecord(doses=[], readings=[]) for i in session_ids}
+    if not session_ids:
+        return records
+    for dose in session.scalars(
+        sa.select(DoseAdministration)
+        .where(DoseAdministration.session_id.in_(session_ids))
+        .order_by(DoseAdministration.administered_at, DoseAdministration.id)
+    ):
+        records[dose.session_id].doses.append(dose)
+    for reading in session.scalars(
+        sa.select(VitalSignReading)
+        .options(joinedload(VitalSignReading.alerts))
+        .where(VitalSignReading.session_id.in_(session_ids))
+        .order_by(VitalSignReading.measured_at, VitalSignReading.id)
+    ).unique():
+        records[reading.session_id].readings.append(reading)
+    return records
 
 
 def notes_of(session: Session, participant_id: int) -> list[Note]:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from tracker.audit.services import Actor, record_event
 from tracker.auth.models import User
@@ -103,10 +103,17 @@ def get_session_and_participant_for(
 ) -> tuple[TherapySession, Participant]:
     """A session of a participant the user can see, with that participant; anything else is
     a 404."""
-    row = session.get(TherapySession, session_id)
-    if row is None:
-        raise NotFound(f"No session {session_id}.")
-    return row, participant_queries.get_participant(session, user, row.participant_id)
+    found = session.execute(
+        participant_queries.visible_to(user)
+        .add_columns(TherapySession)
+        .join(TherapySession, TherapySession.participant_id == Participant.id)
+        .where(TherapySession.id == session_id)
+        .options(joinedload(TherapySession.effects))
+    ).one_or_none()
+    if found is None:
+        raise NotFound(f"No session {session_id} that you can see.")
+    participant, row = found
+    return row, participant
 
 
 def get_session_for(session: Session, user: User, session_id: int) -> TherapySession:
@@ -560,6 +567,7 @@ def record_effects(
             recorded_by_id=actor.user_id,
         )
         session.add(existing)
+        row.effects = existing
     else:
         old = {
             "effects": existing.effects,
