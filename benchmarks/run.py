@@ -131,11 +131,28 @@ def _statements(app, client, path: str) -> int:  # type: ignore[no-untyped-def]
     return len(seen)
 
 
+# Each baseline reads the facts its page shows, and (RAW_SIGNED_IN, run first) the signed-in
+# user's login session, which every page reads too.
+RAW_SIGNED_IN = """
+SELECT l.id, l.last_seen_at, l.ended_at, u.id, u.username, u.role, u.site_id, u.is_active, s.code
+  FROM login_sessions l JOIN users u ON u.id = l.user_id LEFT JOIN sites s ON s.id = u.site_id
+  WHERE l.token_hash = :token;
+"""
 RAW_DASHBOARD = """
 SELECT state, count(*) FROM participants WHERE site_id = :site GROUP BY state;
-SELECT p.id, p.study_id, a.item_code, a.answer FROM (
-  SELECT id, study_id FROM participants WHERE site_id = :site AND state = 'screening'
-  ORDER BY enrolled_at, id LIMIT 20) p LEFT JOIN checklist_answers a ON a.participant_id = p.id;
+SELECT p.id, p.study_id,
+  EXISTS (SELECT 1 FROM consents c WHERE c.participant_id = p.id),
+  (SELECT g.content_hash FROM checklist_signatures g WHERE g.participant_id = p.id
+    AND g.voided_at IS NULL ORDER BY g.signed_at DESC LIMIT 1)
+  FROM participants p WHERE site_id = :site AND state = 'screening'
+  ORDER BY enrolled_at, id LIMIT 20;
+SELECT a.participant_id, a.item_code, a.answer FROM checklist_answers a WHERE a.participant_id IN (
+  SELECT id FROM participants WHERE site_id = :site AND state = 'screening'
+  ORDER BY enrolled_at, id LIMIT 20);
+SELECT r.participant_id, r.item_code, r.acceptable FROM review_assessments r
+  WHERE r.voided_at IS NULL AND r.participant_id IN (
+  SELECT id FROM participants WHERE site_id = :site AND state = 'screening'
+  ORDER BY enrolled_at, id LIMIT 20);
 SELECT id, study_id FROM participants WHERE site_id = :site AND state = 'on_hold'
   ORDER BY updated_at, id LIMIT 20;
 SELECT a.id, a.sign, a.value, p.study_id FROM vital_sign_alerts a
@@ -144,6 +161,13 @@ SELECT a.id, a.sign, a.value, p.study_id FROM vital_sign_alerts a
 SELECT e.id, e.term, p.study_id FROM adverse_events e JOIN participants p ON p.id = e.participant_id
   WHERE p.site_id = :site AND ((e.serious AND e.reported_at IS NULL) OR e.relatedness IS NULL)
   ORDER BY e.report_due_at LIMIT 50;
+SELECT p.id, p.study_id, (SELECT max(s.ended_at) FROM therapy_sessions s
+  WHERE s.participant_id = p.id AND s.kind = 'dosing' AND s.cycle = p.cycle
+  AND s.status = 'completed') AS ended
+  FROM participants p WHERE p.site_id = :site AND p.state = 'integration'
+  AND NOT EXISTS (SELECT 1 FROM therapy_sessions s WHERE s.participant_id = p.id
+  AND s.kind = 'integration' AND s.cycle = p.cycle AND s.status = 'completed')
+  ORDER BY ended LIMIT 50;
 """
 RAW_LIST = """
 SELECT count(*) FROM participants WHERE site_id = :site;
@@ -155,6 +179,11 @@ SELECT * FROM participants WHERE id = :pid;
 SELECT * FROM therapy_sessions WHERE participant_id = :pid ORDER BY scheduled_at;
 SELECT * FROM session_therapists st JOIN therapy_sessions s ON s.id = st.session_id
   WHERE s.participant_id = :pid;
+SELECT * FROM dose_administrations d JOIN therapy_sessions s ON s.id = d.session_id
+  WHERE s.participant_id = :pid AND s.kind = 'dosing';
+SELECT * FROM vital_sign_readings r JOIN therapy_sessions s ON s.id = r.session_id
+  LEFT JOIN vital_sign_alerts a ON a.reading_id = r.id
+  WHERE s.participant_id = :pid AND s.kind = 'dosing' ORDER BY r.measured_at;
 SELECT * FROM adverse_events WHERE participant_id = :pid;
 SELECT * FROM side_effects WHERE participant_id = :pid;
 SELECT * FROM suicidality_screens WHERE participant_id = :pid;
@@ -164,10 +193,11 @@ SELECT * FROM checklist_answers WHERE participant_id = :pid;
 SELECT * FROM review_assessments WHERE participant_id = :pid;
 SELECT * FROM checklist_signatures WHERE participant_id = :pid;
 SELECT * FROM consents WHERE participant_id = :pid;
-SELECT * FROM transition_events WHERE participant_id = :pid ORDER BY version_after;
-SELECT * FROM protocol_deviations WHERE participant_id = :pid;
-SELECT u.* FROM users u JOIN therapist_assignments t ON t.user_id = u.id
-  WHERE t.participant_id = :pid AND t.ended_at IS NULL;
+SELECT * FROM transition_events t LEFT JOIN protocol_deviations d ON d.transition_event_id = t.id
+  WHERE t.participant_id = :pid ORDER BY t.version_after;
+SELECT u.* FROM users u WHERE (u.site_id = :site AND u.role = 'therapist') OR EXISTS (
+  SELECT 1 FROM therapist_assignments t WHERE t.participant_id = :pid AND t.user_id = u.id
+  AND t.ended_at IS NULL);
 """
 
 
@@ -198,7 +228,11 @@ def pages(url: str, label: str, with_timing: bool) -> None:
             {"p": pid},
         )
     coordinator = _client(app, f"s{site:02d}-coordinator1")
-    params = {"site": site, "pid": pid}
+    with engine.connect() as connection:
+        token = connection.scalar(  # the session the client just opened
+            sa.text("SELECT token_hash FROM login_sessions ORDER BY id DESC LIMIT 1")
+        )
+    params = {"site": site, "pid": pid, "token": token}
     cases = [
         ("dashboard", "/", RAW_DASHBOARD),
         ("participant list", "/participants/", RAW_LIST),
@@ -212,7 +246,7 @@ def pages(url: str, label: str, with_timing: bool) -> None:
         )
         if with_timing and raw is not None:
             page_s = timed(lambda path=path: coordinator.get(path).get_data())
-            raw_s = timed(_raw(engine, raw, params))
+            raw_s = timed(_raw(engine, RAW_SIGNED_IN + raw, params))
             goal = "<= 3x" if name in ("dashboard", "participant list") else ""
             report(
                 f"{name} vs raw SQL ({label})",
