@@ -157,29 +157,36 @@ def worklist(
         )
     )
     ids = [p.id for p in screening]
-    answers: dict[int, dict[str, ChecklistAnswer]] = defaultdict(dict)
-    assessments: dict[int, dict[str, ReviewAssessment]] = defaultdict(dict)
+    # Plain rows straight into the core's values: a work list of 20 holds some 400 answers,
+    # and an ORM object each would cost more than everything else on the dashboard.
+    answers: dict[int, dict[str, CoreAnswer]] = defaultdict(dict)
+    assessments: dict[int, dict[str, CoreAssessment]] = defaultdict(dict)
     if ids:
-        for answer in session.scalars(
-            sa.select(ChecklistAnswer).where(ChecklistAnswer.participant_id.in_(ids))
+        for participant_id, code, answer, note in session.execute(
+            sa.select(
+                ChecklistAnswer.participant_id,
+                ChecklistAnswer.item_code,
+                ChecklistAnswer.answer,
+                ChecklistAnswer.note,
+            ).where(ChecklistAnswer.participant_id.in_(ids))
         ):
-            answers[answer.participant_id][answer.item_code] = answer
-        for assessment in session.scalars(
-            sa.select(ReviewAssessment)
+            answers[participant_id][code] = CoreAnswer(code, answer, note or "")
+        for participant_id, code, acceptable, rationale in session.execute(
+            sa.select(
+                ReviewAssessment.participant_id,
+                ReviewAssessment.item_code,
+                ReviewAssessment.acceptable,
+                ReviewAssessment.rationale,
+            )
             .where(ReviewAssessment.participant_id.in_(ids), ReviewAssessment.voided_at.is_(None))
             .order_by(ReviewAssessment.assessed_at)
         ):
-            assessments[assessment.participant_id][assessment.item_code] = assessment
+            assessments[participant_id][code] = CoreAssessment(code, acceptable, rationale)
     items = []
     for participant, has_consent, signature_hash in rows:
         definition = definition_of(participant.protocol_version)
-        core_answers = {
-            c: CoreAnswer(c, a.answer, a.note or "") for c, a in answers[participant.id].items()
-        }
-        core_assessments = {
-            c: CoreAssessment(c, a.acceptable, a.rationale)
-            for c, a in assessments[participant.id].items()
-        }
+        core_answers = answers[participant.id]
+        core_assessments = assessments[participant.id]
         evaluation = evaluate_checklist(definition.checklist, core_answers, core_assessments)
         signed = False
         if signature_hash is not None:

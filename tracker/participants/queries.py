@@ -28,20 +28,26 @@ from tracker.study.models import ProtocolVersion
 
 def visible_to(user: User | None) -> sa.Select[tuple[Participant]]:
     """The participants ``user`` may see; None is the study-wide view of the command line."""
-    query = sa.select(Participant)
+    return sa.select(Participant).where(*visibility(user))
+
+
+def visibility(user: User | None) -> list[sa.ColumnElement[bool]]:
+    """The conditions on ``Participant`` of what ``user`` may see, for a query that joins
+    participants to other records (no subquery of visible participants needed)."""
     if user is None:
-        return query
+        return []
+    conditions: list[sa.ColumnElement[bool]] = []
     if user.role not in SITELESS_ROLES:
-        query = query.where(Participant.site_id == user.site_id)
+        conditions.append(Participant.site_id == user.site_id)
     if user.role == Role.THERAPIST:
-        query = query.where(
+        conditions.append(
             sa.exists().where(
                 TherapistAssignment.participant_id == Participant.id,
                 TherapistAssignment.user_id == user.id,
                 TherapistAssignment.ended_at.is_(None),
             )
         )
-    return query
+    return conditions
 
 
 def get_participant(
@@ -111,8 +117,11 @@ def participant_page(
 
 
 def counts_by_state(session: Session, user: User) -> dict[str, int]:
-    visible = visible_to(user).subquery()
-    rows = session.execute(sa.select(visible.c.state, sa.func.count()).group_by(visible.c.state))
+    rows = session.execute(
+        sa.select(Participant.state, sa.func.count())
+        .where(*visibility(user))
+        .group_by(Participant.state)
+    )
     counts = {state.value: 0 for state in State}
     counts.update({state: count for state, count in rows})
     return counts

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, joinedload
 from tracker.auth.models import User
 from tracker.db import utcnow
 from tracker.participants.models import Participant
-from tracker.participants.queries import visible_to, without_protocol_text
+from tracker.participants.queries import visibility, visible_to, without_protocol_text
 from tracker.sessions.models import (
     AdverseEvent,
     DoseAdministration,
@@ -134,13 +134,12 @@ def sessions_today(
     """Sessions scheduled for the current UTC day, of participants the user can see."""
     now = utcnow()
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    visible = visible_to(user).subquery()
     rows = session.execute(
         sa.select(TherapySession, Participant)
         .options(without_protocol_text())
         .join(Participant, Participant.id == TherapySession.participant_id)
         .where(
-            Participant.id.in_(sa.select(visible.c.id)),
+            *visibility(user),
             TherapySession.scheduled_at >= day,
             TherapySession.scheduled_at < day + timedelta(days=1),
         )
@@ -153,15 +152,12 @@ def sessions_today(
 def open_alerts(
     session: Session, user: User, limit: int = 50
 ) -> list[tuple[VitalSignAlert, Participant]]:
-    visible = visible_to(user).subquery()
     rows = session.execute(
         sa.select(VitalSignAlert, Participant)
         .options(without_protocol_text())
         .join(TherapySession, TherapySession.id == VitalSignAlert.session_id)
         .join(Participant, Participant.id == TherapySession.participant_id)
-        .where(
-            Participant.id.in_(sa.select(visible.c.id)), VitalSignAlert.acknowledged_at.is_(None)
-        )
+        .where(*visibility(user), VitalSignAlert.acknowledged_at.is_(None))
         .order_by(VitalSignAlert.raised_at)
         .limit(limit)
     )
@@ -172,13 +168,12 @@ def open_adverse_events(
     session: Session, user: User, limit: int = 50
 ) -> list[tuple[AdverseEvent, Participant]]:
     """Serious events not yet reported, and events not yet assessed by an investigator."""
-    visible = visible_to(user).subquery()
     rows = session.execute(
         sa.select(AdverseEvent, Participant)
         .options(without_protocol_text())
         .join(Participant, Participant.id == AdverseEvent.participant_id)
         .where(
-            Participant.id.in_(sa.select(visible.c.id)),
+            *visibility(user),
             sa.or_(
                 sa.and_(AdverseEvent.serious.is_(True), AdverseEvent.reported_at.is_(None)),
                 AdverseEvent.relatedness.is_(None),
