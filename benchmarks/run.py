@@ -255,6 +255,16 @@ def pages(url: str, label: str, with_timing: bool) -> None:
                 page_s / raw_s,
                 goal,
             )
+    if with_timing:
+        # The floor under every page: a signed-in page that reads only its login session.
+        floor_s = timed(lambda: coordinator.get("/account/password").get_data())
+        report(
+            f"signed-in page reading only its login session ({label})",
+            f"{floor_s * 1000:.1f} ms",
+            "",
+            None,
+            "",
+        )
     engine.dispose()
     from tracker.db import get_database
 
