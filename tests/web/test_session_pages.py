@@ -871,3 +871,31 @@ def test_the_whole_protocol_through_the_pages(app: Flask, db_session: Session, t
         .group_by(TherapySession.kind)
     ).all()
     assert dict(kinds) == {"preparation": 3, "dosing": 3, "integration": 9}
+
+
+def test_participant_page_charts_every_dosing_session(
+    client: FlaskClient, db_session: Session, team: Team
+) -> None:
+    """SPEC §7: the participant page has a vital-signs chart for each dosing session, with
+    the thresholds drawn, each linked to its session."""
+    participant = _participant_at(db_session, team, "completed")
+    dosing = list(
+        db_session.scalars(
+            sa.select(TherapySession)
+            .where(TherapySession.participant_id == participant.id, TherapySession.kind == "dosing")
+            .order_by(TherapySession.scheduled_at)
+        )
+    )
+    assert len(dosing) == 3
+    login(client, team.coordinator.username)
+    shown = _text(client.get(f"/participants/{participant.id}"))
+    assert "Vital signs of the dosing sessions" in shown
+    assert shown.count('class="vitals-chart"') == 3
+    assert shown.count('class="threshold"') == 3 * 4  # systolic, diastolic, heart rate, temperature
+    for row in dosing:
+        assert f'href="/sessions/{row.id}">Dosing session #{row.id}</a>, cycle {row.cycle}' in shown
+
+    screening = _participant_at(db_session, team, "enrolled", seed=8)
+    assert "Vital signs of the dosing sessions" not in _text(
+        client.get(f"/participants/{screening.id}")
+    )
