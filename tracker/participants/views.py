@@ -31,11 +31,11 @@ from tracker.participants.forms import (
     checklist_form_class,
 )
 from tracker.participants.models import Participant
-from tracker.participants.presenters import phase_label, state_label, therapist_choices
+from tracker.participants.presenters import phase_label, state_label
 from tracker.protocol import TRANSITIONS, ItemKind, State
 from tracker.security import Permission, can, requires
 from tracker.sessions.facts import SessionRecords
-from tracker.sessions.pages import participant_sections
+from tracker.sessions.pages import participant_sections, therapist_choices
 from tracker.sites import services as sites
 
 bp = Blueprint("participants", __name__, url_prefix="/participants")
@@ -76,7 +76,7 @@ def _form_error(form: FlaskForm, error: DomainError) -> None:
 
 
 def _therapist_choices(site_id: int) -> list[tuple[str, str]]:
-    return therapist_choices(queries.therapists_of_site(get_session(), site_id))
+    return therapist_choices(get_session(), site_id)
 
 
 # --- the list and enrolment ------------------------------------------------------------------

@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from tracker.db import utcnow
@@ -17,11 +16,8 @@ from tracker.protocol.dosing import Dose, DoseKind, dosing_session_facts
 from tracker.sessions import queries
 from tracker.sessions.models import (
     AdverseEvent,
-    DoseAdministration,
     PregnancyTest,
     TherapySession,
-    VitalSignAlert,
-    VitalSignReading,
 )
 
 
@@ -77,29 +73,10 @@ def dosing_facts_of(
     record: queries.DosingRecord | None = None,
 ) -> DosingSessionFacts:
     """The facts of one dosing session, from its ``record`` when the caller has read it."""
-    if record is not None:
-        doses = [Dose(DoseKind(d.kind), d.amount_mg, d.administered_at) for d in record.doses]
-        times = [r.measured_at for r in record.readings]
-        open_alerts: int | None = len(record.open_alerts)
-    else:
-        doses = [
-            Dose(DoseKind(d.kind), d.amount_mg, d.administered_at)
-            for d in session.scalars(
-                sa.select(DoseAdministration).where(DoseAdministration.session_id == dosing.id)
-            )
-        ]
-        times = list(
-            session.scalars(
-                sa.select(VitalSignReading.measured_at).where(
-                    VitalSignReading.session_id == dosing.id
-                )
-            )
-        )
-        open_alerts = session.scalar(
-            sa.select(sa.func.count())
-            .select_from(VitalSignAlert)
-            .where(VitalSignAlert.session_id == dosing.id, VitalSignAlert.acknowledged_at.is_(None))
-        )
+    if record is None:
+        record = queries.dosing_records_of(session, [dosing.id])[dosing.id]
+    doses = [Dose(DoseKind(d.kind), d.amount_mg, d.administered_at) for d in record.doses]
+    times = [r.measured_at for r in record.readings]
     return dosing_session_facts(
         protocol,
         completed=dosing.status == "completed",
@@ -108,7 +85,7 @@ def dosing_facts_of(
         reading_times=times,
         therapists_present=len(dosing.therapists),
         overnight_stay=dosing.overnight_stay,
-        unacknowledged_alerts=int(open_alerts or 0),
+        unacknowledged_alerts=len(record.open_alerts),
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -52,8 +52,7 @@ class DosingRecord:
 
 
 def dosing_record(session: Session, row: TherapySession) -> DosingRecord:
-    record = dosing_records_of(session, [row.id])[row.id]
-    return DosingRecord(doses=record.doses, readings=record.readings, effects=row.effects)
+    return replace(dosing_records_of(session, [row.id])[row.id], effects=row.effects)
 
 
 def dosing_records_of(session: Session, session_ids: list[int]) -> dict[int, DosingRecord]:

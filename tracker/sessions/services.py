@@ -556,7 +556,7 @@ def record_effects(
         problems.append("The effects checklist belongs to dosing sessions.")
     text = _text(note, "The note", problems, required=False)
     _raise(problems, "The effects were not recorded")
-    existing = session.scalar(sa.select(SessionEffects).where(SessionEffects.session_id == row.id))
+    existing = row.effects
     old = None
     if existing is None:
         existing = SessionEffects(
