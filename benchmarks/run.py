@@ -1,6 +1,6 @@
 """Every benchmark, each a ratio against its own baseline on the same data, bounded in time.
 
-    python benchmarks/run.py --postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+    python -m benchmarks.run --postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
 Seeds (or reuses) the benchmark databases bench100, bench1k and bench10k on that server with
 ``tracker bench seed``, then measures and prints a Markdown table of figures (also written to
@@ -23,11 +23,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from benchmarks.generate import BENCH_PASSWORD
 
-from benchmarks.generate import BENCH_PASSWORD  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TRACKER = str(ROOT / ".venv" / "bin" / "tracker")
 SIZES = {"bench100": 100, "bench1k": 1000, "bench10k": 10_000}

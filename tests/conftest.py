@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
 from tests.factories import PASSWORD, make_user
 from tests.support.databases import BACKENDS, scratch_database
 from tracker import create_app, migrate
 from tracker.auth.models import User
-from tracker.db import get_database
+from tracker.db import get_database, make_session_factories
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 
@@ -35,6 +35,28 @@ class BufferedClient(FlaskClient):
     def open(self, *args: Any, **kwargs: Any) -> TestResponse:
         kwargs.setdefault("buffered", True)
         return super().open(*args, **kwargs)
+
+
+class ReadSessionOnSharedConnection(Session):
+    """A read session on the tests' one connection. Its savepoint encloses the savepoints of
+    the write units made while it reads (``tracker.db.write_unit``), so rolling it back would
+    undo them, as it never could on a server, where each has its own connection. A read
+    session has nothing of its own to undo, so here it releases its savepoint instead."""
+
+    def _release(self) -> None:
+        if self.in_transaction():
+            try:
+                self.commit()
+            except Exception:
+                super().rollback()
+                raise
+
+    def rollback(self) -> None:
+        self._release()
+
+    def close(self) -> None:
+        self._release()
+        super().close()
 
 
 def make_test_app(database_url: str, instance_path: str, **extra: object) -> Flask:
@@ -77,17 +99,16 @@ def db_session(app: Flask) -> Iterator[Session]:
     database = get_database(app)
     connection = database.engine.connect()
     outer = connection.begin()
-    original = database.session_factory
-    database.session_factory = sessionmaker(
-        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-    )
+    writes, reads = make_session_factories(connection, join_transaction_mode="create_savepoint")
+    reads.class_ = ReadSessionOnSharedConnection
+    original = database.bind_sessions((writes, reads))
     session = database.session_factory()
     # No app context is held here: each request must get its own (and its own g).
     try:
         yield session
     finally:
         session.close()
-        database.session_factory = original
+        database.bind_sessions(original)
         outer.rollback()
         connection.close()
 

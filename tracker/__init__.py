@@ -11,8 +11,8 @@ from werkzeug.routing import IntegerConverter, Map
 
 from tracker import db
 from tracker.config import load_settings
-
-ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+from tracker.paths import SOURCE_ROOT as ROOT  # noqa: F401 (the checkout, for tests and tools)
+from tracker.paths import STATIC, TEMPLATES
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -37,8 +37,8 @@ def create_app(
     app = Flask(
         __name__,
         instance_path=str(settings.instance_path),
-        template_folder=str(ROOT / "templates"),
-        static_folder=str(ROOT / "static"),
+        template_folder=str(TEMPLATES),
+        static_folder=str(STATIC),
     )
     app.config.from_mapping(settings.flask_config())
     app.extensions["tracker.settings"] = settings

@@ -361,11 +361,7 @@ def demo() -> None:
 
 
 def _benchmarks():  # type: ignore[no-untyped-def]
-    """The repository's benchmarks/ package (next to tracker/, not installed with it)."""
-    from tracker import ROOT
-
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
+    """The benchmarks package (shipped in the wheel beside tracker; imported when used)."""
     import benchmarks.generate
 
     return benchmarks

@@ -7,13 +7,13 @@ The request owns the transaction: services flush, the edge commits once (see
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -27,7 +27,15 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+T = TypeVar("T")
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Requests with these methods read: their session begins deferred on SQLite (no write lock) and
+# refuses to flush a change. A read that must write (a login's last-seen time, an export's own
+# audit event) does it in a unit of work of its own (``write_unit``).
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The execution option that marks an engine (and its connections) as reading only.
+READS_ONLY = "tracker_reads_only"
 
 
 def utcnow() -> datetime:
@@ -66,11 +74,13 @@ class Base(DeclarativeBase):
 
 
 def _configure_sqlite(engine: Engine) -> None:
-    """Foreign keys, WAL, a busy timeout, and transactions that take the write lock at BEGIN.
+    """Foreign keys, WAL, a busy timeout; a unit of work that writes takes the write lock at
+    BEGIN, one that only reads does not.
 
     pysqlite's own transaction handling is switched off so that SQLAlchemy's BEGIN is the one
-    sent; BEGIN IMMEDIATE makes a second writer wait (busy timeout) instead of failing later
-    with "database is locked" when it upgrades a read lock.
+    sent. BEGIN IMMEDIATE makes a second writer wait (busy timeout) instead of failing later
+    with "database is locked" when it upgrades a read lock. Connections of an engine derived
+    with the ``READS_ONLY`` option begin deferred and so read under WAL beside a writer.
     """
 
     @sa.event.listens_for(engine, "connect")
@@ -86,7 +96,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(READS_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def canonical_json(value: Any) -> str:
@@ -110,14 +123,56 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     return sa.create_engine(url, **kwargs)
 
 
+class ReadOnlySessionWrite(RuntimeError):
+    """A session made for reading was asked to write: a programming error, caught by tests."""
+
+
+def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise ReadOnlySessionWrite(
+            "a read-only unit of work tried to write; make the change in write_unit(session)"
+        )
+
+
+def make_session_factories(
+    bind: Engine | sa.Connection,
+    read_bind: Engine | sa.Connection | None = None,
+    **options: Any,
+) -> tuple[sessionmaker[Session], sessionmaker[Session]]:
+    """The factory of sessions that write and the factory of sessions that only read."""
+    options = {"expire_on_commit": False, "autoflush": True, **options}
+    writes = sessionmaker(bind=bind, **options)
+    reads = sessionmaker(bind=read_bind or bind, info={READS_ONLY: True}, **options)
+    sa.event.listen(reads, "before_flush", _refuse_writes)
+    return writes, reads
+
+
 class Database:
-    """The app's engine and session factory; tests may rebind the factory."""
+    """The app's engine and its two session factories (writing, reading); tests may rebind
+    both to one connection with ``bind_sessions``."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.session_factory: sessionmaker[Session] = sessionmaker(
-            bind=engine, expire_on_commit=False, autoflush=True
+        self.read_engine = engine.execution_options(**{READS_ONLY: True})
+        self.session_factory, self.read_session_factory = make_session_factories(
+            engine, self.read_engine
         )
+
+    def bind_sessions(
+        self, factories: tuple[sessionmaker[Session], sessionmaker[Session]]
+    ) -> tuple[sessionmaker[Session], sessionmaker[Session]]:
+        """Use these factories from now on; returns the ones they replace."""
+        previous = (self.session_factory, self.read_session_factory)
+        self.session_factory, self.read_session_factory = factories
+        return previous
+
+    def read_session(self) -> Session:
+        """A session of its own that only reads: on SQLite it takes no write lock, on
+        PostgreSQL its transaction is READ ONLY. The caller closes it."""
+        session = self.read_session_factory()
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(sa.text("SET TRANSACTION READ ONLY"))
+        return session
 
     @contextmanager
     def session_scope(self) -> Iterator[Session]:
@@ -154,12 +209,53 @@ def get_database(app: Flask | None = None) -> Database:
     return database
 
 
+def _request_reads_only() -> bool:
+    return has_request_context() and request.method in READ_METHODS
+
+
 def get_session() -> Session:
-    """The session of the current request (or app context), created on first use."""
+    """The session of the current request (or app context), created on first use. A request
+    that only reads (GET, HEAD, OPTIONS) gets a session that reads only."""
     if "db_session" not in g:
-        g.db_session = get_database().session_factory()
+        database = get_database()
+        factory = (
+            database.read_session_factory if _request_reads_only() else database.session_factory
+        )
+        g.db_session = factory()
     session: Session = g.db_session
     return session
+
+
+@contextmanager
+def write_unit(session: Session) -> Iterator[Session]:
+    """Where a change is made by code that reads with ``session``. That session itself, unless
+    it is a session that only reads (a GET request's): then a short unit of work of its own,
+    committed at once, so the read never holds the write lock. ``session`` may not see the
+    change (a SQLite read keeps its snapshot): take over a row with ``merge(row, load=False)``."""
+    if not session.info.get(READS_ONLY):
+        yield session
+        return
+    with get_database().session_scope() as writes:
+        yield writes
+    if session.in_transaction():
+        session.rollback()
+
+
+def stream_reading(produce: Callable[[Session], Iterator[T]]) -> Iterator[T]:
+    """``produce``'s items, read in a read-only transaction of the stream's own that ends when
+    the stream ends, fails or is closed (the client went away). The request's session is not
+    used: it has been committed and closed before the first item is sent."""
+    database = get_database()
+
+    def stream() -> Iterator[T]:
+        session = database.read_session()
+        try:
+            yield from produce(session)
+        finally:
+            session.rollback()
+            session.close()
+
+    return stream()
 
 
 def has_session() -> bool:

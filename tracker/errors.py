@@ -11,6 +11,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, render_template
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from tracker.security import is_api_request
@@ -136,8 +137,12 @@ def register_error_handlers(app: Flask) -> None:
         return _page(status, error.name, message)
 
     @app.errorhandler(OperationalError)
-    def _database_unavailable(error: OperationalError) -> Any:
-        app.logger.error("database unavailable: %s", type(error.orig).__name__)
+    @app.errorhandler(PoolTimeout)
+    def _database_unavailable(error: OperationalError | PoolTimeout) -> Any:
+        # A server that is down, a SQLite file locked past the busy timeout, or a pool with no
+        # free connection: all say "try again", none is a 500.
+        cause = error.orig if isinstance(error, OperationalError) else error
+        app.logger.error("database unavailable: %s", type(cause).__name__)
         message = "The database is not reachable right now; nothing was changed. Try again shortly."
         if is_api_request():
             return json_error(503, message)

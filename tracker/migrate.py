@@ -10,9 +10,7 @@ logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 from alembic import command  # noqa: E402
 from alembic.config import Config  # noqa: E402
 
-from tracker import ROOT  # noqa: E402
-
-MIGRATIONS = ROOT / "migrations"
+from tracker.paths import MIGRATIONS  # noqa: E402
 
 
 def alembic_config(database_url: str) -> Config:

@@ -17,9 +17,9 @@ from tracker.security import public
 def test_error_after_a_write_leaves_nothing_and_success_commits(backend: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     with scratch_database(backend, tmp_path) as url:
         migrate.upgrade(url)
-        app = make_test_app(url, str(tmp_path))
+        app = make_test_app(url, str(tmp_path), WTF_CSRF_ENABLED=False)
 
-        @app.route("/_test/write/<outcome>")
+        @app.route("/_test/write/<outcome>", methods=["POST"])
         @public
         def write(outcome: str) -> str:
             record_event(get_session(), Actor.system("test"), "test.write", "thing", outcome)
@@ -31,9 +31,9 @@ def test_error_after_a_write_leaves_nothing_and_success_commits(backend: str, tm
 
         client = app.test_client()
         try:
-            assert client.get("/_test/write/crash").status_code == 500
-            assert client.get("/_test/write/refused").status_code == 422
-            assert client.get("/_test/write/ok").status_code == 200
+            assert client.post("/_test/write/crash").status_code == 500
+            assert client.post("/_test/write/refused").status_code == 422
+            assert client.post("/_test/write/ok").status_code == 200
             with get_database(app).session_scope() as session:
                 written = list(
                     session.scalars(

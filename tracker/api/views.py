@@ -84,9 +84,8 @@ def audit_verify() -> ResponseReturnValue:
 )
 @requires(Permission.REPORTS_EXPORT)
 def compliance_report() -> ResponseReturnValue:
-    from tracker.auth.session import current_actor
     from tracker.reports import compliance
-    from tracker.reports.views import export_response
+    from tracker.reports.views import export_response, record_export
     from tracker.security import authenticated_user
 
     query = parse_query(ReportQuery)
@@ -98,6 +97,5 @@ def compliance_report() -> ResponseReturnValue:
     session = get_session()
     user = authenticated_user()
     header = compliance.report_header(session, user.printed_name, flt)
-    compliance.record_export(session, current_actor(), query.format, flt, header)
-    session.commit()  # the export is on record before the first byte leaves
+    record_export(query.format, flt, header)
     return export_response(query.format, header, flt, user)

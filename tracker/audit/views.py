@@ -6,14 +6,14 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, Response, render_template, request, stream_with_context, url_for
+from flask import Blueprint, Response, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from tracker.audit import queries
 from tracker.audit.export import AuditCsv
 from tracker.audit.services import record_event, verify
 from tracker.auth.session import current_actor
-from tracker.db import get_session, utcnow
+from tracker.db import get_session, stream_reading, utcnow, write_unit
 from tracker.errors import InvalidInput
 from tracker.security import Permission, requires
 
@@ -92,21 +92,22 @@ def verify_trail() -> ResponseReturnValue:
 @requires(Permission.AUDIT_EXPORT)
 def export_csv() -> ResponseReturnValue:
     audit_filter = _filter_from_args()
-    session = get_session()
-    # The export is itself an event, committed before the rows stream out.
-    record_event(
-        session,
-        current_actor(),
-        "audit.export",
-        "audit_trail",
-        None,
-        new={"format": "csv", "filter": {k: v for k, v in vars(audit_filter).items() if v}},
-    )
-    session.commit()
-    lines = iter(AuditCsv(session, audit_filter.clauses()))
+    # The export is itself an event, on record (in a unit of work of its own) before the rows
+    # stream out; the rows are read in the stream's own read-only transaction.
+    with write_unit(get_session()) as writes:
+        record_event(
+            writes,
+            current_actor(),
+            "audit.export",
+            "audit_trail",
+            None,
+            new={"format": "csv", "filter": {k: v for k, v in vars(audit_filter).items() if v}},
+        )
+    clauses = audit_filter.clauses()
+    lines = stream_reading(lambda session: iter(AuditCsv(session, clauses)))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return Response(
-        stream_with_context(lines),
+        lines,
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="audit-trail-{stamp}.csv"'},
     )

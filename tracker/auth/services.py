@@ -27,7 +27,7 @@ from tracker.sites.models import Site
 
 USERNAME = re.compile(r"^[a-z][a-z0-9._-]{2,63}$")
 TOKEN_PREFIX = "trk_"  # noqa: S105 (a public marker, not a secret)
-# Writing last_seen_at on every request would make every page a write; a minute is plenty.
+# How stale a login's last-seen time (or a token's last use) may get before it is written.
 LAST_SEEN_RESOLUTION = timedelta(seconds=60)
 
 
@@ -306,23 +306,45 @@ def authenticate(
     return LoginResult(user=user, session_token=token)
 
 
-def load_login_session(session: Session, token: str, idle: timedelta) -> User | None:
-    """The user of a live login session, or None; an idle session is ended here."""
+def find_login_session(session: Session, token: str) -> LoginSession | None:
+    """The login session of this browser token, while it and its user are live (idle or not:
+    see ``login_is_idle``)."""
     login = session.scalar(
         sa.select(LoginSession).where(LoginSession.token_hash == sha256_hex(token))
     )
     if login is None or login.ended_at is not None or not login.user.is_active:
         return None
-    now = utcnow()
-    if now - login.last_seen_at > idle:
-        login.ended_at = now
-        login.end_reason = "idle"
-        session.flush()
+    return login
+
+
+def login_is_idle(login: LoginSession, idle: timedelta) -> bool:
+    return utcnow() - login.last_seen_at > idle
+
+
+def login_needs_touch(login: LoginSession) -> bool:
+    # Writing last_seen_at on every request would make every page a write.
+    return utcnow() - login.last_seen_at > LAST_SEEN_RESOLUTION
+
+
+def end_idle_login_session(session: Session, login: LoginSession) -> None:
+    """End a login session that sat idle too long (audited)."""
+    ended = session.execute(
+        sa.update(LoginSession)
+        .where(LoginSession.id == login.id, LoginSession.ended_at.is_(None))
+        .values(ended_at=utcnow(), end_reason="idle")
+        .execution_options(synchronize_session=False)
+    )
+    if ended.rowcount:  # type: ignore[attr-defined]
         record_event(session, actor_for(login.user), "auth.session_expired", "user", login.user_id)
-        return None
-    if now - login.last_seen_at > LAST_SEEN_RESOLUTION:
-        login.last_seen_at = now
-    return login.user
+
+
+def touch_login_session(session: Session, login: LoginSession) -> None:
+    session.execute(
+        sa.update(LoginSession)
+        .where(LoginSession.id == login.id)
+        .values(last_seen_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
 
 
 def logout(session: Session, token: str, actor: Actor) -> None:
@@ -364,13 +386,24 @@ def revoke_api_tokens(session: Session, actor: Actor, user: User) -> int:
     return count
 
 
-def authenticate_token(session: Session, raw: str) -> User | None:
+def find_api_token(session: Session, raw: str) -> ApiToken | None:
+    """The live token for this bearer value (its user active), or None."""
     if not raw.startswith(TOKEN_PREFIX) or len(raw) > 128:
         return None
     token = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == sha256_hex(raw)))
     if token is None or token.revoked_at is not None or not token.user.is_active:
         return None
-    now = utcnow()
-    if token.last_used_at is None or now - token.last_used_at > LAST_SEEN_RESOLUTION:
-        token.last_used_at = now
-    return token.user
+    return token
+
+
+def token_needs_touch(token: ApiToken) -> bool:
+    return token.last_used_at is None or utcnow() - token.last_used_at > LAST_SEEN_RESOLUTION
+
+
+def touch_api_token(session: Session, token: ApiToken) -> None:
+    session.execute(
+        sa.update(ApiToken)
+        .where(ApiToken.id == token.id)
+        .values(last_used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )

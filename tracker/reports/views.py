@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 
-from flask import Blueprint, Response, abort, render_template, request, stream_with_context
+from flask import Blueprint, Response, abort, render_template, request
 from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import Session
 
+from tracker.auth.models import User
 from tracker.auth.session import current_actor
-from tracker.db import get_session
+from tracker.db import get_session, stream_reading, write_unit
 from tracker.errors import RuleViolation
 from tracker.participants import queries as participant_queries
 from tracker.protocol import State
@@ -119,33 +122,44 @@ def compliance_export(fmt: str) -> ResponseReturnValue:
                 [f"{in_scope} participants in scope; at most {WEB_PDF_MAX_PARTICIPANTS}."],
             )
     header = compliance.report_header(session, user.printed_name, flt)
-    compliance.record_export(session, current_actor(), fmt, flt, header)
-    session.commit()  # the export is on record before the first byte leaves
+    record_export(fmt, flt, header)
     return export_response(fmt, header, flt, user)
 
 
-def export_response(fmt: str, header: compliance.ReportHeader, flt: ReportFilter, user) -> Response:  # type: ignore[no-untyped-def]
-    session = get_session()
+def record_export(fmt: str, flt: ReportFilter, header: compliance.ReportHeader) -> None:
+    """The export is on record, in a unit of work of its own, before the first byte leaves."""
+    with write_unit(get_session()) as writes:
+        compliance.record_export(writes, current_actor(), fmt, flt, header)
+
+
+def export_response(
+    fmt: str, header: compliance.ReportHeader, flt: ReportFilter, user: User
+) -> Response:
+    """The report as a download. CSV and JSON stream, read in a transaction of the stream's
+    own (``stream_reading``); the PDF is laid out within the request."""
     disposition = {"Content-Disposition": f'attachment; filename="{_export_name(fmt, header)}"'}
+    user_id = user.id  # the stream reads its user again, in its own session
     if fmt == "csv":
-        rows = compliance.participant_results(session, user, flt, header)
-        return Response(
-            stream_with_context(exporters.csv_report(header, rows)),
-            mimetype="text/csv",
-            headers=disposition,
-        )
+
+        def csv_lines(session: Session) -> Iterator[str]:
+            reader = session.get_one(User, user_id)
+            return exporters.csv_report(
+                header, compliance.participant_results(session, reader, flt, header)
+            )
+
+        return Response(stream_reading(csv_lines), mimetype="text/csv", headers=disposition)
     if fmt == "json":
-        summary = Summary()
-        rows = compliance.participant_results(session, user, flt, header, summary)
-        return Response(
-            stream_with_context(
-                exporters.json_report(
-                    header, rows, summary, compliance.deviations(session, user, flt)
-                )
-            ),
-            mimetype="application/json",
-            headers=disposition,
-        )
+
+        def json_text(session: Session) -> Iterator[str]:
+            reader = session.get_one(User, user_id)
+            summary = Summary()
+            rows = compliance.participant_results(session, reader, flt, header, summary)
+            return exporters.json_report(
+                header, rows, summary, compliance.deviations(session, reader, flt)
+            )
+
+        return Response(stream_reading(json_text), mimetype="application/json", headers=disposition)
+    session = get_session()
     summary = Summary()
     rows = compliance.participant_results(session, user, flt, header, summary, keep_records=True)
     pdf = io.BytesIO()

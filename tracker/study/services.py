@@ -8,13 +8,14 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from tracker import ROOT
 from tracker.audit.services import Actor, record_event
+from tracker.db import write_unit
 from tracker.errors import Conflict
+from tracker.paths import FIXTURES
 from tracker.protocol import ProtocolDefinition, load_protocol
 from tracker.study.models import ProtocolVersion
 
-CURRENT_PROTOCOL_FILE = ROOT / "fixtures" / "protocols" / "mdma-at-v1.toml"
+CURRENT_PROTOCOL_FILE = FIXTURES / "protocols" / "mdma-at-v1.toml"
 
 
 @lru_cache(maxsize=16)
@@ -27,24 +28,29 @@ def definition_of(version: ProtocolVersion) -> ProtocolDefinition:
     return _parse(version.source)
 
 
+def _stored_version(session: Session, definition: ProtocolDefinition) -> ProtocolVersion | None:
+    row = session.scalar(
+        sa.select(ProtocolVersion).where(
+            ProtocolVersion.code == definition.code, ProtocolVersion.version == definition.version
+        )
+    )
+    if row is not None and row.content_hash != definition.content_hash():
+        raise Conflict(
+            f"The protocol file for {definition.code} version {definition.version} differs "
+            "from the one participants were enrolled under; give the changed protocol a new "
+            "version."
+        )
+    return row
+
+
 def ensure_protocol_version(
     session: Session, source: str, actor: Actor | None = None
 ) -> ProtocolVersion:
     """The row for this protocol text, created on first use. A different text under an existing
     code and version is refused: a changed protocol needs a new version."""
     definition = _parse(source)
-    row = session.scalar(
-        sa.select(ProtocolVersion).where(
-            ProtocolVersion.code == definition.code, ProtocolVersion.version == definition.version
-        )
-    )
+    row = _stored_version(session, definition)
     if row is not None:
-        if row.content_hash != definition.content_hash():
-            raise Conflict(
-                f"The protocol file for {definition.code} version {definition.version} differs "
-                "from the one participants were enrolled under; give the changed protocol a new "
-                "version."
-            )
         return row
     row = ProtocolVersion(
         code=definition.code,
@@ -70,5 +76,13 @@ def ensure_protocol_version(
 def current_protocol_version(
     session: Session, path: Path = CURRENT_PROTOCOL_FILE
 ) -> ProtocolVersion:
-    """The protocol new participants are enrolled under."""
-    return ensure_protocol_version(session, path.read_text(encoding="utf-8"))
+    """The protocol new participants are enrolled under. Its row is made on first use, in
+    ``write_unit``, so that a page that only reads may be the first to ask."""
+    source = path.read_text(encoding="utf-8")
+    row = _stored_version(session, _parse(source))
+    if row is None:
+        with write_unit(session) as writes:
+            row = ensure_protocol_version(writes, source)
+        if writes is not session:
+            row = session.merge(row, load=False)
+    return row
