@@ -171,7 +171,7 @@ class Database:
         PostgreSQL its transaction is READ ONLY. The caller closes it."""
         session = self.read_session_factory()
         if session.get_bind().dialect.name == "postgresql":
-            session.execute(sa.text("SET TRANSACTION READ ONLY"))
+            session.connection().exec_driver_sql("SET TRANSACTION READ ONLY")
         return session
 
     @contextmanager

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
 import signal
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,14 +19,14 @@ from sqlalchemy.engine import make_url
 
 from tests.reliability.seed import open_database, seed_race_study, seed_small_study
 from tests.reliability.servers import ApiClient, Server, gunicorn
-from tests.support.databases import postgres_or_skip, scratch_database
+from tests.support.databases import scratch_database
+from tests.support.throwaway_postgres import throwaway_cluster
 from tracker.audit.models import AuditEvent
 from tracker.audit.services import AUDIT_APPEND_LOCK_KEY, verify
 from tracker.participants.models import Participant, TransitionEvent
 from tracker.sessions.models import Note
 
 OUTAGE_ANSWER_SECONDS = 8.0  # a request during the outage must be answered within this
-PG_WAIT_SECONDS = 60.0
 
 
 def _chain_report(url: str) -> tuple[bool, str | None, int, list[int]]:
@@ -285,53 +282,12 @@ def test_workers_killed_during_a_stream_of_writes(backend: str, tmp_path: Path) 
         )
 
 
-@contextmanager
-def _outage_proof_scratch_database() -> Iterator[str]:
-    """Like scratch_database, but its admin engine pings first: the restart closes every
-    connection PostgreSQL had open, the admin's own included."""
-    base = postgres_or_skip()
-    name = f"tracker_outage_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        _wait_for_postgres(PG_WAIT_SECONDS)
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def _pg_ctl(action: str) -> subprocess.CompletedProcess[str]:
-    version = sorted(os.listdir("/etc/postgresql"))[0]
-    return subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def _wait_for_postgres(timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready = subprocess.run(
-            ["pg_isready", "-h", "127.0.0.1"], capture_output=True, timeout=10, check=False
-        )
-        if ready.returncode == 0:
-            return True
-        time.sleep(0.5)
-    return False
-
-
 @pytest.mark.slow
 def test_postgresql_restart_is_survived_by_the_running_server(tmp_path: Path) -> None:
-    postgres_or_skip()
-    if not os.path.isdir("/etc/postgresql"):
-        pytest.fail("cannot stop PostgreSQL here: no /etc/postgresql cluster to control")
-    with _outage_proof_scratch_database() as url:
+    # A cluster of the test's own: stopping the machine's PostgreSQL would cut every other
+    # user of it.
+    with throwaway_cluster() as cluster:
+        url = cluster.url
         study = seed_small_study(url)
         pid = study.participant_id
         with gunicorn(url, tmp_path, workers=2) as server:
@@ -343,12 +299,7 @@ def test_postgresql_restart_is_survived_by_the_running_server(tmp_path: Path) ->
 
             answers: list[tuple[str, int, float, dict]] = []
             try:
-                stopped = _pg_ctl("stop")
-                if stopped.returncode != 0:
-                    pytest.fail(
-                        "cannot stop PostgreSQL in this environment: "
-                        f"{stopped.stdout} {stopped.stderr}".strip()
-                    )
+                cluster.stop()
                 for label, method, path, body in (
                     ("list", "GET", "/api/v1/participants", None),
                     ("detail", "GET", f"/api/v1/participants/{pid}", None),
@@ -364,10 +315,7 @@ def test_postgresql_restart_is_survived_by_the_running_server(tmp_path: Path) ->
                     elapsed = time.monotonic() - started
                     answers.append((label, response.status_code, elapsed, response.json()))
             finally:
-                started = _pg_ctl("start")
-                ready = _wait_for_postgres(PG_WAIT_SECONDS)
-            assert started.returncode == 0, started.stderr
-            assert ready, "PostgreSQL did not come back"
+                cluster.start()
 
             # The same running server (same workers) answers again at once.
             recovered = client.get("/api/v1/participants")
