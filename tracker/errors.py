@@ -146,7 +146,12 @@ def register_error_handlers(app: Flask) -> None:
         message = "The database is not reachable right now; nothing was changed. Try again shortly."
         if is_api_request():
             return json_error(503, message)
-        return _page(503, "Service unavailable", message)
+        # Straight from the Jinja environment: render_template would run the context
+        # processors, and Flask-Login's asks the database for the signed-in user again.
+        page = app.jinja_env.get_template("errors/unavailable.html").render(
+            status=503, title="Service unavailable", message=message
+        )
+        return page, 503, {"Retry-After": "30"}
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Any:

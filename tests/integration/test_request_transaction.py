@@ -112,3 +112,19 @@ def test_a_read_request_cannot_write(backend: str, tmp_path) -> None:  # type: i
         finally:
             get_database(app).engine.dispose()
     assert written == ["in-a-unit"]
+
+
+def test_pages_answer_503_when_the_database_cannot_be_reached(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A signed-in page whose database is gone: a 503 page that says so (the error page must
+    not ask the database for the signed-in user again, which would make it a bare 500)."""
+    app = make_test_app(f"sqlite:///{tmp_path / 'missing' / 'tracker.db'}", str(tmp_path))
+    client = app.test_client()
+    with client.session_transaction() as browser_session:
+        browser_session["_user_id"] = "a-login-token"
+    page = client.get("/participants/")
+    api = client.get("/api/v1/participants", headers={"Authorization": "Bearer trk_x"})
+    get_database(app).engine.dispose()
+    assert page.status_code == 503, page.get_data(as_text=True)[:500]
+    assert "not reachable" in page.get_data(as_text=True)
+    assert page.headers["Retry-After"] == "30"
+    assert api.status_code == 503 and api.get_json()["error"]["code"] == "service_unavailable"
