@@ -6,7 +6,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -20,7 +20,7 @@ from tracker.auth.passwords import (
     password_problems,
     verify_password,
 )
-from tracker.db import utcnow
+from tracker.db import utcnow, write_unit
 from tracker.errors import Conflict, InvalidInput, NotFound
 from tracker.protocol.roles import Role
 from tracker.sites.models import Site
@@ -306,45 +306,44 @@ def authenticate(
     return LoginResult(user=user, session_token=token)
 
 
-def find_login_session(session: Session, token: str) -> LoginSession | None:
-    """The login session of this browser token, while it and its user are live (idle or not:
-    see ``login_is_idle``)."""
+def load_login_session(session: Session, token: str, idle: timedelta) -> User | None:
+    """The user of a live login session, or None; an idle session is ended here. Its two
+    writes (ending it, its last-seen time at most once a minute) go through ``write_unit``,
+    so a page that only reads takes no write lock."""
     login = session.scalar(
         sa.select(LoginSession).where(LoginSession.token_hash == sha256_hex(token))
     )
     if login is None or login.ended_at is not None or not login.user.is_active:
         return None
-    return login
+    now = utcnow()
+    if now - login.last_seen_at > idle:
+        with write_unit(session) as writes:
+            ended = writes.execute(
+                sa.update(LoginSession)
+                .where(LoginSession.id == login.id, LoginSession.ended_at.is_(None))
+                .values(ended_at=now, end_reason="idle")
+                .execution_options(synchronize_session=False)
+            )
+            if ended.rowcount:  # type: ignore[attr-defined]
+                record_event(
+                    writes, actor_for(login.user), "auth.session_expired", "user", login.user_id
+                )
+        return None
+    if now - login.last_seen_at > LAST_SEEN_RESOLUTION:
+        _touch(session, LoginSession.last_seen_at, login.id)
+    return login.user
 
 
-def login_is_idle(login: LoginSession, idle: timedelta) -> bool:
-    return utcnow() - login.last_seen_at > idle
-
-
-def login_needs_touch(login: LoginSession) -> bool:
-    # Writing last_seen_at on every request would make every page a write.
-    return utcnow() - login.last_seen_at > LAST_SEEN_RESOLUTION
-
-
-def end_idle_login_session(session: Session, login: LoginSession) -> None:
-    """End a login session that sat idle too long (audited)."""
-    ended = session.execute(
-        sa.update(LoginSession)
-        .where(LoginSession.id == login.id, LoginSession.ended_at.is_(None))
-        .values(ended_at=utcnow(), end_reason="idle")
-        .execution_options(synchronize_session=False)
-    )
-    if ended.rowcount:  # type: ignore[attr-defined]
-        record_event(session, actor_for(login.user), "auth.session_expired", "user", login.user_id)
-
-
-def touch_login_session(session: Session, login: LoginSession) -> None:
-    session.execute(
-        sa.update(LoginSession)
-        .where(LoginSession.id == login.id)
-        .values(last_seen_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
+def _touch(session: Session, column: sa.orm.InstrumentedAttribute[datetime], row_id: int) -> None:
+    """Write a last-seen or last-used time (in ``write_unit``: a read may be the one to)."""
+    table = column.class_
+    with write_unit(session) as writes:
+        writes.execute(
+            sa.update(table)
+            .where(table.id == row_id)
+            .values({column.key: utcnow()})
+            .execution_options(synchronize_session=False)
+        )
 
 
 def logout(session: Session, token: str, actor: Actor) -> None:
@@ -386,24 +385,13 @@ def revoke_api_tokens(session: Session, actor: Actor, user: User) -> int:
     return count
 
 
-def find_api_token(session: Session, raw: str) -> ApiToken | None:
-    """The live token for this bearer value (its user active), or None."""
+def authenticate_token(session: Session, raw: str) -> User | None:
+    """The user of a live bearer token, or None; its last use is written once a minute."""
     if not raw.startswith(TOKEN_PREFIX) or len(raw) > 128:
         return None
     token = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == sha256_hex(raw)))
     if token is None or token.revoked_at is not None or not token.user.is_active:
         return None
-    return token
-
-
-def token_needs_touch(token: ApiToken) -> bool:
-    return token.last_used_at is None or utcnow() - token.last_used_at > LAST_SEEN_RESOLUTION
-
-
-def touch_api_token(session: Session, token: ApiToken) -> None:
-    session.execute(
-        sa.update(ApiToken)
-        .where(ApiToken.id == token.id)
-        .values(last_used_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
+    if token.last_used_at is None or utcnow() - token.last_used_at > LAST_SEEN_RESOLUTION:
+        _touch(session, ApiToken.last_used_at, token.id)
+    return token.user

@@ -10,7 +10,7 @@ from flask_login import login_user, logout_user
 from tracker.audit.services import Actor
 from tracker.auth import services
 from tracker.auth.models import User
-from tracker.db import get_session, write_unit
+from tracker.db import get_session
 from tracker.errors import Unauthenticated
 from tracker.extensions import login_manager
 
@@ -25,20 +25,9 @@ def _idle_timeout() -> timedelta:
 
 @login_manager.user_loader
 def _load_user(token: str) -> User | None:
-    """The user of a live login session; an idle one is ended here. The two writes this may
-    make go through ``write_unit``, so a page that only reads still takes no write lock."""
-    login = services.find_login_session(get_session(), token)
-    if login is None:
-        return None
-    if services.login_is_idle(login, _idle_timeout()):
-        with write_unit(get_session()) as writes:
-            services.end_idle_login_session(writes, login)
-        return None
-    if services.login_needs_touch(login):
-        with write_unit(get_session()) as writes:
-            services.touch_login_session(writes, login)
-    user = login.user
-    user.login_token = token
+    user = services.load_login_session(get_session(), token, _idle_timeout())
+    if user is not None:
+        user.login_token = token
     return user
 
 
@@ -79,10 +68,7 @@ def load_bearer_user() -> None:
     scheme, _, raw = header.partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
         raise Unauthenticated("The Authorization header must be 'Bearer <token>'.")
-    token = services.find_api_token(get_session(), raw.strip())
-    if token is None:
+    user = services.authenticate_token(get_session(), raw.strip())
+    if user is None:
         raise Unauthenticated("The API token is unknown, revoked, or its user is disabled.")
-    if services.token_needs_touch(token):
-        with write_unit(get_session()) as writes:
-            services.touch_api_token(writes, token)
-    g.api_user = token.user
+    g.api_user = user
