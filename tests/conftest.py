@@ -159,6 +159,26 @@ def signed_in(client: FlaskClient, user_factory):  # type: ignore[no-untyped-def
 
 
 @pytest.fixture(autouse=True)
+def _checkpoints_of_this_test(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Each test's data is rolled back after it, so the checkpoints it signed must go too:
+    every test that uses the app gets a checkpoint directory of its own."""
+    if "app" not in request.fixturenames:
+        yield
+        return
+    from tracker.audit.services import CHECKPOINTS
+
+    store = request.getfixturevalue("app").extensions[CHECKPOINTS]
+    directory = store.directory
+    store.directory = tmp_path_factory.mktemp("checkpoints")
+    try:
+        yield
+    finally:
+        store.directory = directory
+
+
+@pytest.fixture(autouse=True)
 def _restore_process_state() -> Iterator[None]:
     """Tests that move the clock, or switch the (process-wide) rate limiter on, leave both
     as they found them."""

@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.routing import IntegerConverter, Map
 
 from tracker import db
-from tracker.config import load_settings
+from tracker.config import Settings, load_settings
 from tracker.paths import SOURCE_ROOT as ROOT  # noqa: F401 (the checkout, for tests and tools)
 from tracker.paths import STATIC, TEMPLATES
 
@@ -62,6 +62,7 @@ def create_app(
     app.jinja_env.globals["can"] = lambda name: can(Permission(name))
 
     db.init_app(app, settings.database_url)
+    _init_checkpoints(app, settings)
     _init_extensions(app)
     _register_blueprints(app)
 
@@ -74,6 +75,23 @@ def create_app(
 
     register_cli(app)
     return app
+
+
+def _init_checkpoints(app: Flask, settings: Settings) -> None:
+    from datetime import timedelta
+
+    from tracker.audit.checkpoints import CheckpointError, CheckpointStore, load_private_key
+    from tracker.audit.services import CHECKPOINTS
+    from tracker.config import ConfigError
+
+    try:
+        key = load_private_key(settings.audit_signing_key)
+    except CheckpointError as error:
+        raise ConfigError(str(error)) from None
+    assert settings.audit_checkpoint_dir is not None
+    app.extensions[CHECKPOINTS] = CheckpointStore(
+        settings.audit_checkpoint_dir, key, timedelta(minutes=settings.audit_checkpoint_minutes)
+    )
 
 
 def _init_extensions(app: Flask) -> None:

@@ -4,13 +4,17 @@ with its own tools (docs/operations.md gives the pg_dump recipe)."""
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
-from tracker.audit.chain import VerificationResult, verify_chain
+from tracker.audit.chain import VerificationResult
+from tracker.audit.checkpoints import CheckpointStore
 from tracker.audit.models import AuditEvent
+from tracker.audit.services import Actor, head, record_event, verify
 from tracker.db import create_engine
 
 PG_DUMP_RECIPE = (
@@ -42,14 +46,13 @@ def _copy(source: Path, target: Path) -> None:
     dst.close()
 
 
-def verify_file(path: Path) -> VerificationResult:
+def verify_file(path: Path, store: CheckpointStore | None = None) -> VerificationResult:
+    """The audit chain of a SQLite file, held against the checkpoints of ``store`` that it
+    reaches (a backup is older than the newest checkpoints by nature)."""
     engine = create_engine(f"sqlite:///{path}")
     try:
-        with engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(AuditEvent.__table__).order_by(AuditEvent.__table__.c.seq)
-            )
-            return verify_chain(rows)  # type: ignore[arg-type]
+        with Session(engine) as session:
+            return verify(session, store, reached_only=True)
     finally:
         engine.dispose()
 
@@ -71,16 +74,80 @@ def backup_sqlite(database_url: str, target: Path) -> VerificationResult:
     return result
 
 
-def restore_sqlite(database_url: str, backup: Path) -> VerificationResult:
-    """Replace the database with ``backup`` after checking that the backup verifies.
-    Stop the app first: open connections would keep the old pages."""
+@dataclass(frozen=True)
+class Restored:
+    result: VerificationResult
+    events_lost: int
+    superseded: list[str]
+
+
+def restore_sqlite(
+    database_url: str,
+    backup: Path,
+    store: CheckpointStore,
+    actor: Actor,
+    *,
+    accept_loss: bool = False,
+) -> Restored:
+    """Replace the database with ``backup`` after checking that the backup verifies and
+    agrees with every signed checkpoint it reaches. A backup behind the newest checkpoint
+    would lose the events after it: refused unless ``accept_loss``, and then the restore is
+    itself recorded (an audit event and a checkpoint) and the later checkpoints are moved
+    aside, kept. Stop the app first: open connections would keep the old pages."""
     target = sqlite_path(database_url)
     if not backup.exists():
         raise BackupError(f"No backup at {backup}.")
-    result = verify_file(backup)
+    result = verify_file(backup, store)
     if not result.ok:
         raise BackupError(
             f"The backup's audit trail does not verify ({result.problem}); nothing restored."
         )
+    newest = store.newest()
+    current = _event_count(target)
+    lost = max(current, newest.seq if newest else 0) - result.events
+    if newest is not None and newest.seq > result.events and not accept_loss:
+        raise BackupError(
+            f"The backup holds {result.events} audit events, but {newest.describe()} shows "
+            f"the trail reached event {newest.seq} (the current database holds {current}): "
+            f"restoring would lose {lost} events. Nothing restored; pass --accept-loss to "
+            "restore anyway (the loss is recorded)."
+        )
     _copy(backup, target)
-    return result
+    superseded: list[str] = []
+    if lost > 0:
+        superseded = store.supersede_after(result.events)
+        engine = create_engine(database_url)
+        try:
+            with Session(engine) as session, session.begin():
+                record_event(
+                    session,
+                    actor,
+                    "db.restore",
+                    "database",
+                    None,
+                    new={
+                        "backup": backup.name,
+                        "events_in_backup": result.events,
+                        "events_lost": lost,
+                        "checkpoints_superseded": superseded,
+                    },
+                    reason="restored from an older backup; loss accepted",
+                )
+                seq, head_hash = head(session)
+            store.write(seq, head_hash, "restore")
+        finally:
+            engine.dispose()
+    return Restored(result, max(lost, 0), superseded)
+
+
+def _event_count(path: Path) -> int:
+    if not path.exists():
+        return 0
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as connection:
+            return int(connection.scalar(sa.select(sa.func.count()).select_from(AuditEvent)) or 0)
+    except sa.exc.DBAPIError:
+        return 0
+    finally:
+        engine.dispose()

@@ -38,6 +38,12 @@ def _database():  # type: ignore[no-untyped-def]
     return get_database(current_app)
 
 
+def _checkpoints():  # type: ignore[no-untyped-def]
+    from tracker.audit.services import CHECKPOINTS
+
+    return current_app.extensions[CHECKPOINTS]
+
+
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
@@ -61,10 +67,16 @@ def db() -> None:
 @click.argument("revision", default="head")
 @with_appcontext
 def db_upgrade(revision: str) -> None:
-    """Upgrade the database to REVISION (default: head)."""
+    """Upgrade the database to REVISION (default: head), connected as the owner
+    (TRACKER_DATABASE_OWNER_URL); on PostgreSQL the app's role gets only its grants."""
     from tracker import migrate
 
-    migrate.upgrade(current_app.config["TRACKER_DATABASE_URL"], revision)
+    config = current_app.config
+    granted = migrate.upgrade(
+        config["TRACKER_DATABASE_OWNER_URL"], revision, app_url=config["TRACKER_DATABASE_URL"]
+    )
+    if granted:
+        click.echo(f"Upgraded; the app's role {granted} has its grants and owns nothing.")
 
 
 @db.command("downgrade")
@@ -74,7 +86,7 @@ def db_downgrade(revision: str) -> None:
     """Downgrade the database to REVISION (default: one step)."""
     from tracker import migrate
 
-    migrate.downgrade(current_app.config["TRACKER_DATABASE_URL"], revision)
+    migrate.downgrade(current_app.config["TRACKER_DATABASE_OWNER_URL"], revision)
 
 
 @db.command("current")
@@ -83,7 +95,7 @@ def db_current() -> None:
     """Show the database's revision."""
     from tracker import migrate
 
-    migrate.current(current_app.config["TRACKER_DATABASE_URL"])
+    migrate.current(current_app.config["TRACKER_DATABASE_OWNER_URL"])
 
 
 @db.command("revision")
@@ -113,18 +125,36 @@ def db_backup(output: Path) -> None:
 @db.command("restore")
 @click.argument("backup", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--yes", is_flag=True, help="Confirm replacing the current database.")
+@click.option(
+    "--accept-loss",
+    is_flag=True,
+    help="Restore a backup that is behind the newest signed checkpoint (the loss is recorded).",
+)
 @with_appcontext
-def db_restore(backup: Path, yes: bool) -> None:
-    """Replace the SQLite database with BACKUP (stop the app first); the backup must verify."""
+def db_restore(backup: Path, yes: bool, accept_loss: bool) -> None:
+    """Replace the SQLite database with BACKUP (stop the app first); the backup must verify
+    and must not be behind the newest signed checkpoint unless --accept-loss."""
     from tracker.backup import BackupError, restore_sqlite
 
     if not yes:
         _fail("restoring replaces the current database; stop the app and pass --yes")
     try:
-        result = restore_sqlite(current_app.config["TRACKER_DATABASE_URL"], backup)
+        restored = restore_sqlite(
+            current_app.config["TRACKER_DATABASE_URL"],
+            backup,
+            _checkpoints(),
+            cli_actor(),
+            accept_loss=accept_loss,
+        )
     except BackupError as error:
         _fail(str(error))
+    result = restored.result
     click.echo(f"Restored from {backup}: {result.events} audit events, head {result.head}")
+    if restored.events_lost:
+        click.echo(
+            f"{restored.events_lost} events after the backup were given up; the restore is "
+            f"recorded and {len(restored.superseded)} checkpoints were moved to superseded/."
+        )
 
 
 # --- sites and users ----------------------------------------------------------------------
@@ -242,16 +272,53 @@ def audit() -> None:
 @audit.command("verify")
 @with_appcontext
 def audit_verify() -> None:
-    """Re-compute the hash chain; exit 1 naming the first bad event."""
+    """Re-compute the hash chain and hold it against every signed checkpoint; exit 1 naming
+    the first bad event or the checkpoint the chain contradicts."""
     from tracker.audit.services import verify
 
     with _database().session_scope() as session:
-        result = verify(session)
+        result = verify(session, _checkpoints())
     if result.ok:
-        click.echo(f"OK: {result.events} events, head {result.head}")
+        click.echo(
+            f"OK: {result.events} events, head {result.head}, "
+            f"{result.checkpoints} signed checkpoints hold"
+        )
         return
-    click.echo(f"FAILED at event {result.first_bad_seq}: {result.problem}", err=True)
+    where = f" at event {result.first_bad_seq}" if result.first_bad_seq is not None else ""
+    click.echo(f"FAILED{where}: {result.problem}", err=True)
     sys.exit(1)
+
+
+@audit.command("checkpoint")
+@with_appcontext
+def audit_checkpoint() -> None:
+    """Sign a checkpoint of the chain's head now (the app also writes them on activity)."""
+    from tracker.audit.services import head
+
+    with _database().session_scope() as session:
+        seq, head_hash = head(session)
+    checkpoint = _checkpoints().write(seq, head_hash, "command")
+    if checkpoint is None:
+        click.echo("The audit trail is empty: there is no head to sign.")
+        return
+    click.echo(f"Checkpoint {checkpoint.name}: event {seq}, head {head_hash}")
+
+
+@audit.command("keygen")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def audit_keygen(output: Path) -> None:
+    """Write a new Ed25519 key for TRACKER_AUDIT_SIGNING_KEY (mode 0600; never overwritten)."""
+    import os
+
+    from tracker.audit.checkpoints import generate_key_pem
+
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        _fail(f"{output} exists; a signing key is never overwritten.")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(generate_key_pem())
+    click.echo(f"Signing key written to {output}; set TRACKER_AUDIT_SIGNING_KEY={output}")
 
 
 @audit.command("export")

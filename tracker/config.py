@@ -32,6 +32,12 @@ class Settings:
     login_max_failures: int = 5
     lockout_minutes: int = 15
     login_rate_limit: str = "20 per minute"
+    # PEM text or the path of a PEM file; None until load_settings fills in the default.
+    # The role migrations run as; the app's own role (database_url) owns nothing.
+    database_owner_url: str = ""
+    audit_signing_key: str = ""
+    audit_checkpoint_dir: Path | None = None
+    audit_checkpoint_minutes: int = 5
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -46,10 +52,13 @@ class Settings:
             "SECRET_KEY": self.secret_key,
             "TRACKER_ENV": self.env,
             "TRACKER_DATABASE_URL": self.database_url,
+            "TRACKER_DATABASE_OWNER_URL": self.database_owner_url or self.database_url,
             "TRACKER_SESSION_IDLE_MINUTES": self.session_idle_minutes,
             "TRACKER_LOGIN_MAX_FAILURES": self.login_max_failures,
             "TRACKER_LOCKOUT_MINUTES": self.lockout_minutes,
             "TRACKER_LOGIN_RATE_LIMIT": self.login_rate_limit,
+            "TRACKER_AUDIT_CHECKPOINT_DIR": str(self.audit_checkpoint_dir),
+            "TRACKER_AUDIT_CHECKPOINT_MINUTES": self.audit_checkpoint_minutes,
             "RATELIMIT_STORAGE_URI": self.ratelimit_storage_uri,
             "RATELIMIT_HEADERS_ENABLED": True,
             "SESSION_COOKIE_HTTPONLY": True,
@@ -78,6 +87,15 @@ def _int(environ: dict[str, str], name: str, default: int) -> int:
     return value
 
 
+def _database_url(name: str, url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        # psycopg 3 is the driver; accept the URL people copy from their provider.
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if not (url.startswith("sqlite") or url.startswith("postgresql+psycopg")):
+        raise ConfigError(f"{name} must be a sqlite:/// or postgresql+psycopg:// URL")
+    return url
+
+
 def _development_secret(instance_path: Path) -> str:
     """A random key made once and kept under instance/ so sessions survive restarts."""
     path = instance_path / "secret_key"
@@ -89,6 +107,23 @@ def _development_secret(instance_path: Path) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(key)
     return key
+
+
+def _development_signing_key(instance_path: Path) -> str:
+    """An Ed25519 key made once under instance/. Production names its own, kept away from
+    the database (see docs/security.md)."""
+    from tracker.audit.checkpoints import generate_key_pem
+
+    path = instance_path / "audit-signing-key.pem"
+    if not path.exists():
+        instance_path.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another worker made it first
+            return str(path)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(generate_key_pem())
+    return str(path)
 
 
 def load_settings(
@@ -115,11 +150,11 @@ def load_settings(
         or env_vars.get("TRACKER_DATABASE_URL")
         or f"sqlite:///{instance / 'tracker.db'}"
     )
-    if database_url.startswith("postgresql://") or database_url.startswith("postgres://"):
-        # psycopg 3 is the driver; accept the URL people copy from their provider.
-        database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
-    if not (database_url.startswith("sqlite") or database_url.startswith("postgresql+psycopg")):
-        raise ConfigError("TRACKER_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL")
+    database_url = _database_url("TRACKER_DATABASE_URL", database_url)
+    owner_url = overrides.pop("database_owner_url", None) or env_vars.get(
+        "TRACKER_DATABASE_OWNER_URL", ""
+    )
+    owner_url = _database_url("TRACKER_DATABASE_OWNER_URL", owner_url) if owner_url else ""
 
     secret = overrides.pop("secret_key", None) or env_vars.get("TRACKER_SECRET_KEY")
     if env == "production":
@@ -134,9 +169,34 @@ def load_settings(
     elif not secret:
         secret = _development_secret(instance)
 
+    signing_key = overrides.pop("audit_signing_key", None) or env_vars.get(
+        "TRACKER_AUDIT_SIGNING_KEY", ""
+    )
+    checkpoint_dir = overrides.pop("audit_checkpoint_dir", None) or env_vars.get(
+        "TRACKER_AUDIT_CHECKPOINT_DIR"
+    )
+    if env == "production":
+        missing = [
+            name
+            for name, value in (
+                ("TRACKER_AUDIT_SIGNING_KEY", signing_key),
+                ("TRACKER_AUDIT_CHECKPOINT_DIR", checkpoint_dir),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(
+                f"{' and '.join(missing)} required when TRACKER_ENV=production: the audit "
+                "checkpoints are signed with a key, and kept in a directory, outside the "
+                "database (docs/security.md, 'Signed checkpoints')"
+            )
+    if not signing_key:
+        signing_key = _development_signing_key(instance)
+
     return Settings(
         env=env,
         database_url=database_url,
+        database_owner_url=owner_url,
         secret_key=secret,
         ratelimit_storage_uri=overrides.pop("ratelimit_storage_uri", None)
         or env_vars.get("TRACKER_RATELIMIT_STORAGE_URI", "memory://"),
@@ -145,5 +205,8 @@ def load_settings(
         login_max_failures=_int(env_vars, "TRACKER_LOGIN_MAX_FAILURES", 5),
         lockout_minutes=_int(env_vars, "TRACKER_LOCKOUT_MINUTES", 15),
         login_rate_limit=env_vars.get("TRACKER_LOGIN_RATE_LIMIT", "20 per minute"),
+        audit_signing_key=signing_key,
+        audit_checkpoint_dir=Path(checkpoint_dir or instance / "audit-checkpoints").resolve(),
+        audit_checkpoint_minutes=_int(env_vars, "TRACKER_AUDIT_CHECKPOINT_MINUTES", 5),
         extra=overrides,
     )

@@ -53,6 +53,7 @@ class AuditVerification(BaseModel):
     ok: bool
     events: int
     head: str
+    checkpoints: int = Field(0, description="Signed checkpoints the chain was held against.")
     first_bad_seq: int | None = None
     problem: str | None = None
 

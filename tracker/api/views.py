@@ -16,7 +16,7 @@ from tracker.api.schemas import (
     ReportQuery,
 )
 from tracker.audit import queries as audit_queries
-from tracker.audit.services import verify
+from tracker.audit.services import checkpoint_store, verify
 from tracker.db import get_session
 from tracker.errors import InvalidInput
 from tracker.security import Permission, public, requires
@@ -70,7 +70,9 @@ def audit_events() -> ResponseReturnValue:
 )
 @requires(Permission.AUDIT_VERIFY)
 def audit_verify() -> ResponseReturnValue:
-    return AuditVerification(**verify(get_session()).to_dict()).model_dump(mode="json")
+    return AuditVerification(**verify(get_session(), checkpoint_store()).to_dict()).model_dump(
+        mode="json"
+    )
 
 
 @api_route(

@@ -92,9 +92,16 @@ class VerificationResult:
     head: str
     first_bad_seq: int | None = None
     problem: str | None = None
+    # Signed checkpoints the chain was held against (see tracker.audit.checkpoints).
+    checkpoints: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = {"ok": self.ok, "events": self.events, "head": self.head}
+        result: dict[str, Any] = {
+            "ok": self.ok,
+            "events": self.events,
+            "head": self.head,
+            "checkpoints": self.checkpoints,
+        }
         if not self.ok:
             result["first_bad_seq"] = self.first_bad_seq
             result["problem"] = self.problem

@@ -3,19 +3,28 @@ transaction, so the change and its history commit or roll back together."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app, has_app_context
 from sqlalchemy.orm import Session
 
 from tracker.audit.chain import VerificationResult, compute_hash, jsonable, verify_chain
+from tracker.audit.checkpoints import CheckpointStore, check_against
 from tracker.audit.models import GENESIS_HASH, AuditEvent
 from tracker.db import utcnow
 
 # Any constant will do; it only has to be the same in every process that appends.
 AUDIT_APPEND_LOCK_KEY = 0x747261636B6572  # "tracker"
 VERIFY_BATCH = 2000
+# Keys of Session.info and of app.extensions.
+APPENDED_HEAD = "tracker.audit_head"
+CHECKPOINT_REASON = "tracker.checkpoint_reason"
+CHECKPOINTS = "tracker.checkpoints"
+# Every export and report is checkpointed: what left the building can be held against it.
+CHECKPOINTED_ACTIONS = {"audit.export": "export", "report.export": "report"}
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,10 @@ def record_event(
     event.hash = compute_hash(last_hash, event)
     session.add(event)
     session.flush()
+    # The head this transaction will commit: the checkpoint listener signs it after commit.
+    session.info[APPENDED_HEAD] = (event.seq, event.hash)
+    if action in CHECKPOINTED_ACTIONS:
+        request_checkpoint(session, CHECKPOINTED_ACTIONS[action])
     return event
 
 
@@ -91,10 +104,62 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, An
     return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}
 
 
-def verify(session: Session) -> VerificationResult:
-    """Verify the whole trail, streaming it in sequence order."""
+def verify(
+    session: Session, store: CheckpointStore | None = None, *, reached_only: bool = False
+) -> VerificationResult:
+    """Verify the whole trail, streaming it in sequence order, and hold it against every
+    signed checkpoint in ``store`` (with ``reached_only``, those it reaches: a backup is
+    behind the newest checkpoints by nature)."""
+    checkpoints, unreadable = store.load() if store is not None else ([], [])
+    wanted = {checkpoint.seq for checkpoint in checkpoints}
+    hashes: dict[int, str] = {}
+
+    def noting_hashes(rows: Iterable[Any]) -> Iterator[Any]:
+        for row in rows:
+            if row.seq in wanted:
+                hashes[row.seq] = row.hash
+            yield row
+
     # Plain rows, not ORM objects: nothing accumulates in the identity map on a long trail.
     table = AuditEvent.__table__
     query = sa.select(table).order_by(table.c.seq).execution_options(yield_per=VERIFY_BATCH)
     with session.execute(query) as rows:  # closes the server-side cursor on an early stop
-        return verify_chain(rows)  # type: ignore[arg-type]
+        result = verify_chain(noting_hashes(rows))
+    result = replace(result, checkpoints=len(checkpoints))
+    if not result.ok:
+        return result
+    if unreadable:
+        first = unreadable[0]
+        return replace(result, ok=False, problem=f"checkpoint {first.name}: {first.problem}")
+    if reached_only:
+        checkpoints = [c for c in checkpoints if c.seq <= result.events]
+    contradiction = check_against(checkpoints, hashes, result.events)
+    if contradiction is not None:
+        first_bad, problem = contradiction
+        return replace(result, ok=False, first_bad_seq=first_bad, problem=problem)
+    return result
+
+
+def checkpoint_store() -> CheckpointStore | None:
+    """The app's checkpoint store (None outside an app)."""
+    return current_app.extensions.get(CHECKPOINTS) if has_app_context() else None
+
+
+def request_checkpoint(session: Session, reason: str) -> None:
+    """Ask for a checkpoint when this session's transaction commits (an export, a report)."""
+    session.info[CHECKPOINT_REASON] = reason
+
+
+@sa.event.listens_for(Session, "after_commit")
+def _checkpoint_committed_head(session: Session) -> None:
+    head_written = session.info.pop(APPENDED_HEAD, None)
+    reason = session.info.pop(CHECKPOINT_REASON, None)
+    store = checkpoint_store()
+    if head_written is not None and store is not None:
+        store.after_commit(*head_written, reason)
+
+
+@sa.event.listens_for(Session, "after_rollback")
+def _forget_rolled_back_head(session: Session) -> None:
+    session.info.pop(APPENDED_HEAD, None)
+    session.info.pop(CHECKPOINT_REASON, None)

@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 
 from tracker.audit import queries
 from tracker.audit.export import AuditCsv
-from tracker.audit.services import record_event, verify
+from tracker.audit.services import checkpoint_store, record_event, verify
 from tracker.auth.session import current_actor
 from tracker.db import get_session, stream_reading, utcnow, write_unit
 from tracker.errors import InvalidInput
@@ -84,7 +84,7 @@ def browse() -> ResponseReturnValue:
 @bp.route("/verify", methods=["POST"])
 @requires(Permission.AUDIT_VERIFY)
 def verify_trail() -> ResponseReturnValue:
-    result = verify(get_session())
+    result = verify(get_session(), checkpoint_store())
     return render_template("audit/verify.html", result=result, checked_at=utcnow())
 
 
