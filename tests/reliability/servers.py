@@ -35,6 +35,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def signing_key(instance: Path) -> Path:
+    """An Ed25519 key for the audit checkpoints, kept beside (in production: away from) the
+    instance."""
+    from tracker.audit.checkpoints import generate_key_pem
+
+    path = instance.parent / f"{instance.name}-signing-key.pem"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(generate_key_pem())
+        path.chmod(0o600)
+    return path
+
+
 def server_environment(database_url: str, instance: Path, **extra: str) -> dict[str, str]:
     env = {
         key: value
@@ -48,6 +61,8 @@ def server_environment(database_url: str, instance: Path, **extra: str) -> dict[
             "TRACKER_DATABASE_URL": database_url,
             "TRACKER_RATELIMIT_STORAGE_URI": REDIS_URI,
             "TRACKER_INSTANCE_PATH": str(instance),
+            "TRACKER_AUDIT_SIGNING_KEY": str(signing_key(instance)),
+            "TRACKER_AUDIT_CHECKPOINT_DIR": str(instance.parent / f"{instance.name}-checkpoints"),
             "PYTHONUNBUFFERED": "1",
             **extra,
         }

@@ -24,6 +24,8 @@ def test_production_accepts_a_long_random_secret(tmp_path) -> None:  # type: ign
         environ={
             "TRACKER_ENV": "production",
             "TRACKER_SECRET_KEY": "k" * 20 + "3f9a0c1b7d2e4f6a8b",
+            "TRACKER_AUDIT_SIGNING_KEY": "/run/secrets/tracker-audit.pem",
+            "TRACKER_AUDIT_CHECKPOINT_DIR": "/var/lib/tracker-checkpoints",
         },
         instance_path=tmp_path,
     )

@@ -55,6 +55,7 @@ def test_session_cookie_flags(client: FlaskClient, signed_in) -> None:
 
 def test_production_cookie_is_secure(database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from tracker import create_app
+    from tracker.audit.checkpoints import generate_key_pem
 
     app = create_app(
         overrides={
@@ -62,6 +63,8 @@ def test_production_cookie_is_secure(database_url: str, tmp_path) -> None:  # ty
             "database_url": database_url,
             "instance_path": str(tmp_path),
             "secret_key": "p" * 48,
+            "audit_signing_key": generate_key_pem(),
+            "audit_checkpoint_dir": str(tmp_path / "checkpoints"),
         },
         environ={},
     )
