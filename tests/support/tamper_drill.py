@@ -389,7 +389,7 @@ class PostgresBackend(Backend):
             engine.dispose()
 
     def trigger_case(self, events: int, key: Any) -> Outcome:
-        with self.case("trigger disabled") as (url, instance):
+        with self.case("trigger disabled") as (url, _instance):
             engine = sa.create_engine(url)
             refused = ""
             try:
