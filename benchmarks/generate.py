@@ -289,6 +289,7 @@ def _build_templates(variants: int, seed: int) -> list[Template]:
                     role=role,
                     password=BENCH_PASSWORD,
                     printed_name=f"Template {name}",
+                    temporary=False,
                     site=site,
                 )
 
@@ -420,6 +421,7 @@ def create_study_team(
                     role=role,
                     password=BENCH_PASSWORD,
                     printed_name=f"{role.capitalize()} {index} of {code}",
+                    temporary=False,
                     site=site,
                 )
                 people[role].append(user)
@@ -449,6 +451,7 @@ def create_study_team(
             role=role,
             password=BENCH_PASSWORD,
             printed_name=username.capitalize(),
+            temporary=False,
             site=None,
         )
     return teams

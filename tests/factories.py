@@ -44,8 +44,9 @@ def make_user(
         username=username or f"{role}{next(_counter)}",
         role=role,
         password=password,
-        printed_name=f"Test {role.capitalize()}",
+        printed_name=f"Test {role.capitalize()} {next(_counter)}",
         site=site_obj,
+        temporary=False,
     )
 
 

@@ -159,13 +159,17 @@ def _register_request_edges(app: Flask) -> None:
             headers["Pragma"] = "no-cache"
         return response
 
+    from tracker.auth.services import COMMIT_REFUSAL
+
     @app.after_request
     def _commit_at_the_edge(response: Response) -> Response:
-        """One commit per request when it went well; a rollback when it did not."""
+        """One commit per request when it went well; a rollback when it did not, except that
+        a refused password check keeps its own record (the failure count and its audit
+        event, written before anything else in the request)."""
         if not db.has_session():
             return response
         session = db.get_session()
-        if response.status_code >= 400:
+        if response.status_code >= 400 and not session.info.pop(COMMIT_REFUSAL, False):
             session.rollback()
             return response
         try:

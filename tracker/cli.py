@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -229,17 +230,38 @@ def users_create(
         _fail(error.message)
 
 
+def _lifetime(_ctx: click.Context, _param: click.Parameter, value: str) -> timedelta:
+    """``90d``, ``12h``, ``30m`` or a number of days."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    text = value.strip().lower()
+    unit = units.get(text[-1:], "days")
+    number = text[:-1] if text[-1:] in units else text
+    if not number.isdigit() or int(number) == 0:
+        raise click.BadParameter("give a lifetime such as 90d, 12h or 30m")
+    return timedelta(**{unit: int(number)})
+
+
 @users.command("token")
 @click.argument("username")
+@click.option(
+    "--expires-in",
+    default="90d",
+    show_default=True,
+    callback=_lifetime,
+    help="How long the token lives: 90d, 12h, 30m (at most 366 days).",
+)
 @with_appcontext
-def users_token(username: str) -> None:
-    """Print a new API token for USERNAME (shown once; only its hash is kept)."""
+def users_token(username: str, expires_in: timedelta) -> None:
+    """Print a new API token for USERNAME (shown once; only its hash is kept). It expires,
+    and ends when the user's password changes or is reset."""
     from tracker.auth.services import create_api_token, get_user_by_username
     from tracker.errors import DomainError
 
     try:
         with _database().session_scope() as session:
-            raw = create_api_token(session, cli_actor(), get_user_by_username(session, username))
+            raw = create_api_token(
+                session, cli_actor(), get_user_by_username(session, username), expires_in
+            )
     except DomainError as error:
         _fail(error.message)
     click.echo(raw)

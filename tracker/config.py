@@ -32,6 +32,8 @@ class Settings:
     login_max_failures: int = 5
     lockout_minutes: int = 15
     login_rate_limit: str = "20 per minute"
+    # Signing and the password page ask for the password again: per user, besides the lockout.
+    password_check_rate_limit: str = "10 per minute"
     # PEM text or the path of a PEM file; None until load_settings fills in the default.
     # The role migrations run as; the app's own role (database_url) owns nothing.
     database_owner_url: str = ""
@@ -57,6 +59,7 @@ class Settings:
             "TRACKER_LOGIN_MAX_FAILURES": self.login_max_failures,
             "TRACKER_LOCKOUT_MINUTES": self.lockout_minutes,
             "TRACKER_LOGIN_RATE_LIMIT": self.login_rate_limit,
+            "TRACKER_PASSWORD_CHECK_RATE_LIMIT": self.password_check_rate_limit,
             "TRACKER_AUDIT_CHECKPOINT_DIR": str(self.audit_checkpoint_dir),
             "TRACKER_AUDIT_CHECKPOINT_MINUTES": self.audit_checkpoint_minutes,
             "RATELIMIT_STORAGE_URI": self.ratelimit_storage_uri,
@@ -205,6 +208,9 @@ def load_settings(
         login_max_failures=_int(env_vars, "TRACKER_LOGIN_MAX_FAILURES", 5),
         lockout_minutes=_int(env_vars, "TRACKER_LOCKOUT_MINUTES", 15),
         login_rate_limit=env_vars.get("TRACKER_LOGIN_RATE_LIMIT", "20 per minute"),
+        password_check_rate_limit=env_vars.get(
+            "TRACKER_PASSWORD_CHECK_RATE_LIMIT", "10 per minute"
+        ),
         audit_signing_key=signing_key,
         audit_checkpoint_dir=Path(checkpoint_dir or instance / "audit-checkpoints").resolve(),
         audit_checkpoint_minutes=_int(env_vars, "TRACKER_AUDIT_CHECKPOINT_MINUTES", 5),

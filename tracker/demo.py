@@ -91,6 +91,8 @@ def _load(database: Database, actor: Actor) -> str:
                 password=password,
                 printed_name=printed_name,
                 site=sites[site_code] if site_code else None,
+                # A demonstration's logins are printed for whoever installed it to try.
+                temporary=False,
             )
             lines.append(
                 f"  {username:<14} {password:<22} {role}{' at ' + site_code if site_code else ''}"

@@ -18,3 +18,18 @@ csrf = CSRFProtect()
 
 # Storage comes from RATELIMIT_STORAGE_URI (memory:// by default, redis://... for several workers).
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+
+def per_user() -> str:
+    """The rate-limit key of a password check made by a signed-in user: the account, so the
+    limit follows the person and not the address they guess from."""
+    from tracker.security import authenticated_user
+
+    user = authenticated_user()
+    return f"user:{user.id}" if user is not None else f"address:{get_remote_address()}"
+
+
+def password_check_rate_limit() -> str:
+    from flask import current_app
+
+    return str(current_app.config["TRACKER_PASSWORD_CHECK_RATE_LIMIT"])

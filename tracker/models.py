@@ -1,5 +1,6 @@
 """Imports every model so that Base.metadata is complete (Alembic, tests)."""
 
+from tracker.api.models import IdempotencyKey
 from tracker.audit.models import AuditEvent
 from tracker.auth.models import ApiToken, LoginSession, User
 from tracker.participants.models import (
@@ -35,6 +36,7 @@ __all__ = [
     "ChecklistSignature",
     "Consent",
     "DoseAdministration",
+    "IdempotencyKey",
     "LoginSession",
     "Note",
     "Participant",

@@ -117,6 +117,17 @@ def requires(permission: Permission) -> Callable[[F], F]:
                 return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
             if not role_has(user.role, permission):
                 abort(403, description=f"The {user.role} role does not permit this ({permission}).")
+            if user.password_temporary and permission != Permission.ACCOUNT_MANAGE_OWN:
+                # Someone else chose this password: its owner replaces it before anything else.
+                if is_api_request():
+                    from tracker.errors import PermissionDenied
+
+                    raise PermissionDenied(
+                        "Your password was set by an administrator; change it on the password "
+                        "page before using the API.",
+                        ["password_change_required"],
+                    )
+                return redirect(url_for("auth.change_password"))
             return view(*args, **kwargs)
 
         setattr(wrapped, PERMISSION_ATTRIBUTE, permission)

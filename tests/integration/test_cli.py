@@ -56,6 +56,14 @@ def test_users_create_refuses_bad_input_with_a_clear_error(app: Flask, db_sessio
     assert db_session.scalar(sa.select(User).where(User.username.in_(["nosite", "weak"]))) is None
 
 
+def _owner_chooses_a_password(session: Session, username: str) -> None:
+    from tracker.auth.services import actor_for, get_user_by_username, set_password
+
+    user = get_user_by_username(session, username)
+    set_password(session, actor_for(user), user, PASSWORD + "-own", reason="own")
+    session.commit()
+
+
 def test_token_is_printed_once_and_works(app: Flask, db_session: Session) -> None:
     _run(
         app,
@@ -67,7 +75,10 @@ def test_token_is_printed_once_and_works(app: Flask, db_session: Session) -> Non
         "--password-stdin",
         stdin=PASSWORD + "\n",
     )
-    result = _run(app, "users", "token", "cli.auditor")
+    refused = _run(app, "users", "token", "cli.auditor")
+    assert refused.exit_code == 1 and "temporary password" in refused.output
+    _owner_chooses_a_password(db_session, "cli.auditor")
+    result = _run(app, "users", "token", "cli.auditor", "--expires-in", "30d")
     assert result.exit_code == 0, result.output
     token = result.output.strip()
     assert token.startswith("trk_") and len(token) > 40

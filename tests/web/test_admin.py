@@ -58,7 +58,7 @@ def test_create_user_reports_every_problem_and_writes_nothing(
             "confirm_password": "short-pass12",
         },
     )
-    assert response.status_code == 200
+    assert response.status_code == 400
     text = response.get_data(as_text=True)
     assert "The username must be" in text
     assert "The therapist role needs a site." in text

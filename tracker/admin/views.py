@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 
@@ -49,6 +49,7 @@ def user_list() -> ResponseReturnValue:
 def user_create() -> ResponseReturnValue:
     form = UserCreateForm()
     form.set_site_choices(_site_choices())
+    status = 200 if request.method == "GET" else 400
     if form.validate_on_submit():
         try:
             user = users.create_user(
@@ -62,10 +63,15 @@ def user_create() -> ResponseReturnValue:
             )
         except DomainError as error:
             _form_error(form, error)
+            status = error.status
         else:
-            flash(f"User {user.username} created.", "success")
+            flash(
+                f"User {user.username} created with a temporary password: they choose their "
+                "own at their first sign-in.",
+                "success",
+            )
             return redirect(url_for("admin.user_detail", user_id=user.id))
-    return render_template("admin/user_create.html", form=form)
+    return render_template("admin/user_create.html", form=form), status
 
 
 def _detail_forms(user: User) -> tuple[RoleChangeForm, ActiveForm, ResetPasswordForm]:

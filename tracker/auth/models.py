@@ -34,7 +34,8 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    printed_name: Mapped[str] = mapped_column(sa.String(200))
+    # Unique: a signature's printed name must identify one person (21 CFR 11.100(a)).
+    printed_name: Mapped[str] = mapped_column(sa.String(200), unique=True)
     role: Mapped[str] = mapped_column(sa.String(20))
     site_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sites.id"), index=True)
     password_hash: Mapped[str] = mapped_column(sa.String(255))
@@ -42,6 +43,9 @@ class User(Base):
     failed_login_count: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None]
     password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set by an admin (create or reset): its owner must replace it before signing or using
+    # the API, so nobody signs with a password someone else chose.
+    password_temporary: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     site: Mapped[Site | None] = relationship(lazy="joined", innerjoin=False)
@@ -91,6 +95,7 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     prefix: Mapped[str] = mapped_column(sa.String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
 

@@ -21,7 +21,7 @@ from tracker.auth.passwords import (
     verify_password,
 )
 from tracker.db import utcnow, write_unit
-from tracker.errors import Conflict, InvalidInput, NotFound
+from tracker.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from tracker.protocol.roles import Role
 from tracker.sites.models import Site
 
@@ -78,6 +78,20 @@ def list_users(session: Session) -> list[User]:
     return list(session.scalars(sa.select(User).order_by(User.username)))
 
 
+def _check_printed_name_free(session: Session, printed_name: str) -> None:
+    """A signature's printed name must identify one person: no two users share one (the
+    case and the spacing of a name do not make it another)."""
+    taken = session.scalar(
+        sa.select(User.username).where(sa.func.lower(User.printed_name) == printed_name.lower())
+    )
+    if taken is not None:
+        raise Conflict(
+            f"The printed name {printed_name!r} is already used by {taken}; signatures must "
+            "name one person, so add a middle initial or a qualification.",
+            ["The printed name is already used by another user."],
+        )
+
+
 def create_user(
     session: Session,
     actor: Actor,
@@ -87,10 +101,12 @@ def create_user(
     password: str,
     printed_name: str,
     site: Site | None = None,
+    temporary: bool = True,
 ) -> User:
-    """Create a user; every problem with the input is reported at once."""
+    """Create a user; every problem with the input is reported at once. The password is
+    temporary unless said otherwise: whoever chose it is not the user (SPEC §6)."""
     username = username.strip().lower()
-    printed_name = printed_name.strip()
+    printed_name = " ".join(printed_name.split())
     problems = []
     if not USERNAME.match(username):
         problems.append(
@@ -105,12 +121,14 @@ def create_user(
         raise InvalidInput("The user cannot be created: " + " ".join(problems), problems)
     if session.scalar(sa.select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"The username {username!r} is taken.")
+    _check_printed_name_free(session, printed_name)
     user = User(
         username=username,
         role=role,
         site=site,
         printed_name=printed_name,
         password_hash=hash_password(password),
+        password_temporary=temporary,
     )
     session.add(user)
     session.flush()
@@ -175,27 +193,29 @@ def set_active(session: Session, actor: Actor, user: User, active: bool, reason:
     )
     if not active:
         end_user_sessions(session, user, "disabled")
-        session.execute(
-            sa.update(ApiToken)
-            .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-            .values(revoked_at=utcnow())
-        )
+        _revoke_tokens(session, user)
     return user
 
 
 def set_password(session: Session, actor: Actor, user: User, password: str, reason: str) -> User:
-    """Set a new password (own change or an admin's reset); every session of the user ends."""
+    """Set a new password (own change or an admin's reset). Every session and API token of
+    the user ends; a password someone else set is temporary until its owner replaces it."""
     problems = password_problems(password, user.username)
+    own = actor.user_id == user.id
+    if own and verify_password(user.password_hash, password):
+        problems.append("The new password must differ from the current one.")
     if problems:
         raise InvalidInput("The password is not acceptable: " + " ".join(problems), problems)
     user.password_hash = hash_password(password)
     user.password_changed_at = utcnow()
+    user.password_temporary = not own
     user.failed_login_count = 0
     user.locked_until = None
     session.flush()
-    action = "user.password_change" if actor.user_id == user.id else "user.password_reset"
-    record_event(session, actor, action, "user", user.id, reason=reason)
+    action = "user.password_change" if own else "user.password_reset"
+    record_event(session, actor, action, "user", user.id, new={"temporary": not own}, reason=reason)
     end_user_sessions(session, user, "password_changed")
+    _end_tokens(session, actor, user, "password changed" if own else "password reset")
     return user
 
 
@@ -206,6 +226,99 @@ def end_user_sessions(session: Session, user: User, reason: str) -> int:
         .values(ended_at=utcnow(), end_reason=reason)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# --- password checks outside the login: signing, changing the password ---------------------
+
+
+@dataclass(frozen=True)
+class LockoutPolicy:
+    max_failures: int = 5
+    lockout: timedelta = timedelta(minutes=15)
+
+
+def lockout_policy() -> LockoutPolicy:
+    """The app's lockout settings (the defaults outside an app: the CLI, the tests)."""
+    from flask import current_app, has_app_context
+
+    if not has_app_context():
+        return LockoutPolicy()
+    config = current_app.config
+    return LockoutPolicy(
+        config["TRACKER_LOGIN_MAX_FAILURES"], timedelta(minutes=config["TRACKER_LOCKOUT_MINUTES"])
+    )
+
+
+# Session.info key: the refusal's own record (failure count, audit event) is committed even
+# though the answer is a 4xx; the edge reads it (tracker/__init__.py, _commit_at_the_edge).
+COMMIT_REFUSAL = "tracker.commit_refusal"
+WRONG_PASSWORD = "The password is not correct."  # noqa: S105 (a message)
+
+
+class PasswordRefused(RuleViolation):
+    """A password asked for again (to sign, to change it) was wrong, or the account is
+    locked. Every wrong password gets this same answer."""
+
+
+def check_password(session: Session, user: User, actor: Actor, password: str, purpose: str) -> None:
+    """Re-authenticate ``user`` before an act that needs it. Must run before the act writes
+    anything: a failure counts towards the account's lockout and is audited, and the edge
+    commits that record alone with the 4xx answer. Reaching the limit locks the account
+    and ends its sessions, so a stolen session cannot keep guessing."""
+    policy = lockout_policy()
+    now = utcnow()
+    if user.locked_until is not None and user.locked_until > now:
+        burn_time(password)
+        _refusal(session, actor, user, purpose, "account locked")
+        raise PasswordRefused(
+            "This account is locked after repeated wrong passwords; ask an administrator or "
+            "wait for the lock to end.",
+            ["The account is locked."],
+        )
+    if verify_password(user.password_hash, password or ""):
+        if user.failed_login_count:
+            user.failed_login_count = 0
+            session.flush()
+        return
+    session.execute(
+        sa.update(User)
+        .where(User.id == user.id)
+        .values(failed_login_count=User.failed_login_count + 1)
+    )
+    session.refresh(user)
+    _refusal(session, actor, user, purpose, "wrong password")
+    if user.failed_login_count >= policy.max_failures:
+        _lock(session, user, now + policy.lockout, f"{policy.max_failures} wrong passwords")
+        end_user_sessions(session, user, "locked")
+    raise PasswordRefused(f"{WRONG_PASSWORD} Nothing was {purpose}.", [WRONG_PASSWORD])
+
+
+def _refusal(session: Session, actor: Actor, user: User, purpose: str, reason: str) -> None:
+    record_event(
+        session,
+        actor,
+        "auth.password_check_failed",
+        "user",
+        user.id,
+        new={"purpose": purpose},
+        reason=reason,
+    )
+    session.info[COMMIT_REFUSAL] = True
+
+
+def _lock(session: Session, user: User, until: datetime, reason: str) -> None:
+    user.locked_until = until
+    user.failed_login_count = 0
+    session.flush()
+    record_event(
+        session,
+        Actor.system(),
+        "auth.account_locked",
+        "user",
+        user.id,
+        new={"locked_until": user.locked_until},
+        reason=reason,
+    )
 
 
 # --- logging in ---------------------------------------------------------------------------
@@ -273,18 +386,7 @@ def authenticate(
         session.refresh(user)
         record_event(session, actor, "auth.login_failed", "user", user.id, reason="wrong password")
         if user.failed_login_count >= max_failures:
-            user.locked_until = now + lockout
-            user.failed_login_count = 0
-            session.flush()
-            record_event(
-                session,
-                Actor.system(),
-                "auth.account_locked",
-                "user",
-                user.id,
-                new={"locked_until": user.locked_until},
-                reason=f"{max_failures} failed logins",
-            )
+            _lock(session, user, now + lockout, f"{max_failures} failed logins")
         raise LoginRefused(GENERIC_REFUSAL)
 
     if needs_rehash(user.password_hash):
@@ -360,29 +462,72 @@ def logout(session: Session, token: str, actor: Actor) -> None:
 # --- API tokens -----------------------------------------------------------------------------
 
 
-def create_api_token(session: Session, actor: Actor, user: User) -> str:
-    """Make a new bearer token for ``user``; the plain token is returned once and never stored."""
+DEFAULT_TOKEN_LIFETIME = timedelta(days=90)
+MAX_TOKEN_LIFETIME = timedelta(days=366)
+
+
+def create_api_token(
+    session: Session, actor: Actor, user: User, expires_in: timedelta = DEFAULT_TOKEN_LIFETIME
+) -> str:
+    """Make a new bearer token for ``user``; the plain token is returned once and never stored.
+    It expires (90 days unless told), and ends when the user's password changes."""
     if not user.is_active:
         raise InvalidInput(f"{user.username} is disabled; enable the account first.")
+    if user.password_temporary:
+        raise RuleViolation(
+            f"{user.username} has a temporary password set by an administrator: they must sign "
+            "in and choose their own before an API token can be made.",
+            ["The user's password is temporary."],
+        )
+    if not timedelta(minutes=1) <= expires_in <= MAX_TOKEN_LIFETIME:
+        raise InvalidInput("A token lives between one minute and 366 days.")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken(user=user, token_hash=sha256_hex(raw), prefix=raw[: len(TOKEN_PREFIX) + 6])
+    token = ApiToken(
+        user=user,
+        token_hash=sha256_hex(raw),
+        prefix=raw[: len(TOKEN_PREFIX) + 6],
+        expires_at=utcnow() + expires_in,
+    )
     session.add(token)
     session.flush()
     record_event(
-        session, actor, "api_token.create", "user", user.id, new={"token": token.prefix + "…"}
+        session,
+        actor,
+        "api_token.create",
+        "user",
+        user.id,
+        new={"token": token.prefix + "…", "expires_at": token.expires_at},
     )
     return raw
 
 
 def revoke_api_tokens(session: Session, actor: Actor, user: User) -> int:
+    count = _revoke_tokens(session, user)
+    record_event(session, actor, "api_token.revoke", "user", user.id, new={"revoked": count})
+    return count
+
+
+def _revoke_tokens(session: Session, user: User) -> int:
     result = session.execute(
         sa.update(ApiToken)
         .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
-    record_event(session, actor, "api_token.revoke", "user", user.id, new={"revoked": count})
-    return count
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _end_tokens(session: Session, actor: Actor, user: User, reason: str) -> None:
+    count = _revoke_tokens(session, user)
+    if count:
+        record_event(
+            session,
+            actor,
+            "api_token.revoke",
+            "user",
+            user.id,
+            new={"revoked": count},
+            reason=reason,
+        )
 
 
 def authenticate_token(session: Session, raw: str) -> User | None:
@@ -391,6 +536,8 @@ def authenticate_token(session: Session, raw: str) -> User | None:
         return None
     token = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == sha256_hex(raw)))
     if token is None or token.revoked_at is not None or not token.user.is_active:
+        return None
+    if token.expires_at <= utcnow() or token.user.password_temporary:
         return None
     if token.last_used_at is None or utcnow() - token.last_used_at > LAST_SEEN_RESOLUTION:
         _touch(session, ApiToken.last_used_at, token.id)

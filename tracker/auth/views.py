@@ -9,7 +9,6 @@ from flask_login import current_user
 
 from tracker.auth import services
 from tracker.auth.forms import ChangePasswordForm, LoginForm
-from tracker.auth.passwords import verify_password
 from tracker.auth.session import (
     begin_browser_session,
     client_address,
@@ -18,7 +17,7 @@ from tracker.auth.session import (
 )
 from tracker.db import get_session
 from tracker.errors import InvalidInput
-from tracker.extensions import limiter
+from tracker.extensions import limiter, password_check_rate_limit, per_user
 from tracker.security import Permission, public, requires
 
 bp = Blueprint("auth", __name__)
@@ -66,6 +65,13 @@ def login() -> ResponseReturnValue:
             error = refused.message
         else:
             begin_browser_session(result)
+            if result.user.password_temporary:
+                flash(
+                    "Your password was set by an administrator. Choose your own before you "
+                    "go on: until then you cannot sign or use the API.",
+                    "info",
+                )
+                return redirect(url_for("auth.change_password"))
             return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form, error=error)
 
@@ -80,16 +86,24 @@ def logout() -> ResponseReturnValue:
 
 @bp.route("/account/password", methods=["GET", "POST"])
 @requires(Permission.ACCOUNT_MANAGE_OWN)
+@limiter.limit(password_check_rate_limit, key_func=per_user, methods=["POST"])
 def change_password() -> ResponseReturnValue:
     form = ChangePasswordForm()
     user = current_user._get_current_object()
+    status = 200
     if form.validate_on_submit():
-        if not verify_password(user.password_hash, form.current_password.data or ""):
-            form.current_password.errors.append("The current password is not correct.")
+        session = get_session()
+        try:
+            services.check_password(
+                session, user, current_actor(), form.current_password.data or "", "changed"
+            )
+        except services.PasswordRefused as refused:
+            form.current_password.errors.append(refused.message)
+            status = 422
         else:
             try:
                 services.set_password(
-                    get_session(),
+                    session,
                     current_actor(),
                     user,
                     form.new_password.data or "",
@@ -97,9 +111,14 @@ def change_password() -> ResponseReturnValue:
                 )
             except InvalidInput as error:
                 form.new_password.errors.extend(error.details or [error.message])
+                status = 400
             else:
                 # Every session ended with the change, this one included: sign in again.
                 end_browser_session(user)
                 flash("Your password is changed. Sign in with the new password.", "success")
                 return redirect(url_for("auth.login"))
-    return render_template("auth/change_password.html", form=form)
+    elif request.method == "POST":
+        status = 400
+    return render_template(
+        "auth/change_password.html", form=form, temporary=user.password_temporary
+    ), status

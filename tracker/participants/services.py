@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from tracker.audit.services import Actor, record_event
 from tracker.auth.models import User
-from tracker.auth.passwords import verify_password
+from tracker.auth.services import check_password
 from tracker.db import utcnow
 from tracker.errors import InvalidInput, PermissionDenied, RuleViolation
 from tracker.participants import queries
@@ -465,25 +465,20 @@ def sign_checklist(
     """The investigator's electronic signature: the password again, the meaning, the printed
     name, UTC time and the SHA-256 of the checklist content as signed."""
     _require_role(actor, Role.INVESTIGATOR)
+    # The password first, and the same answer for every wrong one, whatever else is wrong.
+    check_password(session, signer, actor, password, "signed")
+    if signer.password_temporary:
+        raise RuleViolation(
+            "Your password was set by an administrator: choose your own on the password page "
+            "before you sign.",
+            ["The signer's password is temporary."],
+        )
     _require_screening(participant, "signed")
     meaning = (meaning or "").strip()
     if not meaning:
         raise InvalidInput(
             "The meaning of the signature is required (for example: "
             "'I confirm the eligibility assessment')."
-        )
-    if not verify_password(signer.password_hash, password or ""):
-        record_event(
-            session,
-            actor,
-            "checklist.sign_failed",
-            "participant",
-            participant.study_id,
-            reason="password did not match",
-        )
-        raise RuleViolation(
-            "The password is not correct; the checklist was not signed.",
-            ["The password is not correct."],
         )
     state = checklist_state(session, participant)
     if state.evaluation.outcome.value == "incomplete":

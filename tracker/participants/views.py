@@ -19,6 +19,7 @@ from tracker.auth.models import SITELESS_ROLES, User
 from tracker.auth.session import current_actor
 from tracker.db import get_session
 from tracker.errors import Conflict, DomainError, RuleViolation
+from tracker.extensions import limiter, password_check_rate_limit, per_user
 from tracker.participants import queries, services, transitions
 from tracker.participants.forms import (
     AssessmentForm,
@@ -408,6 +409,7 @@ def assess(participant_id: int, code: str) -> ResponseReturnValue:
 
 @bp.route("/<int:participant_id>/review/signature", methods=["POST"])
 @requires(Permission.CHECKLIST_SIGN)
+@limiter.limit(password_check_rate_limit, key_func=per_user, methods=["POST"])
 def sign(participant_id: int) -> ResponseReturnValue:
     participant = _participant(participant_id)
     form = SignatureForm(prefix="signature")
@@ -422,12 +424,9 @@ def sign(participant_id: int) -> ResponseReturnValue:
                 form.password.data or "",
                 form.meaning.data or "",
             )
-        except RuleViolation as error:
-            # Rendered with 200 so the edge commits the audited failed attempt (a wrong
-            # password); a refusal for any other reason has written nothing.
-            _form_error(form, error)
-            status = 200
         except DomainError as error:
+            # A wrong password's failure count and audit event are committed by the edge
+            # with this 4xx (tracker.auth.services.check_password); nothing else is.
             _form_error(form, error)
             status = error.status
         else:
