@@ -33,10 +33,10 @@ class Settings:
     lockout_minutes: int = 15
     login_rate_limit: str = "20 per minute"
     # Signing and the password page ask for the password again: per user, besides the lockout.
-    password_check_rate_limit: str = "10 per minute"
-    # PEM text or the path of a PEM file; None until load_settings fills in the default.
+    password_check_rate_limit: str = "10 per minute"  # noqa: S105 (a rate, not a password)
     # The role migrations run as; the app's own role (database_url) owns nothing.
     database_owner_url: str = ""
+    # PEM text or the path of a PEM file (load_settings fills in the development default).
     audit_signing_key: str = ""
     audit_checkpoint_dir: Path | None = None
     audit_checkpoint_minutes: int = 5
