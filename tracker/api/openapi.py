@@ -86,10 +86,44 @@ def _validation_details(error: ValidationError) -> list[dict[str, str]]:
 M = TypeVar("M", bound=BaseModel)
 
 
+# The deepest body the API takes is three levels (checklist answers); the parser would
+# recurse until it overflowed the stack on a body nested a thousand levels (a 500).
+MAX_JSON_DEPTH = 10
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply the arrays and objects of a JSON text nest, read without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
 def parse_body(model: type[M]) -> M:
     """The JSON body, validated; malformed or invalid input is a 400 that names each problem."""
     if not request.is_json:
         raise InvalidInput("The request body must be JSON (Content-Type: application/json).")
+    depth = json_depth(request.get_data(cache=True))
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidInput(
+            f"The request body is nested {depth} levels deep; no request needs more than "
+            f"{MAX_JSON_DEPTH}.",
+            [{"field": "(body)", "message": f"nested deeper than {MAX_JSON_DEPTH} levels"}],
+        )
     data = request.get_json(silent=True)
     if data is None:
         raise InvalidInput("The request body is not valid JSON.")

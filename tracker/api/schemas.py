@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 # Ids are 32-bit integer columns; a larger one would be an out-of-range error in the database.
 MAX_ID = 2**31 - 1
@@ -15,6 +15,21 @@ class Strict(BaseModel):
     """Unknown fields are refused, so a typo is an error rather than silently ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+# Times and dates a study can hold (SPEC §9): a year-1 or year-9999 time would overflow when
+# turned to UTC near the edge of the calendar, and no clinical record is dated outside this.
+FIRST_YEAR, LAST_YEAR = 1900, 2200
+
+
+def _in_study_years(value: date) -> date:
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValueError(f"must be in the years {FIRST_YEAR} to {LAST_YEAR}")
+    return value
+
+
+StudyTime = Annotated[AwareDatetime, AfterValidator(_in_study_years)]
+StudyDate = Annotated[date, AfterValidator(_in_study_years)]
 
 
 class Health(BaseModel):
@@ -188,7 +203,7 @@ class SignatureIn(Strict):
 
 class ConsentIn(Strict):
     version: str = Field(min_length=1, max_length=60)
-    signed_on: date
+    signed_on: StudyDate
 
 
 class TransitionIn(Strict):
@@ -257,20 +272,30 @@ class AllowedTransitions(BaseModel):
 
 class SessionIn(Strict):
     kind: Literal["preparation", "dosing", "integration"]
-    scheduled_at: AwareDatetime
+    scheduled_at: StudyTime
     therapists: list[str] = Field(default_factory=list, max_length=10)
 
 
 class SessionPatch(Strict):
-    started_at: AwareDatetime | None = None
-    ended_at: AwareDatetime | None = None
+    started_at: StudyTime | None = None
+    ended_at: StudyTime | None = None
     status: Literal["scheduled", "completed", "cancelled", "missed"] | None = None
     overnight_stay: bool | None = None
     therapists: list[str] | None = Field(None, max_length=10)
 
+    @model_validator(mode="after")
+    def _no_nulls(self) -> SessionPatch:
+        """A field sent is a change; ``null`` is no value to change to (leave it out)."""
+        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+        if nulls:
+            raise ValueError(
+                f"{', '.join(nulls)}: null is not a value; leave a field out to keep it as it is"
+            )
+        return self
+
 
 class DoseIn(Strict):
-    administered_at: AwareDatetime
+    administered_at: StudyTime
     amount_mg: int = Field(gt=0, le=1000)
     kind: Literal["initial", "supplemental"]
     breach_justification: str | None = Field(
@@ -281,7 +306,7 @@ class DoseIn(Strict):
 
 
 class VitalsIn(Strict):
-    measured_at: AwareDatetime
+    measured_at: StudyTime
     systolic: int
     diastolic: int
     heart_rate: int
@@ -310,14 +335,14 @@ class NoteAmendmentIn(Strict):
 class SideEffectIn(Strict):
     term: str = Field(min_length=1, max_length=200)
     severity: Literal["mild", "moderate", "severe"]
-    onset_at: AwareDatetime
-    resolved_at: AwareDatetime | None = None
+    onset_at: StudyTime
+    resolved_at: StudyTime | None = None
     session_id: int | None = Field(None, ge=1, le=MAX_ID)
 
 
 class AdverseEventIn(Strict):
     term: str = Field(min_length=1, max_length=200)
-    onset_at: AwareDatetime
+    onset_at: StudyTime
     grade: int = Field(ge=1, le=5)
     serious: bool
     serious_criteria: list[
@@ -331,7 +356,7 @@ class AdverseEventIn(Strict):
         ]
     ] = Field(default_factory=list)
     description: str | None = Field(None, max_length=5000)
-    aware_at: AwareDatetime | None = None
+    aware_at: StudyTime | None = None
     session_id: int | None = Field(None, ge=1, le=MAX_ID)
 
 
@@ -345,8 +370,8 @@ class AdverseEventPatch(Strict):
     outcome: (
         Literal["ongoing", "recovered", "recovered_with_sequelae", "fatal", "unknown"] | None
     ) = None
-    resolved_at: AwareDatetime | None = None
-    reported_at: AwareDatetime | None = None
+    resolved_at: StudyTime | None = None
+    reported_at: StudyTime | None = None
 
 
 class ScreenIn(Strict):
@@ -354,12 +379,12 @@ class ScreenIn(Strict):
     intent: bool
     plan: bool
     behaviour: bool
-    screened_at: AwareDatetime | None = None
+    screened_at: StudyTime | None = None
     session_id: int | None = Field(None, ge=1, le=MAX_ID)
 
 
 class PregnancyTestIn(Strict):
-    tested_at: AwareDatetime
+    tested_at: StudyTime
     result: Literal["negative", "positive"]
 
 

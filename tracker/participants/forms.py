@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -19,7 +20,7 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, InputRequired, Length, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from tracker.participants.models import SEX_VALUES
 from tracker.protocol import (
@@ -44,6 +45,11 @@ KIND_HELP = {
 
 def state_label(state: str) -> str:
     return state.replace("_", " ")
+
+
+def _in_study_years(_form: FlaskForm, field: Any) -> None:
+    if field.data is not None and not 1900 <= field.data.year <= 2200:
+        raise ValidationError("Give a date in the years 1900 to 2200.")
 
 
 class ParticipantFilterForm(FlaskForm):
@@ -112,7 +118,10 @@ class ConsentForm(FlaskForm):
     )
     signed_on = DateField(
         "Date signed",
-        validators=[InputRequired(message="Give the date the participant signed (YYYY-MM-DD).")],
+        validators=[
+            InputRequired(message="Give the date the participant signed (YYYY-MM-DD)."),
+            _in_study_years,
+        ],
         default=lambda: datetime.now(UTC).date(),
     )
 

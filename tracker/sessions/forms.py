@@ -57,6 +57,9 @@ class UTCDateTimeField(DateTimeLocalField):
         super().process_formdata(valuelist)
         if self.data is not None and self.data.tzinfo is None:
             self.data = self.data.replace(tzinfo=UTC)
+        if self.data is not None and not 1900 <= self.data.year <= 2200:
+            self.data = None
+            raise ValueError("Give a time in the years 1900 to 2200.")
 
     def _value(self) -> str:
         if self.raw_data:
