@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, request
+from flask import Blueprint, Response, g, request
 from flask_login import current_user
 
+from tracker.api import idempotency
 from tracker.auth.session import load_bearer_user
 from tracker.extensions import csrf
 
@@ -15,13 +16,19 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @bp.before_request
-def _authenticate() -> None:
+def _authenticate() -> Response | None:
     g.api_user = None
     load_bearer_user()
     # A bearer token cannot be forged by another site; a browser cookie can, so the browser
     # session must send its CSRF token (X-CSRFToken) for changes.
     if g.api_user is None and request.method in UNSAFE_METHODS and current_user.is_authenticated:
         csrf.protect()
+    return idempotency.begin()
+
+
+@bp.after_request
+def _keep_idempotent_answer(response: Response) -> Response:
+    return idempotency.finish(response)
 
 
 from tracker.api import participants, sessions, views  # noqa: E402,F401  (routes register on bp)

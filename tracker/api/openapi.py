@@ -208,6 +208,19 @@ _PLAIN_RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
+IDEMPOTENCY_PARAMETER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Send the same key again (with the same body) and get the first answer back instead "
+        "of a second record; the same key with another body is a 422. Keys are the sender's "
+        "own: 1 to 255 printable ASCII characters, a UUID for example."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+
+
 def _openapi_path(rule: str) -> tuple[str, list[dict[str, Any]]]:
     params = []
     for converter, name in _PATH_PARAM.findall(rule):
@@ -265,6 +278,8 @@ def build_openapi() -> dict[str, Any]:
         }
         if permission == PUBLIC:
             operation["security"] = []
+        if op.method == "post" and permission != PUBLIC:
+            parameters.append(IDEMPOTENCY_PARAMETER)
         if parameters:
             operation["parameters"] = parameters
         if op.body is not None:
