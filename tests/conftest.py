@@ -59,7 +59,9 @@ class ReadSessionOnSharedConnection(Session):
         super().close()
 
 
-def make_test_app(database_url: str, instance_path: str, **extra: object) -> Flask:
+def make_test_app(
+    database_url: str, instance_path: str, environ: dict[str, str] | None = None, **extra: object
+) -> Flask:
     overrides = {
         "env": "testing",
         "database_url": database_url,
@@ -68,7 +70,7 @@ def make_test_app(database_url: str, instance_path: str, **extra: object) -> Fla
         "RATELIMIT_ENABLED": False,
         **extra,
     }
-    app = create_app(overrides=overrides, environ={})
+    app = create_app(overrides=overrides, environ=environ or {})
     app.test_client_class = BufferedClient
     return app
 

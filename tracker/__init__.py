@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.routing import IntegerConverter, Map
 
 from tracker import db
-from tracker.config import Settings, load_settings
+from tracker.config import Settings, check_shared_state, load_settings, server_workers
 from tracker.paths import SOURCE_ROOT as ROOT  # noqa: F401 (the checkout, for tests and tools)
 from tracker.paths import STATIC, TEMPLATES
 
@@ -42,6 +42,13 @@ def create_app(
     )
     app.config.from_mapping(settings.flask_config())
     app.extensions["tracker.settings"] = settings
+    check_shared_state(settings, server_workers())
+    if settings.proxy_fix:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Only as many X-Forwarded-* values as there are trusted proxies are believed.
+        hops = settings.proxy_fix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     # Before any route is added: ids in paths are 32-bit integer columns.
     app.url_map.converters["int"] = BoundedIntConverter
     logging.basicConfig(

@@ -40,6 +40,8 @@ class Settings:
     audit_signing_key: str = ""
     audit_checkpoint_dir: Path | None = None
     audit_checkpoint_minutes: int = 5
+    # Trusted reverse-proxy hops in front of the app (0: the peer address is the client's).
+    proxy_fix: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -63,6 +65,7 @@ class Settings:
             "TRACKER_AUDIT_CHECKPOINT_DIR": str(self.audit_checkpoint_dir),
             "TRACKER_AUDIT_CHECKPOINT_MINUTES": self.audit_checkpoint_minutes,
             "RATELIMIT_STORAGE_URI": self.ratelimit_storage_uri,
+            "RATELIMIT_KEY_PREFIX": self.extra.get("RATELIMIT_KEY_PREFIX", "tracker"),
             "RATELIMIT_HEADERS_ENABLED": True,
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Lax",
@@ -97,6 +100,47 @@ def _database_url(name: str, url: str) -> str:
     if not (url.startswith("sqlite") or url.startswith("postgresql+psycopg")):
         raise ConfigError(f"{name} must be a sqlite:/// or postgresql+psycopg:// URL")
     return url
+
+
+def _hops(environ: dict[str, str]) -> int:
+    raw = environ.get("TRACKER_PROXY_FIX", "").strip()
+    if raw == "":
+        return 0
+    if not raw.isdigit() or int(raw) > 5:
+        raise ConfigError(
+            f"TRACKER_PROXY_FIX is the number of trusted proxies in front of the app (0 to 5), "
+            f"not {raw!r}"
+        )
+    return int(raw)
+
+
+def server_workers() -> int:
+    """How many worker processes serve the app: gunicorn's own setting when it runs us (read
+    the way gunicorn reads it: command line, GUNICORN_CMD_ARGS, config file), else
+    WEB_CONCURRENCY, else one."""
+    import sys
+
+    if "gunicorn.arbiter" in sys.modules:
+        try:
+            from gunicorn.app.wsgiapp import WSGIApplication
+
+            return int(WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]").cfg.workers)
+        except (Exception, SystemExit):  # noqa: S110 (fall back to the environment)
+            pass
+    raw = os.environ.get("WEB_CONCURRENCY", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else 1
+
+
+def check_shared_state(settings: Settings, workers: int) -> None:
+    """The login limit is shared by every worker (SPEC §9): in production, several workers
+    with the limiter in each one's memory would multiply the limit by their number."""
+    if settings.production and workers > 1 and settings.ratelimit_storage_uri.startswith("memory"):
+        raise ConfigError(
+            f"{workers} workers with TRACKER_RATELIMIT_STORAGE_URI="
+            f"{settings.ratelimit_storage_uri}: each would keep its own count and the login "
+            f"limit would be multiplied by {workers}. Set TRACKER_RATELIMIT_STORAGE_URI="
+            "redis://HOST:6379/0, or run one worker."
+        )
 
 
 def _development_secret(instance_path: Path) -> str:
@@ -214,5 +258,10 @@ def load_settings(
         audit_signing_key=signing_key,
         audit_checkpoint_dir=Path(checkpoint_dir or instance / "audit-checkpoints").resolve(),
         audit_checkpoint_minutes=_int(env_vars, "TRACKER_AUDIT_CHECKPOINT_MINUTES", 5),
-        extra=overrides,
+        proxy_fix=_hops(env_vars),
+        extra={
+            # Several installations may share one Redis: each counts under its own prefix.
+            "RATELIMIT_KEY_PREFIX": env_vars.get("TRACKER_RATELIMIT_KEY_PREFIX", "tracker"),
+            **overrides,
+        },
     )
