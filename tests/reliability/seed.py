@@ -139,7 +139,7 @@ def seed_small_study(url: str) -> SmallStudy:
 
 def seed_demo_study(url: str, instance: Path) -> dict[str, str]:
     """The demo study (participants in every state, sessions, notes, adverse events) and a
-    bearer token for each clinical role: role -> token."""
+    bearer token for each role: role -> token."""
     from tracker.auth.models import User
     from tracker.demo import load_demo
 
@@ -156,7 +156,7 @@ def seed_demo_study(url: str, instance: Path) -> dict[str, str]:
                         sa.select(User).where(User.role == role).order_by(User.id)
                     ).first(),
                 )
-                for role in ("auditor", "coordinator", "therapist", "investigator")
+                for role in ("auditor", "coordinator", "therapist", "investigator", "admin")
             }
     finally:
         database.engine.dispose()

@@ -1,11 +1,17 @@
 """Schemathesis against /api/v1/openapi.json on a live gunicorn server with the demo study:
-every operation, as each clinical role (auditor, coordinator, therapist, investigator), a
-bounded number of generated cases each: no 5xx, every answer documented and conforming."""
+every operation, as every role, a bounded number of generated cases each, then its stateful
+phase (sequences of calls chained through the ids the answers carry, links inferred from the
+document): no 5xx, every answer documented and conforming."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 import requests
@@ -25,7 +31,8 @@ from tests.reliability.seed import seed_demo_study
 from tests.reliability.servers import Server, gunicorn
 from tests.support.databases import scratch_database
 
-ROLES = ("auditor", "coordinator", "therapist", "investigator")
+ROLES = ("auditor", "coordinator", "therapist", "investigator", "admin")
+STATEFUL_SCENARIOS = 25
 EXAMPLES_PER_OPERATION = 12
 # The demo's rows have small ids; aiming the path ids there reaches real participants,
 # sessions, notes and events instead of only 404s (huge ids have their own tests).
@@ -120,3 +127,51 @@ def test_every_operation_conforms(role: str, demo_server: tuple[Server, dict[str
     assert "Traceback" not in server.log_text(), server.log_text()[-5000:]
     assert operations >= 30
     assert not failures, "\n\n".join(failures)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("role", ROLES)
+def test_stateful_sequences_find_no_server_error(
+    role: str, demo_server: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    """Schemathesis's own stateful phase (its runner, which knows that the server's state moves
+    on between scenarios): sequences chained through the ids the answers carry."""
+    server, tokens = demo_server
+    document = requests.get(server.url + "/api/v1/openapi.json", timeout=10).json()
+    path = tmp_path / "openapi.json"
+    path.write_text(json.dumps(_aimed_document(document)))
+    junit = tmp_path / "stateful.xml"
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "schemathesis"),
+            "run",
+            str(path),
+            "--url",
+            server.url,
+            "--phases",
+            "stateful",
+            "--header",
+            f"Authorization: Bearer {tokens[role]}",
+            "--checks",
+            ",".join(check.__name__ for check in CHECKS),
+            "--max-examples",
+            str(STATEFUL_SCENARIOS),
+            "--seed",
+            "1",
+            "--report",
+            "junit",
+            "--report-junit-path",
+            str(junit),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    summary = [line for line in output.splitlines() if "Stateful" in line or "passed" in line]
+    print(f"\nschemathesis stateful {role}: " + " | ".join(summary[-3:]))
+    assert done.returncode == 0, output[-6000:]
+    assert "Traceback" not in server.log_text(), server.log_text()[-5000:]
+    suites = ElementTree.parse(junit).getroot()
+    assert int(suites.get("tests", "0") or 0) >= 1

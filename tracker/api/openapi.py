@@ -194,6 +194,7 @@ _ERROR_DESCRIPTIONS = {
     "409": "Version conflict",
     "413": "The request body is larger than the server accepts",
     "422": "Refused by a rule; details lists every reason",
+    "429": "Too many attempts (a password asked again is rate limited); wait and retry",
     "503": "The database is not reachable; nothing was changed",
 }
 
@@ -313,6 +314,8 @@ def build_openapi() -> dict[str, Any]:
             error_codes.append("404")
         if op.body is not None:
             error_codes.append("409")
+        if op.method == "post" and permission != PUBLIC:
+            error_codes.append("429")
         for code in sorted(set(error_codes)):
             operation["responses"][code] = {
                 "description": _ERROR_DESCRIPTIONS[code],
