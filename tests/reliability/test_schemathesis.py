@@ -168,5 +168,5 @@ def test_stateful_sequences_find_no_server_error(
     print(f"\nschemathesis stateful {role}: " + " | ".join(summary[-3:]))
     assert done.returncode == 0, output[-6000:]
     assert "Traceback" not in server.log_text(), server.log_text()[-5000:]
-    stateful = re.search(r"Stateful\s+(\d+) generated, (\d+) passed", output)
+    stateful = re.search(r"Stateful\s+Test cases:\s+(\d+) generated, (\d+) passed", output)
     assert stateful and int(stateful.group(1)) >= STATEFUL_SCENARIOS, output[-3000:]
