@@ -96,7 +96,10 @@ def test_admin_creates_a_therapist(
     page.get_by_role("button", name="Create user").click()
 
     expect(page).to_have_url(re.compile(r"/admin/users/\d+$"))
-    expect(page.get_by_role("status")).to_have_text(f"User {new_username} created.")
+    expect(page.get_by_role("status")).to_have_text(
+        f"User {new_username} created with a temporary password: they choose their own at their"
+        " first sign-in."
+    )
     expect(page.get_by_role("heading", level=1)).to_have_text(new_username)
     facts = page.locator("dl.facts")
     expect(facts).to_contain_text("Thea Pist")
@@ -111,3 +114,22 @@ def test_admin_creates_a_therapist(
     expect(row).to_contain_text("Thea Pist")
     expect(row).to_contain_text("therapist")
     expect(row).to_contain_text("S01")
+
+    # The new therapist signs in with the admin's password: nothing opens until they choose
+    # their own (SPEC §6: nobody signs with a password someone else chose).
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, new_username, new_password)
+    expect(page).to_have_url(re.compile(r"/account/password$"))
+    expect(page.get_by_role("status").first).to_contain_text("set by an administrator")
+    page.goto("/participants/")
+    expect(page).to_have_url(re.compile(r"/account/password$"))
+    screenshot(page, "temporary-password")
+    own = "the-therapists-own-passphrase"
+    page.get_by_label("Current password", exact=True).fill(new_password)
+    page.get_by_label("New password", exact=True).fill(own)
+    page.get_by_label("Repeat the new password", exact=True).fill(own)
+    page.get_by_role("button", name="Change password").click()
+    expect(page).to_have_url(LOGIN_URL)
+    sign_in(page, new_username, own)
+    expect(page).to_have_url(DASHBOARD_URL)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Dashboard")
