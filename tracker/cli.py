@@ -202,7 +202,9 @@ def users() -> None:
 def users_create(
     username: str, role: str, site_code: str | None, printed_name: str | None, password_stdin: bool
 ) -> None:
-    """Create USERNAME with ROLE; the password is prompted for, or read from stdin."""
+    """Create USERNAME with ROLE; the password is prompted for, or read from stdin. It is
+    temporary: the user chooses their own at the first sign-in, before signing or using the
+    API (nobody signs with a password someone else chose)."""
     from tracker.auth.services import create_user
     from tracker.errors import DomainError
     from tracker.sites.services import get_site_by_code
@@ -224,7 +226,8 @@ def users_create(
                 site=site,
             )
             click.echo(
-                f"User {user.username} created ({user.role}{', ' + site.code if site else ''})."
+                f"User {user.username} created ({user.role}{', ' + site.code if site else ''}); "
+                "the password is temporary until they change it at their first sign-in."
             )
     except DomainError as error:
         _fail(error.message)
