@@ -26,6 +26,12 @@ from tracker.protocol.definition import (
 from tracker.protocol.facts import DosingSessionFacts, ParticipantFacts, PregnancyTestStatus
 from tracker.protocol.failures import NEVER_OVERRIDABLE, GuardCode, GuardFailure
 from tracker.protocol.loader import ProtocolFileError, load_protocol, load_protocol_file
+from tracker.protocol.records import (
+    TAKEN_WHEN_CLOSED,
+    RecordKind,
+    closed_record_refusal,
+    open_for,
+)
 from tracker.protocol.roles import Role
 from tracker.protocol.states import (
     CLOSED_STATES,
@@ -51,6 +57,7 @@ __all__ = [
     "CLOSED_STATES",
     "HOLDABLE_STATES",
     "NEVER_OVERRIDABLE",
+    "TAKEN_WHEN_CLOSED",
     "TRANSITIONS",
     "AlertThresholds",
     "CheckResult",
@@ -70,6 +77,7 @@ __all__ = [
     "PregnancyTestStatus",
     "ProtocolDefinition",
     "ProtocolFileError",
+    "RecordKind",
     "ReviewAssessment",
     "Role",
     "Schedule",
@@ -82,10 +90,12 @@ __all__ = [
     "allowed_transitions",
     "can_place_on_hold",
     "checklist_content_for_signature",
+    "closed_record_refusal",
     "decide",
     "evaluate_checklist",
     "load_protocol",
     "load_protocol_file",
+    "open_for",
     "phase_of",
     "unknown_item_codes",
 ]

@@ -15,7 +15,7 @@ from tracker.auth.models import User
 from tracker.participants import queries as participant_queries
 from tracker.participants.models import Participant
 from tracker.participants.presenters import therapist_choices as choices_of
-from tracker.protocol import CLOSED_STATES, State
+from tracker.protocol import CLOSED_STATES, State, open_for
 from tracker.protocol.dosing import SESSION_EFFECTS
 from tracker.sessions import queries
 from tracker.sessions.chart import ChartDose, ChartReading, render_vitals_chart
@@ -169,6 +169,7 @@ def participant_sections(
         "session_forms": forms,
         "therapist_choices": choices,
         "recording_open": is_open(participant),
+        "open_for": open_for(State(participant.state)),
     }
 
 
@@ -281,6 +282,7 @@ def session_page(
         "acknowledge_forms": acknowledge,
         "effect_labels": EFFECT_LABELS,
         "recording_open": is_open(participant),
+        "open_for": open_for(State(participant.state)),
     }
 
 

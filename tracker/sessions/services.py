@@ -22,7 +22,7 @@ from tracker.participants import queries as participant_queries
 from tracker.participants.models import Participant
 from tracker.participants.services import ensure_therapist_assigned
 from tracker.participants.transitions import place_on_automatic_hold
-from tracker.protocol import CLOSED_STATES, Role, State
+from tracker.protocol import RecordKind, Role, State, closed_record_refusal
 from tracker.protocol.dosing import (
     AdverseEventOutcome,
     Dose,
@@ -63,6 +63,13 @@ SESSION_KIND_FOR_STATE = {
     State.DOSING: "dosing",
     State.INTEGRATION: "integration",
 }
+
+
+def _require_open(participant: Participant, kind: RecordKind) -> None:
+    """A closed participant takes no new record but an adverse event (protocol core)."""
+    refusal = closed_record_refusal(State(participant.state), kind, participant.study_id)
+    if refusal is not None:
+        raise RuleViolation(refusal, [refusal])
 
 
 def _require_role(actor: Actor, *roles: Role) -> None:
@@ -158,6 +165,7 @@ def schedule_session(
     """Schedule a session of the kind the participant's state allows, in the current cycle.
     Naming a therapist assigns them to the participant too."""
     _require_role(actor, *RECORDING_ROLES)
+    _require_open(participant, RecordKind.SESSION)
     if kind not in SESSION_KINDS:
         raise InvalidInput(f"kind must be one of {', '.join(SESSION_KINDS)}, not {kind!r}.")
     state = State(participant.state)
@@ -241,11 +249,7 @@ def update_session(
     no recorded reading or dose outside the session."""
     _require_role(actor, *RECORDING_ROLES)
     participant = _participant_of(session, row)
-    if State(participant.state) in CLOSED_STATES:
-        raise RuleViolation(
-            f"{participant.study_id} is closed ({participant.state}).",
-            [f"{participant.study_id} is closed."],
-        )
+    _require_open(participant, RecordKind.SESSION)
     before = _session_values(row)
     new_start = row.started_at if started_at is UNSET else started_at
     new_end = row.ended_at if ended_at is UNSET else ended_at
@@ -362,6 +366,7 @@ def record_dose(
 ) -> DoseAdministration:
     """A dose administration, held to every dose rule of the protocol (SPEC §2)."""
     _require_role(actor, *RECORDING_ROLES)
+    _require_open(_participant_of(session, row), RecordKind.DOSE)
     problems: list[str] = []
     try:
         dose_kind = DoseKind(kind)
@@ -446,6 +451,7 @@ def record_vital_signs(
 ) -> VitalSignReading:
     """A vital-sign reading; each threshold it reaches raises an alert to acknowledge."""
     _require_role(actor, *RECORDING_ROLES)
+    _require_open(_participant_of(session, row), RecordKind.VITAL_SIGNS)
     problems: list[str] = []
     _not_future(measured_at, "measured_at", problems)
     problems += _require_dosing_in_progress(row, measured_at, "A reading")
@@ -551,6 +557,7 @@ def record_effects(
 ) -> SessionEffects:
     """The effects checklist of a dosing session (pleasant and abuse-related effects included)."""
     _require_role(actor, *RECORDING_ROLES)
+    _require_open(_participant_of(session, row), RecordKind.EFFECTS)
     problems = list(effects_problems(list(effects), none_observed))
     if row.kind != "dosing":
         problems.append("The effects checklist belongs to dosing sessions.")
@@ -618,6 +625,7 @@ def record_side_effect(
     session_id: int | None = None,
 ) -> SideEffect:
     _require_role(actor, *RECORDING_ROLES)
+    _require_open(participant, RecordKind.SIDE_EFFECT)
     problems: list[str] = []
     term_text = _text(term, "The term", problems, limit=MAX_TERM)
     if severity not in {s.value for s in Severity}:
@@ -673,6 +681,7 @@ def record_adverse_event(
     """An adverse event. A serious one places the participant on hold in this transaction and
     is due for report 24 h after the site became aware of it."""
     _require_role(actor, *RECORDING_ROLES)
+    _require_open(participant, RecordKind.ADVERSE_EVENT)
     problems: list[str] = []
     term_text = _text(term, "The term", problems, limit=MAX_TERM)
     text = _text(description, "The description", problems, required=False)
@@ -851,6 +860,7 @@ def record_suicidality_screen(
 ) -> SuicidalityScreen:
     """A C-SSRS style screen; a positive one places the participant on hold at once."""
     _require_role(actor, *RECORDING_ROLES)
+    _require_open(participant, RecordKind.SUICIDALITY_SCREEN)
     problems: list[str] = []
     moment = screened_at or utcnow()
     _not_future(moment, "screened_at", problems)
@@ -901,6 +911,7 @@ def record_pregnancy_test(
     result: str,
 ) -> PregnancyTest:
     _require_role(actor, *RECORDING_ROLES)
+    _require_open(participant, RecordKind.PREGNANCY_TEST)
     problems: list[str] = []
     if result not in ("negative", "positive"):
         problems.append("result must be negative or positive.")
@@ -938,6 +949,7 @@ def add_note(
 ) -> Note:
     """A new note (plain text; always rendered escaped)."""
     _require_role(actor, *RECORDING_ROLES)
+    _require_open(participant, RecordKind.NOTE)
     problems: list[str] = []
     body = _text(text, "The note", problems)
     _raise(problems, "The note was not saved")
