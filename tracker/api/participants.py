@@ -30,10 +30,8 @@ from tracker.api.schemas import (
     TransitionOptionOut,
     TransitionOut,
 )
-from tracker.auth.models import SITELESS_ROLES
 from tracker.auth.session import current_actor
 from tracker.db import get_session
-from tracker.errors import PermissionDenied
 from tracker.extensions import limiter, password_check_rate_limit, per_user
 from tracker.participants import queries, services
 from tracker.participants.models import Participant
@@ -193,10 +191,7 @@ def participant_list() -> ResponseReturnValue:
 @requires(Permission.PARTICIPANTS_ENROL)
 def participant_enrol() -> ResponseReturnValue:
     body = parse_body(EnrolIn)
-    user = authenticated_user()
     site = get_site_by_code(get_session(), body.site)
-    if user.role not in SITELESS_ROLES and site.id != user.site_id:
-        raise PermissionDenied(f"You may enrol participants only at your site ({user.site.code}).")
     participant = services.enrol_participant(
         get_session(),
         current_actor(),

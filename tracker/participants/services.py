@@ -87,6 +87,14 @@ def _therapists_by_username(session: Session, site: Site, usernames: Sequence[st
     return [found[n] for n in names]
 
 
+def _require_own_site(session: Session, actor: Actor, site: Site) -> None:
+    """Site staff enrol at their own site only (the study-wide roles do not enrol)."""
+    user = session.get(User, actor.user_id) if actor.user_id is not None else None
+    if user is not None and user.site_id is not None and user.site_id != site.id:
+        own = user.site.code if user.site else "your site"
+        raise PermissionDenied(f"You may enrol participants only at your site ({own}).")
+
+
 def enrol_participant(
     session: Session,
     actor: Actor,
@@ -97,8 +105,10 @@ def enrol_participant(
     therapists: Sequence[str] = (),
     today: date | None = None,
 ) -> Participant:
-    """Enrol a participant under the current protocol with a pseudonymous study id (S01-0001)."""
+    """Enrol a participant under the current protocol with a pseudonymous study id (S01-0001),
+    at the enrolling user's own site."""
     _require_role(actor, Role.COORDINATOR, Role.INVESTIGATOR)
+    _require_own_site(session, actor, site)
     this_year = (today or utcnow().date()).year
     problems = []
     if sex not in SEX_VALUES:
