@@ -8,10 +8,10 @@ from tracker.protocol import CLOSED_STATES, RecordKind, State, closed_record_ref
 
 
 @pytest.mark.parametrize("state", sorted(CLOSED_STATES))
-def test_a_closed_participant_takes_only_adverse_events(state: State) -> None:
+def test_a_closed_participant_takes_no_new_record(state: State) -> None:
     refused = {kind for kind in RecordKind if closed_record_refusal(state, kind, "S01-0001")}
-    assert refused == set(RecordKind) - {RecordKind.ADVERSE_EVENT}
-    assert open_for(state) == {kind.name: kind is RecordKind.ADVERSE_EVENT for kind in RecordKind}
+    assert refused == set(RecordKind)
+    assert open_for(state) == dict.fromkeys((kind.name for kind in RecordKind), False)
 
 
 @pytest.mark.parametrize("state", sorted(set(State) - CLOSED_STATES))
@@ -23,5 +23,5 @@ def test_the_refusal_names_the_participant_the_state_and_the_record() -> None:
     message = closed_record_refusal(State.SCREEN_FAILED, RecordKind.NOTE, "S02-0007")
     assert message == (
         "S02-0007 is screen failed: a closed participant takes no new note "
-        "(adverse events are still recorded)."
+        "(an open adverse event is still followed up)."
     )

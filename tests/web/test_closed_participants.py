@@ -1,7 +1,6 @@
-"""A closed participant takes no new record, through every interface (the rule is in the
-protocol core, enforced by the services): the API refused none of them before, the pages
-only hid the forms. Adverse events are the exception: safety reporting goes on after a
-withdrawal (21 CFR 312.32)."""
+"""A closed participant takes no new record, through every interface (SPEC §4; the rule is in
+the protocol core, enforced by the services): the API refused none of them before, the pages
+only hid the forms. The follow-up of an adverse event already open goes on."""
 
 from __future__ import annotations
 
@@ -19,6 +18,7 @@ from tracker.histories import protocol_history, run_histories
 from tracker.participants.models import Participant
 from tracker.participants.transitions import apply_transition
 from tracker.sessions.models import TherapySession
+from tracker.sessions.services import record_adverse_event
 
 RECORDS = {
     "note": ("/participants/{pid}/notes", {"text": "Called the participant."}),
@@ -33,6 +33,10 @@ RECORDS = {
     "suicidality screen": (
         "/participants/{pid}/suicidality-screens",
         {"ideation": False, "intent": False, "plan": False, "behaviour": False},
+    ),
+    "adverse event": (
+        "/participants/{pid}/adverse-events",
+        {"term": "Insomnia", "onset_at": "2026-11-30T10:00:00+00:00", "grade": 1, "serious": False},
     ),
     "session": (
         "/participants/{pid}/sessions",
@@ -83,27 +87,50 @@ def test_the_api_refuses_new_records_for_a_withdrawn_participant(
     assert f"is withdrawn: a closed participant takes no new {kind}" in message
 
 
-def test_an_adverse_event_is_still_recorded_after_withdrawal(
-    client: FlaskClient, withdrawn
+def test_an_open_adverse_event_is_still_followed_up_after_withdrawal(
+    client: FlaskClient, db_session: Session, team
 ) -> None:
-    participant, _therapist, token = withdrawn
+    run_histories([protocol_history(db_session, team, random.Random(22), "integration")])
+    participant = db_session.scalars(sa.select(Participant).order_by(Participant.id.desc())).first()
+    assert participant is not None
+    event = record_adverse_event(
+        db_session,
+        actor_for(team.coordinator),
+        participant,
+        term="Insomnia",
+        onset_at=participant.enrolled_at,
+        grade=1,
+        serious=False,
+    )
+    apply_transition(
+        db_session,
+        actor_for(team.investigator),
+        participant,
+        "withdraw",
+        expected_version=participant.version,
+        reason="moved abroad",
+        withdrawal_category="participant_decision",
+    )
+    token = create_api_token(db_session, FACTORY_ACTOR, team.investigator)
+    db_session.commit()
     response = client.post(
-        f"/api/v1/participants/{participant.id}/adverse-events",
-        json={
-            "term": "Insomnia",
-            "onset_at": "2026-11-30T10:00:00+00:00",
-            "grade": 1,
-            "serious": False,
-        },
+        f"/api/v1/adverse-events/{event.id}/assessment",
+        json={"relatedness": "unlikely", "expected": True},
         headers={"Authorization": f"Bearer {token}"},
     )
-    assert response.status_code == 201, response.get_json()
+    assert response.status_code in (200, 201), response.get_json()
 
 
-def test_the_page_offers_only_the_adverse_event_form(client: FlaskClient, withdrawn) -> None:
+def test_the_page_offers_no_form_for_a_new_record(client: FlaskClient, withdrawn) -> None:
     participant, therapist, _token = withdrawn
     assert login(client, therapist.username).status_code == 302
     page = client.get(f"/participants/{participant.id}").get_data(as_text=True)
-    assert f'action="/participants/{participant.id}/adverse-events"' in page
-    for action in ("side-effects", "notes", "suicidality-screens", "pregnancy-tests"):
+    assert f"{participant.study_id}" in page
+    for action in (
+        "adverse-events",
+        "side-effects",
+        "notes",
+        "suicidality-screens",
+        "pregnancy-tests",
+    ):
         assert f'action="/participants/{participant.id}/{action}"' not in page, action

@@ -1,9 +1,9 @@
-"""Which clinical records a participant can still take (SPEC §3, §4).
+"""Which clinical records a participant can still take (SPEC §4).
 
-A closed participant (completed, screen failed, withdrawn) takes no new record, with one
-exception: an adverse event. Safety reporting does not end with participation: an adverse
-event learned of after a withdrawal or the last visit is still recorded and reported
-(21 CFR 312.32; ICH E2A), and an open one is followed until it resolves.
+A closed participant (completed, screen failed, withdrawn) takes no new record of any kind.
+What stays open is the follow-up of records already made: an open adverse event is assessed
+and followed to its outcome, an alert acknowledged, a note corrected; those are changes of an
+existing record, not new ones.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ class RecordKind(StrEnum):
     NOTE = "note"
 
 
-TAKEN_WHEN_CLOSED: frozenset[RecordKind] = frozenset({RecordKind.ADVERSE_EVENT})
+# Kinds a closed participant still takes: none (SPEC §4). A protocol that collects adverse
+# events for a window after the last dose would name that kind here, with its window.
+TAKEN_WHEN_CLOSED: frozenset[RecordKind] = frozenset()
 
 
 def closed_record_refusal(state: State, kind: RecordKind, study_id: str) -> str | None:
@@ -33,7 +35,7 @@ def closed_record_refusal(state: State, kind: RecordKind, study_id: str) -> str 
     if state in CLOSED_STATES and kind not in TAKEN_WHEN_CLOSED:
         return (
             f"{study_id} is {state.value.replace('_', ' ')}: a closed participant takes no new "
-            f"{kind.value} (adverse events are still recorded)."
+            f"{kind.value} (an open adverse event is still followed up)."
         )
     return None
 
