@@ -132,9 +132,11 @@ TEAM_SLOTS = ("coordinator", "investigator", "therapist_a", "therapist_b")
 def _extras(
     session: Session, team: Team, participant: Participant, side_effect: bool, adverse: bool
 ) -> None:
-    """Records a history does not make by itself: a side effect (while the participant is
-    open: a closed one takes none), an assessed mild event."""
-    if side_effect and State(participant.state) not in CLOSED_STATES:
+    """Records a history does not make by itself: a side effect, an assessed mild event (while
+    the participant is open: a closed one takes no new record)."""
+    if State(participant.state) in CLOSED_STATES:
+        return
+    if side_effect:
         sessions.record_side_effect(
             session,
             team.as_therapist(),

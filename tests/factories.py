@@ -114,3 +114,16 @@ def make_eligible(session: Session, coordinator: User, investigator: User, parti
         session, investigator, actor(investigator), participant, PASSWORD, "I confirm eligibility"
     )
     record_consent(session, actor(coordinator), participant, "ICF v2.1", datetime.now(UTC).date())
+
+
+def without_pregnancy_tests(participant) -> None:  # type: ignore[no-untyped-def]
+    """Set up a participant who needs no pregnancy test (male, or recorded as not of
+    childbearing potential); a test's shortcut, the services record it with an audit event."""
+    participant.childbearing_potential = None if participant.sex == "male" else False
+
+
+def with_pregnancy_tests(participant) -> None:  # type: ignore[no-untyped-def]
+    """Set up a participant of childbearing potential (a test's shortcut)."""
+    if participant.sex == "male":
+        participant.sex = "female"
+    participant.childbearing_potential = True

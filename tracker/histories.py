@@ -30,6 +30,7 @@ from tracker.participants.services import (
     sign_checklist,
 )
 from tracker.participants.transitions import apply_transition
+from tracker.protocol import pregnancy_test_required
 from tracker.protocol.dosing import EFFECT_CODES
 from tracker.sessions import services as sessions
 from tracker.sessions.models import TherapySession
@@ -294,7 +295,7 @@ def dosing_session(
 
 
 def start_cycle(session: Session, team: Team, participant: Participant) -> None:
-    if participant.pregnancy_tests_required:
+    if pregnancy_test_required(participant.sex, participant.childbearing_potential):
         sessions.record_pregnancy_test(
             session,
             team.as_coordinator,
@@ -324,7 +325,6 @@ def protocol_history(
         year_of_birth=rng.randint(1962, 2001),
         therapists=[team.therapists[0].username],
     )
-    participant.pregnancy_tests_required = participant.sex == "female"
     if goal == STAGES.index("enrolled"):
         return
     yield clock.now() + timedelta(days=rng.randint(2, 5))

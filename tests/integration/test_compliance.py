@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from tests.factories import without_pregnancy_tests
 from tracker import clock
 from tracker.histories import dosing_session, protocol_history, run_histories
 from tracker.participants.models import ChecklistSignature, Participant, ProtocolDeviation
@@ -118,7 +119,7 @@ def test_c04_and_c12_an_override_of_the_interval_is_a_documented_deviation(
 
     run_histories([protocol_history(db_session, team, random.Random(13), "integration")])
     participant = db_session.scalar(sa.select(Participant))
-    participant.pregnancy_tests_required = False
+    without_pregnancy_tests(participant)
     apply_transition(
         db_session,
         team.as_investigator,

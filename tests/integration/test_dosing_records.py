@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from tests.factories import with_pregnancy_tests, without_pregnancy_tests
 from tracker import clock
 from tracker.errors import InvalidInput, PermissionDenied, RuleViolation
 from tracker.histories import protocol_history, run_histories, simple_session
@@ -29,7 +30,7 @@ def dosing(db_session: Session, team):  # type: ignore[no-untyped-def]
     run_histories([protocol_history(db_session, team, random.Random(7), "preparation")])
     participant = _participant(db_session)
     clock.travel(timedelta(days=4))
-    participant.pregnancy_tests_required = False
+    without_pregnancy_tests(participant)
     apply_transition(
         db_session,
         team.as_coordinator,
@@ -419,7 +420,7 @@ def test_effects_checklist(db_session: Session, team, dosing) -> None:  # type: 
 def test_start_dosing_guards_interval_pregnancy_and_override(db_session: Session, team) -> None:  # type: ignore[no-untyped-def]
     run_histories([protocol_history(db_session, team, random.Random(8), "integration")])
     participant = _participant(db_session)
-    participant.pregnancy_tests_required = True
+    with_pregnancy_tests(participant)
     with pytest.raises(RuleViolation) as error:
         apply_transition(
             db_session,

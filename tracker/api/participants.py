@@ -11,6 +11,7 @@ from tracker.api.schemas import (
     AssessmentIn,
     ChecklistAnswerOut,
     ChecklistIn,
+    ChildbearingPotentialIn,
     ConsentIn,
     ConsentOut,
     EligibilityOut,
@@ -94,6 +95,8 @@ def participant_out(participant: Participant, *, with_checklist: bool = False) -
         withdrawal_category=participant.withdrawal_category,
         sex=participant.sex,
         year_of_birth=participant.year_of_birth,
+        childbearing_potential=participant.childbearing_potential,
+        pregnancy_tests_required=participant.pregnancy_tests_required,
         protocol_version=f"{protocol.code} v{protocol.version}",
         enrolled_at=participant.enrolled_at,
         therapists=[u.username for u in queries.assigned_therapists(session, participant.id)],
@@ -199,6 +202,7 @@ def participant_enrol() -> ResponseReturnValue:
         sex=body.sex,
         year_of_birth=body.year_of_birth,
         therapists=body.therapists,
+        childbearing_potential=body.childbearing_potential,
     )
     return participant_out(participant).model_dump(mode="json"), 201
 
@@ -302,6 +306,28 @@ def checklist_signature(participant_id: int) -> ResponseReturnValue:
         body.meaning,
     )
     return _signature(signature).model_dump(mode="json"), 201
+
+
+@api_route(
+    bp,
+    "/participants/<int:participant_id>/childbearing-potential",
+    "PUT",
+    summary="Record whether the participant is of childbearing potential (a change needs a reason)",
+    tag="screening",
+    body=ChildbearingPotentialIn,
+    response=ParticipantOut,
+)
+@requires(Permission.PARTICIPANTS_ENROL)
+def childbearing_potential(participant_id: int) -> ResponseReturnValue:
+    body = parse_body(ChildbearingPotentialIn)
+    participant = services.record_childbearing_potential(
+        get_session(),
+        current_actor(),
+        _participant(participant_id),
+        body.childbearing_potential,
+        body.reason or "",
+    )
+    return participant_out(participant).model_dump(mode="json")
 
 
 @api_route(

@@ -132,6 +132,10 @@ class ParticipantOut(BaseModel):
     withdrawal_category: str | None
     sex: str
     year_of_birth: int
+    childbearing_potential: bool | None = Field(
+        description="null: not recorded (counts as yes for anyone who is not male)"
+    )
+    pregnancy_tests_required: bool
     protocol_version: str
     enrolled_at: datetime
     therapists: list[str]
@@ -171,6 +175,20 @@ class EnrolIn(Strict):
     sex: Literal["female", "male", "intersex", "unknown"]
     year_of_birth: int = Field(ge=1900, le=2100)
     therapists: list[str] = Field(default_factory=list, max_length=20)
+    childbearing_potential: bool | None = Field(
+        None,
+        description=(
+            "For a participant who is not male; leave it out (or null) if not known yet: until "
+            "it is recorded as false, a negative pregnancy test is due before each dosing."
+        ),
+    )
+
+
+class ChildbearingPotentialIn(Strict):
+    childbearing_potential: bool
+    reason: str | None = Field(
+        None, max_length=2000, description="Required when a recorded value is changed"
+    )
 
 
 class TherapistsIn(Strict):

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tracker.auth.models import User
 from tracker.db import Base, utcnow
-from tracker.protocol import State, WithdrawalCategory
+from tracker.protocol import State, WithdrawalCategory, pregnancy_test_required
 from tracker.sites.models import Site
 from tracker.study.models import ProtocolVersion
 
@@ -40,6 +40,9 @@ class Participant(Base):
         sa.CheckConstraint(_in("sex", SEX_VALUES), name="sex_known"),
         sa.CheckConstraint("year_of_birth BETWEEN 1900 AND 2100", name="year_of_birth_range"),
         sa.CheckConstraint("cycle >= 0", name="cycle_positive"),
+        sa.CheckConstraint(
+            "sex <> 'male' OR childbearing_potential IS NULL", name="childbearing_not_male"
+        ),
         sa.CheckConstraint("version >= 1", name="version_positive"),
         sa.CheckConstraint(
             f"withdrawal_category IS NULL OR {_in('withdrawal_category', WITHDRAWAL_VALUES)}",
@@ -60,16 +63,19 @@ class Participant(Base):
     held_from: Mapped[str | None] = mapped_column(sa.String(20))
     cycle: Mapped[int] = mapped_column(default=0)
     withdrawal_category: Mapped[str | None] = mapped_column(sa.String(30))
-    # Of childbearing potential: a negative pregnancy test is due before each dosing.
-    pregnancy_tests_required: Mapped[bool] = mapped_column(
-        default=False, server_default=sa.text("false")
-    )
+    # Recorded for every participant who is not male; None (not recorded yet) counts as yes:
+    # a negative pregnancy test is then due before each dosing (tracker.protocol.childbearing).
+    childbearing_potential: Mapped[bool | None]
     version: Mapped[int] = mapped_column(default=1)
     enrolled_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     site: Mapped[Site] = relationship(lazy="joined", innerjoin=True)
     protocol_version: Mapped[ProtocolVersion] = relationship(lazy="joined", innerjoin=True)
+
+    @property
+    def pregnancy_tests_required(self) -> bool:
+        return pregnancy_test_required(self.sex, self.childbearing_potential)
 
 
 class TherapistAssignment(Base):

@@ -36,6 +36,7 @@ from tracker.protocol import (
     Role,
     State,
     checklist_content_for_signature,
+    childbearing_problems,
     evaluate_checklist,
     unknown_item_codes,
 )
@@ -103,10 +104,12 @@ def enrol_participant(
     sex: str,
     year_of_birth: int,
     therapists: Sequence[str] = (),
+    childbearing_potential: bool | None = None,
     today: date | None = None,
 ) -> Participant:
     """Enrol a participant under the current protocol with a pseudonymous study id (S01-0001),
-    at the enrolling user's own site."""
+    at the enrolling user's own site. Childbearing potential may be recorded now or later;
+    until it is recorded as no, a participant who is not male needs pregnancy tests."""
     _require_role(actor, Role.COORDINATOR, Role.INVESTIGATOR)
     _require_own_site(session, actor, site)
     this_year = (today or utcnow().date()).year
@@ -117,6 +120,7 @@ def enrol_participant(
         problems.append(
             f"year_of_birth must be between {MIN_YEAR_OF_BIRTH} and {this_year - 18} (adults only)."
         )
+    problems += childbearing_problems(sex, childbearing_potential)
     if problems:
         raise InvalidInput("The participant cannot be enrolled: " + " ".join(problems), problems)
     assigned = _therapists_by_username(session, site, therapists)
@@ -129,6 +133,7 @@ def enrol_participant(
         protocol_version=protocol,
         sex=sex,
         year_of_birth=year_of_birth,
+        childbearing_potential=childbearing_potential,
         state=State.SCREENING.value,
         cycle=0,
         version=1,
@@ -145,12 +150,48 @@ def enrol_participant(
             "site": site.code,
             "sex": sex,
             "year_of_birth": year_of_birth,
+            "childbearing_potential": childbearing_potential,
             "protocol": f"{protocol.code} v{protocol.version}",
             "state": participant.state,
         },
     )
     for therapist in assigned:
         _assign(session, actor, participant, therapist)
+    return participant
+
+
+def record_childbearing_potential(
+    session: Session, actor: Actor, participant: Participant, value: bool, reason: str
+) -> Participant:
+    """Record (or correct, with a reason) whether the participant is of childbearing
+    potential; audited with the old and the new value."""
+    _require_role(actor, Role.COORDINATOR, Role.INVESTIGATOR)
+    problems = childbearing_problems(participant.sex, value)
+    reason = (reason or "").strip()
+    if participant.childbearing_potential is not None and not reason:
+        problems.append("A reason is required to change a recorded childbearing potential.")
+    if len(reason) > 2000:
+        problems.append("The reason is longer than 2000 characters.")
+    if problems:
+        raise InvalidInput(
+            "Childbearing potential was not recorded: " + " ".join(problems), problems
+        )
+    old = participant.childbearing_potential
+    if old == value:
+        return participant
+    participant.childbearing_potential = value
+    participant.updated_at = utcnow()
+    session.flush()
+    record_event(
+        session,
+        actor,
+        "participant.childbearing_potential",
+        "participant",
+        participant.study_id,
+        old={"childbearing_potential": old},
+        new={"childbearing_potential": value},
+        reason=reason or None,
+    )
     return participant
 
 

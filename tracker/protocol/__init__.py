@@ -13,6 +13,11 @@ from tracker.protocol.checklist import (
     evaluate_checklist,
     unknown_item_codes,
 )
+from tracker.protocol.childbearing import (
+    childbearing_potential_applies,
+    childbearing_problems,
+    pregnancy_test_required,
+)
 from tracker.protocol.definition import (
     AlertThresholds,
     ChecklistCategory,
@@ -90,6 +95,8 @@ __all__ = [
     "allowed_transitions",
     "can_place_on_hold",
     "checklist_content_for_signature",
+    "childbearing_potential_applies",
+    "childbearing_problems",
     "closed_record_refusal",
     "decide",
     "evaluate_checklist",
@@ -97,5 +104,6 @@ __all__ = [
     "load_protocol_file",
     "open_for",
     "phase_of",
+    "pregnancy_test_required",
     "unknown_item_codes",
 ]

@@ -11,7 +11,12 @@ from sqlalchemy.orm import Session
 
 from tracker.db import utcnow
 from tracker.participants.models import Participant
-from tracker.protocol import DosingSessionFacts, PregnancyTestStatus, ProtocolDefinition
+from tracker.protocol import (
+    DosingSessionFacts,
+    PregnancyTestStatus,
+    ProtocolDefinition,
+    pregnancy_test_required,
+)
 from tracker.protocol.dosing import Dose, DoseKind, dosing_session_facts
 from tracker.sessions import queries
 from tracker.sessions.models import (
@@ -113,7 +118,7 @@ def session_facts(
     days = None if last_dosing is None else (now.date() - last_dosing.date()).days
 
     pregnancy = PregnancyTestStatus.NOT_APPLICABLE
-    if participant.pregnancy_tests_required:
+    if pregnancy_test_required(participant.sex, participant.childbearing_potential):
         window = timedelta(hours=protocol.dosing.pregnancy_test_within_hours)
         latest = max(
             (t for t in records.pregnancy_tests if t.tested_at >= now - window),
