@@ -52,7 +52,7 @@ def _fail(message: str) -> None:
 
 def register_cli(app) -> None:  # type: ignore[no-untyped-def]
     """Bind the command groups to the app, so `tracker X` and `flask --app tracker X` agree."""
-    for command in (db, sites, users, audit, report, demo, bench):
+    for command in (db, sites, users, participants, audit, report, demo, bench):
         app.cli.add_command(command)
 
 
@@ -284,6 +284,52 @@ def users_revoke_tokens(username: str) -> None:
     except DomainError as error:
         _fail(error.message)
     click.echo(f"{count} token(s) revoked.")
+
+
+# --- participants ---------------------------------------------------------------------------
+
+
+@click.group(cls=AppGroup)
+def participants() -> None:
+    """Participant records that are kept up from outside a page (paper, a phone call)."""
+
+
+@participants.command("childbearing-potential")
+@click.argument("study_id")
+@click.argument("value", type=click.Choice(["yes", "no"]))
+@click.option(
+    "--by", "username", required=True, help="The coordinator or investigator recording it."
+)
+@click.option("--reason", default="", help="Required when a recorded value is changed.")
+@with_appcontext
+def participants_childbearing(study_id: str, value: str, username: str, reason: str) -> None:
+    """Record whether STUDY_ID is of childbearing potential (audited as --by, with the
+    operating-system account that ran the command beside the name)."""
+    import sqlalchemy as sa
+
+    from tracker.auth.services import actor_for, get_user_by_username
+    from tracker.errors import DomainError, NotFound
+    from tracker.participants.models import Participant
+    from tracker.participants.services import record_childbearing_potential
+
+    try:
+        with _database().session_scope() as session:
+            user = get_user_by_username(session, username)
+            participant = session.scalar(
+                sa.select(Participant).where(Participant.study_id == study_id.strip().upper())
+            )
+            if participant is None or (user.site_id and participant.site_id != user.site_id):
+                raise NotFound(f"No participant {study_id} at {username}'s site.")
+            actor = actor_for(user)
+            actor = Actor(
+                username=f"{user.username} ({cli_actor().username})"[:64],
+                role=actor.role,
+                user_id=actor.user_id,
+            )
+            record_childbearing_potential(session, actor, participant, value == "yes", reason)
+    except DomainError as error:
+        _fail(error.message)
+    click.echo(f"{study_id}: childbearing potential {value}.")
 
 
 # --- audit --------------------------------------------------------------------------------

@@ -85,6 +85,18 @@ class _TherapistsMixin:
         self.therapists.choices = [SelectChoice(v, label) for v, label in choices]  # type: ignore[attr-defined]
 
 
+# Choices of the childbearing-potential select: not recorded yet, yes, no.
+CHILDBEARING_CHOICES = [
+    SelectChoice("", "Not recorded yet (counts as yes)"),
+    SelectChoice("yes", "Yes"),
+    SelectChoice("no", "No"),
+]
+CHILDBEARING_HELP = (
+    "For a participant who is not male. Until it is recorded as no, a negative pregnancy test "
+    "is due before each dosing."
+)
+
+
 class EnrolForm(_TherapistsMixin, FlaskForm):
     site = SelectField(
         "Site", choices=[], description="Participants are enrolled at your own site."
@@ -95,12 +107,36 @@ class EnrolForm(_TherapistsMixin, FlaskForm):
         + [SelectChoice(v, v.capitalize()) for v in SEX_VALUES],
         validators=[DataRequired(message="Choose the participant's sex.")],
     )
+    childbearing_potential = SelectField(
+        "Of childbearing potential",
+        choices=CHILDBEARING_CHOICES,
+        validators=[Optional()],
+        description=CHILDBEARING_HELP,
+    )
     year_of_birth = IntegerField(
         "Year of birth",
         validators=[InputRequired(message="Give the year of birth (four digits).")],
         description="Adults only. No names or dates of birth are stored: the participant is "
         "known by a pseudonymous study id.",
         render_kw={"inputmode": "numeric", "autocomplete": "off"},
+    )
+
+
+def childbearing_value(raw: str | None) -> bool | None:
+    return {"yes": True, "no": False}.get(raw or "")
+
+
+class ChildbearingForm(FlaskForm):
+    childbearing_potential = SelectField(
+        "Of childbearing potential",
+        choices=CHILDBEARING_CHOICES[1:],
+        validators=[DataRequired(message="Choose yes or no.")],
+        description=CHILDBEARING_HELP,
+    )
+    reason = TextAreaField(
+        "Reason for the change",
+        validators=[Optional(), Length(max=2000)],
+        description="Required when a recorded value is changed.",
     )
 
 

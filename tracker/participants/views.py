@@ -23,6 +23,7 @@ from tracker.extensions import limiter, password_check_rate_limit, per_user
 from tracker.participants import queries, services, transitions
 from tracker.participants.forms import (
     AssessmentForm,
+    ChildbearingForm,
     ConsentForm,
     EnrolForm,
     ParticipantFilterForm,
@@ -30,10 +31,11 @@ from tracker.participants.forms import (
     TherapistsForm,
     TransitionForm,
     checklist_form_class,
+    childbearing_value,
 )
 from tracker.participants.models import Participant
 from tracker.participants.presenters import phase_label, state_label
-from tracker.protocol import TRANSITIONS, ItemKind, State
+from tracker.protocol import TRANSITIONS, ItemKind, State, childbearing_potential_applies
 from tracker.security import Permission, can, requires
 from tracker.sessions.facts import SessionRecords
 from tracker.sessions.pages import participant_sections, therapist_choices
@@ -132,6 +134,7 @@ def enrol() -> ResponseReturnValue:
                 sex=form.sex.data or "",
                 year_of_birth=form.year_of_birth.data or 0,
                 therapists=form.therapists.data or [],
+                childbearing_potential=childbearing_value(form.childbearing_potential.data),
             )
         except DomainError as error:
             _form_error(form, error)
@@ -169,6 +172,7 @@ def render_participant(
     submitted: TransitionForm | None = None,
     submitted_name: str | None = None,
     therapists_form: TherapistsForm | None = None,
+    childbearing_form: ChildbearingForm | None = None,
     conflict: str | None = None,
     sections: dict[str, Any] | None = None,
 ) -> ResponseReturnValue:
@@ -209,6 +213,8 @@ def render_participant(
         checklist=checklist,
         therapists_form=therapists_form
         or _therapists_form(assigned, sections["therapist_choices"]),
+        childbearing_form=childbearing_form or _childbearing_form(participant),
+        childbearing_applies=childbearing_potential_applies(participant.sex),
         consents=consents,
         events=events,
         deviations=deviations,
@@ -226,6 +232,36 @@ def render_participant(
 @requires(Permission.PARTICIPANTS_VIEW)
 def detail(participant_id: int) -> ResponseReturnValue:
     return render_participant(_participant(participant_id))
+
+
+def _childbearing_form(participant: Participant) -> ChildbearingForm:
+    recorded = participant.childbearing_potential
+    value = None if recorded is None else ("yes" if recorded else "no")
+    return ChildbearingForm(
+        prefix="childbearing", formdata=None, data={"childbearing_potential": value}
+    )
+
+
+@bp.route("/<int:participant_id>/childbearing-potential", methods=["POST"])
+@requires(Permission.PARTICIPANTS_ENROL)
+def record_childbearing(participant_id: int) -> ResponseReturnValue:
+    participant = _participant(participant_id)
+    form = ChildbearingForm(prefix="childbearing")
+    if form.validate_on_submit():
+        try:
+            services.record_childbearing_potential(
+                get_session(),
+                current_actor(),
+                participant,
+                bool(childbearing_value(form.childbearing_potential.data)),
+                form.reason.data or "",
+            )
+        except DomainError as error:
+            _form_error(form, error)
+            return render_participant(participant, status=error.status, childbearing_form=form)
+        flash(f"Childbearing potential of {participant.study_id} recorded.", "success")
+        return redirect(url_for("participants.detail", participant_id=participant.id))
+    return render_participant(participant, status=400, childbearing_form=form)
 
 
 @bp.route("/<int:participant_id>/therapists", methods=["POST"])
