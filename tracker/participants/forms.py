@@ -129,7 +129,7 @@ def childbearing_value(raw: str | None) -> bool | None:
 class ChildbearingForm(FlaskForm):
     childbearing_potential = SelectField(
         "Of childbearing potential",
-        choices=CHILDBEARING_CHOICES[1:],
+        choices=[SelectChoice("", "— choose —"), *CHILDBEARING_CHOICES[1:]],
         validators=[DataRequired(message="Choose yes or no.")],
         description=CHILDBEARING_HELP,
     )
