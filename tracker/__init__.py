@@ -73,7 +73,7 @@ def create_app(
     _init_extensions(app)
     _register_blueprints(app)
 
-    from tracker.errors import register_error_handlers
+    from tracker.http_errors import register_error_handlers
 
     register_error_handlers(app)
     _register_request_edges(app)
@@ -184,7 +184,7 @@ def _register_request_edges(app: Flask) -> None:
         except SQLAlchemyError:
             session.rollback()
             app.logger.exception("commit failed")
-            from tracker.errors import json_error
+            from tracker.http_errors import json_error
             from tracker.security import is_api_request
 
             message = "The change could not be saved; nothing was changed. Try again."

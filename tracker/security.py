@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from flask import abort, g, redirect, request, url_for
 from flask_login import current_user
 
+from tracker.errors import PermissionDenied
 from tracker.protocol.roles import Role
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -120,8 +121,6 @@ def requires(permission: Permission) -> Callable[[F], F]:
             if user.password_temporary and permission != Permission.ACCOUNT_MANAGE_OWN:
                 # Someone else chose this password: its owner replaces it before anything else.
                 if is_api_request():
-                    from tracker.errors import PermissionDenied
-
                     raise PermissionDenied(
                         "Your password was set by an administrator; change it on the password "
                         "page before using the API.",

@@ -87,7 +87,7 @@ def audit_verify() -> ResponseReturnValue:
 @requires(Permission.REPORTS_EXPORT)
 def compliance_report() -> ResponseReturnValue:
     from tracker.reports import compliance
-    from tracker.reports.views import export_response, record_export
+    from tracker.reports.downloads import export_response, record_export
     from tracker.security import authenticated_user
 
     query = parse_query(ReportQuery)

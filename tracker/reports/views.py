@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator
-
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, abort, render_template, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy.orm import Session
 
-from tracker.auth.models import User
-from tracker.auth.session import current_actor
-from tracker.db import get_session, stream_reading, write_unit
+from tracker.db import get_session
 from tracker.errors import RuleViolation
 from tracker.participants import queries as participant_queries
 from tracker.protocol import State
 from tracker.protocol.compliance import CHECKS_BY_ID, StudyFacts, run_checks
 from tracker.reports import compliance, exporters
 from tracker.reports.compliance import ReportFilter, Summary
+from tracker.reports.downloads import export_response, record_export
 from tracker.reports.records import load_records
 from tracker.security import Permission, authenticated_user, requires
 from tracker.sites.services import list_sites
@@ -101,10 +96,6 @@ def compliance_participant(participant_id: int) -> ResponseReturnValue:
     )
 
 
-def _export_name(fmt: str, header: compliance.ReportHeader) -> str:
-    return f"compliance-{header.generated_at:%Y%m%dT%H%M%SZ}.{fmt}"
-
-
 @bp.route("/compliance.<any(csv, json, pdf):fmt>")
 @requires(Permission.REPORTS_EXPORT)
 def compliance_export(fmt: str) -> ResponseReturnValue:
@@ -124,51 +115,3 @@ def compliance_export(fmt: str) -> ResponseReturnValue:
     header = compliance.report_header(session, user.printed_name, flt)
     record_export(fmt, flt, header)
     return export_response(fmt, header, flt, user)
-
-
-def record_export(fmt: str, flt: ReportFilter, header: compliance.ReportHeader) -> None:
-    """The export is on record, in a unit of work of its own, before the first byte leaves."""
-    with write_unit(get_session()) as writes:
-        compliance.record_export(writes, current_actor(), fmt, flt, header)
-
-
-def export_response(
-    fmt: str, header: compliance.ReportHeader, flt: ReportFilter, user: User
-) -> Response:
-    """The report as a download. CSV and JSON stream, read in a transaction of the stream's
-    own (``stream_reading``); the PDF is laid out within the request."""
-    disposition = {"Content-Disposition": f'attachment; filename="{_export_name(fmt, header)}"'}
-    user_id = user.id  # the stream reads its user again, in its own session
-    if fmt == "csv":
-
-        def csv_lines(session: Session) -> Iterator[str]:
-            reader = session.get_one(User, user_id)
-            return exporters.csv_report(
-                header, compliance.participant_results(session, reader, flt, header)
-            )
-
-        return Response(stream_reading(csv_lines), mimetype="text/csv", headers=disposition)
-    if fmt == "json":
-
-        def json_text(session: Session) -> Iterator[str]:
-            reader = session.get_one(User, user_id)
-            summary = Summary()
-            rows = compliance.participant_results(session, reader, flt, header, summary)
-            return exporters.json_report(
-                header, rows, summary, compliance.deviations(session, reader, flt)
-            )
-
-        return Response(stream_reading(json_text), mimetype="application/json", headers=disposition)
-    session = get_session()
-    summary = Summary()
-    rows = compliance.participant_results(session, user, flt, header, summary, keep_records=True)
-    pdf = io.BytesIO()
-    exporters.write_pdf_report(
-        header,
-        rows,
-        summary,
-        compliance.deviations(session, user, flt),
-        compliance.open_safety_items(session, user, flt),
-        pdf,
-    )
-    return Response(pdf.getvalue(), mimetype="application/pdf", headers=disposition)

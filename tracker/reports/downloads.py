@@ -1,0 +1,69 @@
+"""Compliance exports as downloads, for the pages and the API alike: the export goes on
+record first, in a unit of work of its own; CSV and JSON then stream in a read-only
+transaction of the stream's own, the PDF is laid out within the request."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+from flask import Response
+from sqlalchemy.orm import Session
+
+from tracker.auth.models import User
+from tracker.auth.session import current_actor
+from tracker.db import get_session, stream_reading, write_unit
+from tracker.reports import compliance, exporters
+from tracker.reports.compliance import ReportFilter, Summary
+
+
+def _export_name(fmt: str, header: compliance.ReportHeader) -> str:
+    return f"compliance-{header.generated_at:%Y%m%dT%H%M%SZ}.{fmt}"
+
+
+def record_export(fmt: str, flt: ReportFilter, header: compliance.ReportHeader) -> None:
+    """The export is on record, in a unit of work of its own, before the first byte leaves."""
+    with write_unit(get_session()) as writes:
+        compliance.record_export(writes, current_actor(), fmt, flt, header)
+
+
+def export_response(
+    fmt: str, header: compliance.ReportHeader, flt: ReportFilter, user: User
+) -> Response:
+    """The report as a download. CSV and JSON stream, read in a transaction of the stream's
+    own (``stream_reading``); the PDF is laid out within the request."""
+    disposition = {"Content-Disposition": f'attachment; filename="{_export_name(fmt, header)}"'}
+    user_id = user.id  # the stream reads its user again, in its own session
+    if fmt == "csv":
+
+        def csv_lines(session: Session) -> Iterator[str]:
+            reader = session.get_one(User, user_id)
+            return exporters.csv_report(
+                header, compliance.participant_results(session, reader, flt, header)
+            )
+
+        return Response(stream_reading(csv_lines), mimetype="text/csv", headers=disposition)
+    if fmt == "json":
+
+        def json_text(session: Session) -> Iterator[str]:
+            reader = session.get_one(User, user_id)
+            summary = Summary()
+            rows = compliance.participant_results(session, reader, flt, header, summary)
+            return exporters.json_report(
+                header, rows, summary, compliance.deviations(session, reader, flt)
+            )
+
+        return Response(stream_reading(json_text), mimetype="application/json", headers=disposition)
+    session = get_session()
+    summary = Summary()
+    rows = compliance.participant_results(session, user, flt, header, summary, keep_records=True)
+    pdf = io.BytesIO()
+    exporters.write_pdf_report(
+        header,
+        rows,
+        summary,
+        compliance.deviations(session, user, flt),
+        compliance.open_safety_items(session, user, flt),
+        pdf,
+    )
+    return Response(pdf.getvalue(), mimetype="application/pdf", headers=disposition)
