@@ -6,13 +6,16 @@ import getpass
 import sys
 from datetime import timedelta
 from pathlib import Path
+from types import ModuleType
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import AppGroup, FlaskGroup, with_appcontext
 
 from tracker import create_app
+from tracker.audit.checkpoints import CheckpointStore
 from tracker.audit.services import Actor
+from tracker.db import Database, get_database
 
 
 def main() -> None:
@@ -33,16 +36,15 @@ def cli_actor() -> Actor:
     return Actor(username=f"cli:{name}"[:64], role="system")
 
 
-def _database():  # type: ignore[no-untyped-def]
-    from tracker.db import get_database
-
+def _database() -> Database:
     return get_database(current_app)
 
 
-def _checkpoints():  # type: ignore[no-untyped-def]
+def _checkpoints() -> CheckpointStore:
     from tracker.audit.services import CHECKPOINTS
 
-    return current_app.extensions[CHECKPOINTS]
+    store: CheckpointStore = current_app.extensions[CHECKPOINTS]
+    return store
 
 
 def _fail(message: str) -> None:
@@ -50,7 +52,7 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
-def register_cli(app) -> None:  # type: ignore[no-untyped-def]
+def register_cli(app: Flask) -> None:
     """Bind the command groups to the app, so `tracker X` and `flask --app tracker X` agree."""
     for command in (db, sites, users, participants, audit, report, demo, bench):
         app.cli.add_command(command)
@@ -498,7 +500,7 @@ def demo() -> None:
 # --- bench --------------------------------------------------------------------------------
 
 
-def _benchmarks():  # type: ignore[no-untyped-def]
+def _benchmarks() -> ModuleType:
     """The benchmarks package (shipped in the wheel beside tracker; imported when used)."""
     import benchmarks.generate
 

@@ -6,6 +6,7 @@ so that ``make run`` can print them again; nothing here is a real person.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import secrets
@@ -132,7 +133,7 @@ def _demo_participants(session: Session, users: dict[str, User], passwords: dict
         histories.append(
             starting_at(
                 end - timedelta(days=days),
-                lambda stage=stage: protocol_history(session, team, rng, stage),
+                functools.partial(protocol_history, session, team, rng, stage),
             )
         )
     histories.append(
@@ -226,7 +227,7 @@ def _enrol(session: Session, team: Team, rng: random.Random) -> Participant:
     return enrol_participant(
         session,
         team.as_coordinator,
-        site=team.coordinator.site,
+        site=team.site,
         sex=rng.choice(["female", "male"]),
         year_of_birth=rng.randint(1962, 2001),
         therapists=[team.therapists[0].username],

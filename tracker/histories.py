@@ -13,6 +13,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -34,6 +35,7 @@ from tracker.protocol import pregnancy_test_required
 from tracker.protocol.dosing import EFFECT_CODES
 from tracker.sessions import services as sessions
 from tracker.sessions.models import TherapySession
+from tracker.sites.models import Site
 from tracker.study.services import definition_of
 
 SIGNATURE_MEANING = "I confirm that I have reviewed this contraindication checklist and its outcome"
@@ -61,6 +63,14 @@ class Team:
     investigator_password: str
 
     @property
+    def site(self) -> Site:
+        """The team's site (its coordinator's: site staff always have one)."""
+        site = self.coordinator.site
+        if site is None:
+            raise ValueError(f"{self.coordinator.username} has no site")
+        return site
+
+    @property
     def as_coordinator(self) -> Actor:
         return actor_for(self.coordinator)
 
@@ -72,12 +82,10 @@ class Team:
         return actor_for(self.therapists[index % len(self.therapists)])
 
 
-def _move(
-    session: Session, who: Actor, participant: Participant, name: str, **kwargs: object
-) -> None:
+def _move(session: Session, who: Actor, participant: Participant, name: str, **kwargs: Any) -> None:
     apply_transition(
         session, who, participant, name, expected_version=participant.version, **kwargs
-    )  # type: ignore[arg-type]
+    )
 
 
 def screen(
@@ -320,7 +328,7 @@ def protocol_history(
     participant = enrol_participant(
         session,
         team.as_coordinator,
-        site=team.coordinator.site,
+        site=team.site,
         sex=rng.choice(["female", "male"]),
         year_of_birth=rng.randint(1962, 2001),
         therapists=[team.therapists[0].username],

@@ -24,7 +24,7 @@ class _RoleSiteMixin:
     )
 
     def set_site_choices(self, sites: list[tuple[str, str]]) -> None:
-        self.site.choices = [  # type: ignore[attr-defined]
+        self.site.choices = [
             SelectChoice(NO_SITE, "— none (study-wide) —"),
             *(SelectChoice(code, label) for code, label in sites),
         ]

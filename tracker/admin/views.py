@@ -35,7 +35,7 @@ def _chosen_site(code: str | None) -> Site | None:
 
 
 def _form_error(form: FlaskForm, error: DomainError) -> None:
-    form.form_errors.extend(error.details or [error.message])  # type: ignore[attr-defined]
+    form.form_errors.extend(error.details or [error.message])
 
 
 @bp.route("/users")

@@ -259,10 +259,10 @@ def effects_record(session_id: int) -> ResponseReturnValue:
 def session_note(session_id: int) -> ResponseReturnValue:
     body = parse_body(NoteIn)
     row = _session(session_id)
-    participant = get_session().get(Participant, row.participant_id)
+    participant = get_session().get_one(Participant, row.participant_id)
     note = services.add_note(
         get_session(), current_actor(), participant, body.text, session_id=row.id
-    )  # type: ignore[arg-type]
+    )
     return _note_out(note).model_dump(mode="json"), 201
 
 

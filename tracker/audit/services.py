@@ -156,7 +156,8 @@ def _checkpoint_committed_head(session: Session) -> None:
     reason = session.info.pop(CHECKPOINT_REASON, None)
     store = checkpoint_store()
     if head_written is not None and store is not None:
-        store.after_commit(*head_written, reason)
+        seq, head_hash = head_written
+        store.after_commit(seq, head_hash, reason)
 
 
 @sa.event.listens_for(Session, "after_rollback")

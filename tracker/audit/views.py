@@ -64,7 +64,9 @@ def browse() -> ResponseReturnValue:
     audit_filter = _filter_from_args()
     before = request.args.get("before", type=int)
     events = queries.events_page(get_session(), audit_filter, before, PAGE_SIZE + 1)
-    filters = {k: v for k, v in request.args.to_dict().items() if k != "before" and v}
+    filters: dict[str, Any] = {
+        k: v for k, v in request.args.to_dict().items() if k != "before" and v
+    }
     next_url = None
     if len(events) > PAGE_SIZE:
         events = events[:PAGE_SIZE]

@@ -52,7 +52,8 @@ class User(Base):
 
     # Flask-Login keeps get_id() in the cookie: the login session's token, never the user id,
     # so that ending the login session on the server ends it everywhere.
-    login_token = None
+    # Not a column: set on the loaded user for the request.
+    login_token = None  # type: str | None
     is_authenticated = True
     is_anonymous = False
 

@@ -436,7 +436,11 @@ def load_login_session(session: Session, token: str, idle: timedelta) -> User | 
     return login.user
 
 
-def _touch(session: Session, column: sa.orm.InstrumentedAttribute[datetime], row_id: int) -> None:
+def _touch(
+    session: Session,
+    column: sa.orm.InstrumentedAttribute[datetime | None] | sa.orm.InstrumentedAttribute[datetime],
+    row_id: int,
+) -> None:
     """Write a last-seen or last-used time (in ``write_unit``: a read may be the one to)."""
     table = column.class_
     with write_unit(session) as writes:

@@ -23,7 +23,8 @@ def _idle_timeout() -> timedelta:
     return timedelta(minutes=current_app.config["TRACKER_SESSION_IDLE_MINUTES"])
 
 
-@login_manager.user_loader
+# Flask-Login ships no types: its decorator is untyped to mypy.
+@login_manager.user_loader  # type: ignore[untyped-decorator]
 def _load_user(token: str) -> User | None:
     user = services.load_login_session(get_session(), token, _idle_timeout())
     if user is not None:

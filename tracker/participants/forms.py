@@ -82,7 +82,7 @@ class _TherapistsMixin:
     )
 
     def set_therapist_choices(self, choices: list[tuple[str, str]]) -> None:
-        self.therapists.choices = [SelectChoice(v, label) for v, label in choices]  # type: ignore[attr-defined]
+        self.therapists.choices = [SelectChoice(v, label) for v, label in choices]
 
 
 # Choices of the childbearing-potential select: not recorded yet, yes, no.
@@ -142,7 +142,7 @@ class ChildbearingForm(FlaskForm):
 
 class TherapistsForm(_TherapistsMixin, FlaskForm):
     def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)
         self.therapists.label.text = "Change the assignment"
 
 

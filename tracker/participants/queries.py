@@ -26,7 +26,7 @@ from tracker.sites.models import Site
 from tracker.study.models import ProtocolVersion
 
 
-def visible_to(user: User | None) -> sa.Select[tuple[Participant]]:
+def visible_to(user: User | None) -> sa.Select[Participant]:
     """The participants ``user`` may see; None is the study-wide view of the command line."""
     return sa.select(Participant).where(*visibility(user))
 

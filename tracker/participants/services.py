@@ -363,7 +363,7 @@ def record_checklist_answers(
     for code, (raw, note) in answers.items():
         if code not in {i.code for i in definition.checklist}:
             continue
-        value = {"yes": True, "no": False, True: True, False: False}.get(raw)  # type: ignore[call-overload]
+        value = {"yes": True, "no": False, True: True, False: False}.get(raw)
         if value is None:
             problems.append(f"{code}: the answer must be yes or no (never blank).")
             continue
@@ -378,7 +378,8 @@ def record_checklist_answers(
         raise InvalidInput("No answers were given.")
 
     existing = {a.item_code: a for a in queries.answers_of(session, participant.id)}
-    changed_answers = []
+    Values = dict[str, str | bool | None]
+    changed_answers: list[tuple[str, Values | None, Values]] = []
     for code, (value, note) in parsed.items():
         row = existing.get(code)
         if row is None:
@@ -404,14 +405,14 @@ def record_checklist_answers(
             )
             changed_answers.append((code, old, {"answer": value, "note": note}))
     session.flush()
-    for code, old, new in changed_answers:
+    for code, old_values, new in changed_answers:
         record_event(
             session,
             actor,
             "checklist.answer",
             "participant",
             participant.study_id,
-            old={"item": code, **old} if old else None,
+            old={"item": code, **old_values} if old_values else None,
             new={"item": code, **new},
         )
     if changed_answers:

@@ -75,7 +75,7 @@ def _participant(participant_id: int) -> Participant:
 
 
 def _form_error(form: FlaskForm, error: DomainError) -> None:
-    form.form_errors.extend(error.details or [error.message])  # type: ignore[attr-defined]
+    form.form_errors.extend(error.details or [error.message])
 
 
 def _therapist_choices(site_id: int) -> list[tuple[str, str]]:
@@ -293,7 +293,7 @@ def apply_transition(participant_id: int, name: str) -> ResponseReturnValue:
     form = TransitionForm(prefix=name)
     if not form.validate_on_submit() or form.version() is None:
         if not form.errors:
-            form.form_errors.append("The form is missing the version it was decided on; reload.")  # type: ignore[attr-defined]
+            form.form_errors.append("The form is missing the version it was decided on; reload.")
         return render_participant(participant, status=400, submitted=form, submitted_name=name)
     try:
         applied = transitions.apply_transition(
@@ -492,7 +492,7 @@ def consent(participant_id: int) -> ResponseReturnValue:
                 current_actor(),
                 participant,
                 form.document_version.data or "",
-                form.signed_on.data,  # type: ignore[arg-type]
+                form.signed_on.data,
             )
         except DomainError as error:
             _form_error(form, error)

@@ -137,7 +137,7 @@ def report_header(
     )
 
 
-def _query(user: User | None, flt: ReportFilter) -> sa.Select[tuple[Participant]]:
+def _query(user: User | None, flt: ReportFilter) -> sa.Select[Participant]:
     query = visible_to(user)
     if flt.site:
         query = query.where(

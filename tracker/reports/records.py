@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -49,8 +50,11 @@ def _pairs(rows: Iterable[Any]) -> dict[Any, Any]:
     return {key: value for key, value in rows}
 
 
-def _grouped(rows: Sequence[tuple[int, object]]) -> dict[int, list[object]]:
-    groups: dict[int, list[object]] = defaultdict(list)
+T = TypeVar("T")
+
+
+def _grouped(rows: Iterable[tuple[int, T]]) -> dict[int, list[T]]:
+    groups: dict[int, list[T]] = defaultdict(list)
     for key, value in rows:
         groups[key].append(value)
     return groups
@@ -199,12 +203,12 @@ def load_records(session: Session, participants: Sequence[Participant]) -> list[
     )
 
     by_participant: dict[int, list[SessionRecord]] = defaultdict(list)
-    first_session: dict[int, object] = {}
+    first_session: dict[int, datetime] = {}
     for row in sessions:
         if row.started_at is not None and (
             row.participant_id not in first_session
             or row.started_at < first_session[row.participant_id]
-        ):  # type: ignore[operator]
+        ):
             first_session[row.participant_id] = row.started_at
         by_participant[row.participant_id].append(
             SessionRecord(
@@ -225,7 +229,7 @@ def load_records(session: Session, participants: Sequence[Participant]) -> list[
                         d.breach_justification is not None,
                     )
                     for d in doses.get(row.id, [])
-                ),  # type: ignore[attr-defined]
+                ),
                 readings=tuple(
                     ReadingRecord(
                         r.id,
@@ -236,11 +240,11 @@ def load_records(session: Session, participants: Sequence[Participant]) -> list[
                         float(r.temperature_c),
                     )
                     for r in readings.get(row.id, [])
-                ),  # type: ignore[attr-defined]
+                ),
                 alerts=tuple(
                     AlertRecord(a.id, a.sign, float(a.value), a.acknowledged_at is not None)
                     for a in alerts.get(row.id, [])
-                ),  # type: ignore[attr-defined]
+                ),
                 effects_recorded=row.id in effects,
             )
         )
@@ -251,21 +255,21 @@ def load_records(session: Session, participants: Sequence[Participant]) -> list[
         procedures = [
             t for t in (first_answer.get(pid), first_screen.get(pid), first_session.get(pid)) if t
         ]
-        signature = signatures.get(pid)
+        signed = signatures.get(pid)
         override_records = []
         interval_reasons = []
         for event in overrides.get(pid, []):
             codes = tuple(
                 failure["code"]
-                for check in event.guard_results  # type: ignore[attr-defined]
+                for check in event.guard_results
                 for failure in check.get("overridden", [])
             )
             devs = tuple(
                 (d.guard_code, d.reason, d.approver_role) for d in deviations.get(event.id, [])
-            )  # type: ignore[attr-defined]
+            )
             override_records.append(
                 OverrideRecord(event.id, event.transition, event.occurred_at, codes, devs)
-            )  # type: ignore[attr-defined]
+            )
             interval_reasons += [
                 f"{code}: {reason}" for code, reason, _ in devs if code == "dosing_interval"
             ]
@@ -274,12 +278,12 @@ def load_records(session: Session, participants: Sequence[Participant]) -> list[
                 study_id=participant.study_id,
                 state=participant.state,
                 consent_signed_on=consents.get(pid),
-                first_procedure_at=min(procedures) if procedures else None,  # type: ignore[type-var]
-                checklist_signed_at=signature.signed_at if signature else None,
-                checklist_signed_outcome=signature.outcome if signature else None,
-                checklist_signature_voided_at=signature.voided_at if signature else None,
-                checklist_signed_by=signature.printed_name if signature else None,
-                checklist_signature_meaning=signature.meaning if signature else None,
+                first_procedure_at=min(procedures) if procedures else None,
+                checklist_signed_at=signed.signed_at if signed else None,
+                checklist_signed_outcome=signed.outcome if signed else None,
+                checklist_signature_voided_at=signed.voided_at if signed else None,
+                checklist_signed_by=signed.printed_name if signed else None,
+                checklist_signature_meaning=signed.meaning if signed else None,
                 sessions=tuple(by_participant.get(pid, [])),
                 adverse_events=tuple(
                     AdverseEventRecord(
@@ -287,11 +291,11 @@ def load_records(session: Session, participants: Sequence[Participant]) -> list[
                         e.term,
                         e.grade,
                         e.serious,
-                        e.relatedness,  # type: ignore[attr-defined]
+                        e.relatedness,
                         e.assessed_by_id in investigators,
                         e.report_due_at,
                         e.reported_at,
-                    )  # type: ignore[attr-defined]
+                    )
                     for e in events.get(pid, [])
                 ),
                 overrides=tuple(override_records),
@@ -302,7 +306,7 @@ def load_records(session: Session, participants: Sequence[Participant]) -> list[
 
 
 def batches(
-    session: Session, query: sa.Select[tuple[Participant]], size: int = BATCH
+    session: Session, query: sa.Select[Participant], size: int = BATCH
 ) -> Iterator[list[Participant]]:
     """The participants of ``query`` in study-id order, ``size`` at a time (keyset paging)."""
     last = ""

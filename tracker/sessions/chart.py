@@ -151,11 +151,11 @@ def render_vitals_chart(
             f'stroke-width="1.2" stroke-dasharray="6 4" class="threshold" data-sign="{key}"/>'
         )
         labels.setdefault((panel, values[key]), []).append((short[key], colour))
-    for (panel, value), names in labels.items():
-        yy = y_main(value) if panel == "main" else y_temp(value)
+    for (panel, level), names in labels.items():
+        yy = y_main(level) if panel == "main" else y_temp(level)
         text = ", ".join(name for name, _ in names)
         parts.append(
-            f'<text x="{plot_right + 4}" y="{yy + 4:.1f}" fill="{names[0][1]}">{escape(text)} ≥ {_fmt(value)}</text>'
+            f'<text x="{plot_right + 4}" y="{yy + 4:.1f}" fill="{names[0][1]}">{escape(text)} ≥ {_fmt(level)}</text>'
         )
     # Doses.
     for dose in doses:

@@ -49,24 +49,28 @@ def now_minute() -> datetime:
 class UTCDateTimeField(DateTimeLocalField):
     """A ``datetime-local`` input read as UTC; the value carries the UTC zone."""
 
+    data: datetime | None
+
     def __init__(self, label: str, **kwargs: Any) -> None:
         kwargs.setdefault("format", [TIME_FORMAT, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"])
         super().__init__(label, **kwargs)
 
     def process_formdata(self, valuelist: list[Any]) -> None:
         super().process_formdata(valuelist)
-        if self.data is not None and self.data.tzinfo is None:
-            self.data = self.data.replace(tzinfo=UTC)
-        if self.data is not None and not 1900 <= self.data.year <= 2200:
+        value = self.data
+        if value is not None and value.tzinfo is None:
+            value = self.data = value.replace(tzinfo=UTC)
+        if value is not None and not 1900 <= value.year <= 2200:
             self.data = None
             raise ValueError("Give a time in the years 1900 to 2200.")
 
     def _value(self) -> str:
         if self.raw_data:
             return " ".join(self.raw_data)
-        if self.data is None:
+        value = self.data
+        if value is None:
             return ""
-        return self.data.astimezone(UTC).strftime(TIME_FORMAT)
+        return value.astimezone(UTC).strftime(TIME_FORMAT)
 
 
 class MultiCheckboxField(SelectMultipleField):

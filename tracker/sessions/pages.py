@@ -137,7 +137,7 @@ def participant_sections(
     if schedule is None:
         schedule = ScheduleSessionForm(prefix="schedule", formdata=None)
         schedule.scheduled_at.data = None
-    schedule.kind.choices = [(kind, label_of(kind))] if kind else []  # type: ignore[assignment]
+    schedule.kind.choices = [(kind, label_of(kind))] if kind else []
     schedule.set_therapist_choices(choices)
     forms: dict[str, FlaskForm] = {
         "schedule": schedule,
@@ -247,7 +247,7 @@ def session_page(
         "screen": submitted.get("screen") or SuicidalityScreenForm(prefix="screen", formdata=None),
         "note": submitted.get("note") or NoteForm(prefix="note", formdata=None),
     }
-    forms["record"].set_therapist_choices(choices)  # type: ignore[attr-defined]
+    forms["record"].set_therapist_choices(choices)
     acknowledge: dict[int, FlaskForm] = {}
     if record is not None:
         forms["vitals"] = submitted.get("vitals") or VitalSignsForm(prefix="vitals", formdata=None)

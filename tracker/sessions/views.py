@@ -62,7 +62,7 @@ def _therapy_session(session_id: int) -> tuple[TherapySession, Participant]:
 
 
 def _form_error(form: FlaskForm, error: DomainError) -> None:
-    form.form_errors.extend(error.details or [error.message])  # type: ignore[attr-defined]
+    form.form_errors.extend(error.details or [error.message])
 
 
 def _attempt(form: FlaskForm, action: Callable[[], Any]) -> tuple[Any, int]:
@@ -83,7 +83,9 @@ def _yes(value: str | None) -> bool:
 # --- the participant page: sessions, safety records, notes -----------------------------------
 
 
-def _participant_page(participant: Participant, key: str, form: FlaskForm, status: int) -> Any:
+def _participant_page(
+    participant: Participant, key: str, form: FlaskForm, status: int
+) -> ResponseReturnValue:
     sections = pages.participant_sections(get_session(), _user(), participant, {key: form})
     return render_participant(participant, status=status, sections=sections)
 
@@ -97,7 +99,7 @@ def _back_to_participant(participant: Participant, anchor: str) -> ResponseRetur
 def schedule(participant_id: int) -> ResponseReturnValue:
     participant = _participant(participant_id)
     form = ScheduleSessionForm(prefix="schedule")
-    form.kind.choices = [(k, label_of(k)) for k in ("preparation", "dosing", "integration")]  # type: ignore[assignment]
+    form.kind.choices = [(k, label_of(k)) for k in ("preparation", "dosing", "integration")]
     form.set_therapist_choices(pages.therapist_choices(get_session(), participant.site_id))
     row, status = _attempt(
         form,
@@ -106,7 +108,7 @@ def schedule(participant_id: int) -> ResponseReturnValue:
             current_actor(),
             participant,
             kind=form.kind.data or "",
-            scheduled_at=form.scheduled_at.data,  # type: ignore[arg-type]
+            scheduled_at=form.scheduled_at.data,  # type: ignore[arg-type]  # required: set once the form validates
             therapists=form.therapists.data or [],
         ),
     )
@@ -129,7 +131,7 @@ def side_effect(participant_id: int) -> ResponseReturnValue:
             participant,
             term=form.term.data or "",
             severity=form.severity.data or "",
-            onset_at=form.onset_at.data,  # type: ignore[arg-type]
+            onset_at=form.onset_at.data,  # type: ignore[arg-type]  # required: set once the form validates
             resolved_at=form.resolved_at.data,
         ),
     )
@@ -151,7 +153,7 @@ def adverse_event_record(participant_id: int) -> ResponseReturnValue:
             current_actor(),
             participant,
             term=form.term.data or "",
-            onset_at=form.onset_at.data,  # type: ignore[arg-type]
+            onset_at=form.onset_at.data,  # type: ignore[arg-type]  # required: set once the form validates
             grade=int(form.grade.data or 0),
             serious=bool(form.serious.data),
             serious_criteria=form.serious_criteria.data or [],
@@ -217,7 +219,7 @@ def pregnancy_test(participant_id: int) -> ResponseReturnValue:
             get_session(),
             current_actor(),
             participant,
-            tested_at=form.tested_at.data,  # type: ignore[arg-type]
+            tested_at=form.tested_at.data,  # type: ignore[arg-type]  # required: set once the form validates
             result=form.result.data or "",
         ),
     )
@@ -339,7 +341,7 @@ def vitals(session_id: int) -> ResponseReturnValue:
             get_session(),
             current_actor(),
             row,
-            measured_at=form.measured_at.data,  # type: ignore[arg-type]
+            measured_at=form.measured_at.data,  # type: ignore[arg-type]  # required: set once the form validates
             systolic=form.systolic.data or 0,
             diastolic=form.diastolic.data or 0,
             heart_rate=form.heart_rate.data or 0,
@@ -373,7 +375,7 @@ def dose(session_id: int) -> ResponseReturnValue:
             get_session(),
             current_actor(),
             row,
-            administered_at=form.administered_at.data,  # type: ignore[arg-type]
+            administered_at=form.administered_at.data,  # type: ignore[arg-type]  # required: set once the form validates
             amount_mg=form.amount_mg.data or 0,
             kind=form.kind.data or "",
             # The service decides who may justify a breach, for the API and the page alike.
