@@ -38,6 +38,15 @@ from tracker.protocol.records import (
     open_for,
 )
 from tracker.protocol.roles import Role
+from tracker.protocol.sessions import (
+    FINAL_STATUSES,
+    SESSION_KIND_FOR_STATE,
+    STATUS_MOVES,
+    SessionChange,
+    SessionKind,
+    SessionStatus,
+    session_change_problems,
+)
 from tracker.protocol.states import (
     CLOSED_STATES,
     HOLDABLE_STATES,
@@ -60,8 +69,11 @@ from tracker.protocol.transitions import (
 
 __all__ = [
     "CLOSED_STATES",
+    "FINAL_STATUSES",
     "HOLDABLE_STATES",
     "NEVER_OVERRIDABLE",
+    "SESSION_KIND_FOR_STATE",
+    "STATUS_MOVES",
     "TAKEN_WHEN_CLOSED",
     "TRANSITIONS",
     "AlertThresholds",
@@ -86,6 +98,9 @@ __all__ = [
     "ReviewAssessment",
     "Role",
     "Schedule",
+    "SessionChange",
+    "SessionKind",
+    "SessionStatus",
     "State",
     "Transition",
     "TransitionOption",
@@ -105,5 +120,6 @@ __all__ = [
     "open_for",
     "phase_of",
     "pregnancy_test_required",
+    "session_change_problems",
     "unknown_item_codes",
 ]

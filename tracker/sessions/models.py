@@ -10,9 +10,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tracker.auth.models import User
 from tracker.db import Base, utcnow
+from tracker.protocol import SessionKind, SessionStatus
 
-SESSION_KINDS = ("preparation", "dosing", "integration")
-SESSION_STATUSES = ("scheduled", "completed", "cancelled", "missed")
+SESSION_KINDS = tuple(kind.value for kind in SessionKind)
+SESSION_STATUSES = tuple(status.value for status in SessionStatus)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

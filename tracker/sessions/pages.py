@@ -15,7 +15,7 @@ from tracker.auth.models import User
 from tracker.participants import queries as participant_queries
 from tracker.participants.models import Participant
 from tracker.participants.presenters import therapist_choices as choices_of
-from tracker.protocol import CLOSED_STATES, State, open_for
+from tracker.protocol import CLOSED_STATES, SESSION_KIND_FOR_STATE, State, open_for
 from tracker.protocol.dosing import SESSION_EFFECTS
 from tracker.sessions import queries
 from tracker.sessions.chart import ChartDose, ChartReading, render_vitals_chart
@@ -37,7 +37,6 @@ from tracker.sessions.forms import (
     label_of,
 )
 from tracker.sessions.models import AdverseEvent, Note, TherapySession
-from tracker.sessions.services import SESSION_KIND_FOR_STATE
 from tracker.study.services import definition_of
 
 Submitted = dict[str, FlaskForm]

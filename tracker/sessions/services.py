@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, joinedload
@@ -22,7 +23,16 @@ from tracker.participants import queries as participant_queries
 from tracker.participants.models import Participant
 from tracker.participants.services import ensure_therapist_assigned
 from tracker.participants.transitions import place_on_automatic_hold
-from tracker.protocol import RecordKind, Role, State, closed_record_refusal
+from tracker.protocol import (
+    SESSION_KIND_FOR_STATE,
+    RecordKind,
+    Role,
+    SessionChange,
+    SessionStatus,
+    State,
+    closed_record_refusal,
+    session_change_problems,
+)
 from tracker.protocol.dosing import (
     AdverseEventOutcome,
     Dose,
@@ -39,7 +49,6 @@ from tracker.protocol.dosing import (
 )
 from tracker.sessions.models import (
     SESSION_KINDS,
-    SESSION_STATUSES,
     AdverseEvent,
     DoseAdministration,
     Note,
@@ -56,13 +65,6 @@ from tracker.study.services import definition_of
 RECORDING_ROLES = (Role.THERAPIST, Role.COORDINATOR, Role.INVESTIGATOR)
 MAX_TEXT = 5000
 MAX_TERM = 200
-
-# Which session kind each state allows (SPEC §4: anything else is refused with the reason).
-SESSION_KIND_FOR_STATE = {
-    State.PREPARATION: "preparation",
-    State.DOSING: "dosing",
-    State.INTEGRATION: "integration",
-}
 
 
 def _require_open(participant: Participant, kind: RecordKind) -> None:
@@ -233,6 +235,26 @@ def _session_values(row: TherapySession) -> dict[str, object]:
 UNSET: object = object()
 
 
+def _recorded_span(
+    session: Session, row: TherapySession
+) -> tuple[datetime | None, datetime | None]:
+    """The first and the last moment recorded in the session (readings and doses)."""
+    readings = session.execute(
+        sa.select(
+            sa.func.min(VitalSignReading.measured_at), sa.func.max(VitalSignReading.measured_at)
+        ).where(VitalSignReading.session_id == row.id)
+    ).one()
+    doses = session.execute(
+        sa.select(
+            sa.func.min(DoseAdministration.administered_at),
+            sa.func.max(DoseAdministration.administered_at),
+        ).where(DoseAdministration.session_id == row.id)
+    ).one()
+    earliest = min([t for t in (readings[0], doses[0]) if t is not None], default=None)
+    latest = max([t for t in (readings[1], doses[1]) if t is not None], default=None)
+    return earliest, latest
+
+
 def update_session(
     session: Session,
     actor: Actor,
@@ -251,52 +273,33 @@ def update_session(
     participant = _participant_of(session, row)
     _require_open(participant, RecordKind.SESSION)
     before = _session_values(row)
-    new_start = row.started_at if started_at is UNSET else started_at
-    new_end = row.ended_at if ended_at is UNSET else ended_at
-    new_status = row.status if status is UNSET else status
-    problems: list[str] = []
-    if new_status not in SESSION_STATUSES:
-        problems.append(f"status must be one of {', '.join(SESSION_STATUSES)}.")
-    _not_future(new_start, "started_at", problems)  # type: ignore[arg-type]
-    _not_future(new_end, "ended_at", problems)  # type: ignore[arg-type]
-    if new_end is not None and new_start is None:
-        problems.append("A session cannot end before it has started (set started_at).")
-    if new_end is not None and new_start is not None and new_end <= new_start:  # type: ignore[operator]
-        problems.append("ended_at must be after started_at.")
-    if new_status == "completed" and (new_start is None or new_end is None):
-        problems.append("A completed session needs started_at and ended_at.")
-    if (
-        row.status in ("completed", "cancelled", "missed")
-        and status is not UNSET
-        and new_status != row.status
-    ):
-        problems.append(f"The session is already {row.status}; its status cannot change.")
-    if new_start is not None or new_end is not None:
-        bounds = session.execute(
-            sa.select(
-                sa.func.min(VitalSignReading.measured_at), sa.func.max(VitalSignReading.measured_at)
-            ).where(VitalSignReading.session_id == row.id)
-        ).one()
-        dose_bounds = session.execute(
-            sa.select(
-                sa.func.min(DoseAdministration.administered_at),
-                sa.func.max(DoseAdministration.administered_at),
-            ).where(DoseAdministration.session_id == row.id)
-        ).one()
-        earliest = min([t for t in (bounds[0], dose_bounds[0]) if t is not None], default=None)
-        latest = max([t for t in (bounds[1], dose_bounds[1]) if t is not None], default=None)
-        if earliest is not None and new_start is not None and earliest < new_start:  # type: ignore[operator]
-            problems.append("Readings or doses were recorded before that start time.")
-        if latest is not None and new_end is not None and latest > new_end:  # type: ignore[operator]
-            problems.append("Readings or doses were recorded after that end time.")
+    new_start = cast("datetime | None", row.started_at if started_at is UNSET else started_at)
+    new_end = cast("datetime | None", row.ended_at if ended_at is UNSET else ended_at)
+    new_status = str(row.status if status is UNSET else status)
+    recorded_from, recorded_until = (
+        _recorded_span(session, row)
+        if new_start is not None or new_end is not None
+        else (None, None)
+    )
+    problems = session_change_problems(
+        SessionChange(
+            status=SessionStatus(row.status),
+            new_status=new_status,
+            started_at=new_start,
+            ended_at=new_end,
+            recorded_from=recorded_from,
+            recorded_until=recorded_until,
+            now=utcnow(),
+        )
+    )
     people: list[User] | None = None
     if therapists is not UNSET:
         people = _therapists(session, participant, therapists)  # type: ignore[arg-type]
     _raise(problems, "The session was not changed")
 
-    row.started_at = new_start  # type: ignore[assignment]
-    row.ended_at = new_end  # type: ignore[assignment]
-    row.status = new_status  # type: ignore[assignment]
+    row.started_at = new_start
+    row.ended_at = new_end
+    row.status = new_status
     if overnight_stay is not UNSET:
         row.overnight_stay = overnight_stay  # type: ignore[assignment]
     if people is not None:
