@@ -37,11 +37,11 @@ def _change(**kwargs: object) -> SessionChange:
 def test_the_table_names_every_status_and_a_session_over_stays_over() -> None:
     assert set(STATUS_MOVES) == set(SessionStatus)
     assert STATUS_MOVES[SessionStatus.SCHEDULED] == set(SessionStatus)
-    assert FINAL_STATUSES == {
+    assert {
         SessionStatus.COMPLETED,
         SessionStatus.CANCELLED,
         SessionStatus.MISSED,
-    }
+    } == FINAL_STATUSES
     for status in FINAL_STATUSES:
         assert STATUS_MOVES[status] == {status}
 
