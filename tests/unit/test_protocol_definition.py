@@ -275,3 +275,14 @@ def test_load_protocol_file_reads_a_path(tmp_path: Path) -> None:
     copy = tmp_path / "copy.toml"
     copy.write_text(FIXTURE.read_text(encoding="utf-8"), encoding="utf-8")
     assert load_protocol_file(str(copy)) == PROTOCOL
+
+
+def test_the_supplemental_fraction_is_named_from_the_protocol_not_assumed() -> None:
+    from dataclasses import replace
+
+    from tracker.paths import FIXTURES
+    from tracker.protocol import load_protocol_file
+
+    rules = load_protocol_file(FIXTURES / "protocols" / "mdma-at-v1.toml").dosing
+    assert rules.supplemental_share == "half"
+    assert replace(rules, supplemental_fraction=0.6).supplemental_share == "60%"

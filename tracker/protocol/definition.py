@@ -62,8 +62,14 @@ class DosingRules:
     pregnancy_test_within_hours: int
 
     def supplemental_dose_mg(self, initial_dose_mg: int) -> float:
-        """Return the supplemental dose for ``initial_dose_mg`` (half of it by default)."""
+        """Return the supplemental dose for ``initial_dose_mg`` (its supplemental fraction)."""
         return initial_dose_mg * self.supplemental_fraction
+
+    @property
+    def supplemental_share(self) -> str:
+        """The supplemental fraction in words, for messages and pages ("half", "60%")."""
+        named = {0.5: "half", 0.25: "a quarter", 1.0: "all"}
+        return named.get(self.supplemental_fraction, f"{self.supplemental_fraction:.0%}")
 
 
 @dataclass(frozen=True)

@@ -111,8 +111,8 @@ def dose_problems(
             expected = rules.supplemental_dose_mg(initial.amount_mg)
             if new.amount_mg != expected:
                 problems.append(
-                    f"The supplemental dose must be {expected:g} mg (half the initial "
-                    f"{initial.amount_mg} mg); {new.amount_mg} mg was entered."
+                    f"The supplemental dose must be {expected:g} mg ({rules.supplemental_share} "
+                    f"of the initial {initial.amount_mg} mg); {new.amount_mg} mg was entered."
                 )
             minutes = (new.administered_at - initial.administered_at).total_seconds() / 60
             low, high = rules.supplemental_window_min_minutes, rules.supplemental_window_max_minutes
