@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from tracker.protocol import PLAUSIBLE_RANGES
+
 # Ids are 32-bit integer columns; a larger one would be an out-of-range error in the database.
 MAX_ID = 2**31 - 1
 
@@ -323,12 +325,28 @@ class DoseIn(Strict):
     )
 
 
+def _plausible(name: str, kind: type) -> Any:
+    """A sign in its plausible range: stated in the schema, refused in the service's words."""
+    low, high = PLAUSIBLE_RANGES[name]
+
+    def in_range(value: float) -> float:
+        if not low <= value <= high:
+            raise ValueError(f"{value} is outside the plausible range {low} to {high}")
+        return value
+
+    return Annotated[
+        kind,
+        AfterValidator(in_range),
+        Field(json_schema_extra={"minimum": low, "maximum": high}),
+    ]
+
+
 class VitalsIn(Strict):
     measured_at: StudyTime
-    systolic: int
-    diastolic: int
-    heart_rate: int
-    temperature_c: float
+    systolic: _plausible("systolic", int)  # type: ignore[valid-type]
+    diastolic: _plausible("diastolic", int)  # type: ignore[valid-type]
+    heart_rate: _plausible("heart_rate", int)  # type: ignore[valid-type]
+    temperature_c: _plausible("temperature_c", float)  # type: ignore[valid-type]
 
 
 class AcknowledgementIn(Strict):

@@ -66,12 +66,14 @@ from tracker.protocol.transitions import (
     can_place_on_hold,
     decide,
 )
+from tracker.protocol.vitals import PLAUSIBLE_RANGES, plausible_check, reading_problems
 
 __all__ = [
     "CLOSED_STATES",
     "FINAL_STATUSES",
     "HOLDABLE_STATES",
     "NEVER_OVERRIDABLE",
+    "PLAUSIBLE_RANGES",
     "SESSION_KIND_FOR_STATE",
     "STATUS_MOVES",
     "TAKEN_WHEN_CLOSED",
@@ -119,7 +121,9 @@ __all__ = [
     "load_protocol_file",
     "open_for",
     "phase_of",
+    "plausible_check",
     "pregnancy_test_required",
+    "reading_problems",
     "session_change_problems",
     "unknown_item_codes",
 ]

@@ -23,6 +23,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from tracker.db import utcnow
+from tracker.protocol import PLAUSIBLE_RANGES
 from tracker.protocol.dosing import (
     SESSION_EFFECTS,
     AdverseEventOutcome,
@@ -143,22 +144,22 @@ class VitalSignsForm(FlaskForm):
     measured_at = _required_time("Measured at (UTC)", default_now=True)
     systolic = IntegerField(
         "Systolic (mmHg)",
-        validators=[InputRequired(), NumberRange(40, 300)],
+        validators=[InputRequired(), NumberRange(*PLAUSIBLE_RANGES["systolic"])],
         render_kw={"inputmode": "numeric"},
     )
     diastolic = IntegerField(
         "Diastolic (mmHg)",
-        validators=[InputRequired(), NumberRange(20, 200)],
+        validators=[InputRequired(), NumberRange(*PLAUSIBLE_RANGES["diastolic"])],
         render_kw={"inputmode": "numeric"},
     )
     heart_rate = IntegerField(
         "Heart rate (bpm)",
-        validators=[InputRequired(), NumberRange(20, 250)],
+        validators=[InputRequired(), NumberRange(*PLAUSIBLE_RANGES["heart_rate"])],
         render_kw={"inputmode": "numeric"},
     )
     temperature_c = FloatField(
         "Temperature (°C)",
-        validators=[InputRequired(), NumberRange(30, 45)],
+        validators=[InputRequired(), NumberRange(*PLAUSIBLE_RANGES["temperature_c"])],
         render_kw={"inputmode": "decimal", "step": "0.1"},
     )
 

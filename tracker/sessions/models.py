@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tracker.auth.models import User
 from tracker.db import Base, utcnow
-from tracker.protocol import SessionKind, SessionStatus
+from tracker.protocol import SessionKind, SessionStatus, plausible_check
 
 SESSION_KINDS = tuple(kind.value for kind in SessionKind)
 SESSION_STATUSES = tuple(status.value for status in SessionStatus)
@@ -88,10 +88,10 @@ class DoseAdministration(Base):
 class VitalSignReading(Base):
     __tablename__ = "vital_sign_readings"
     __table_args__ = (
-        sa.CheckConstraint("systolic BETWEEN 40 AND 300", name="systolic_plausible"),
-        sa.CheckConstraint("diastolic BETWEEN 20 AND 200", name="diastolic_plausible"),
-        sa.CheckConstraint("heart_rate BETWEEN 20 AND 250", name="heart_rate_plausible"),
-        sa.CheckConstraint("temperature_c BETWEEN 30 AND 45", name="temperature_plausible"),
+        sa.CheckConstraint(plausible_check("systolic"), name="systolic_plausible"),
+        sa.CheckConstraint(plausible_check("diastolic"), name="diastolic_plausible"),
+        sa.CheckConstraint(plausible_check("heart_rate"), name="heart_rate_plausible"),
+        sa.CheckConstraint(plausible_check("temperature_c"), name="temperature_plausible"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

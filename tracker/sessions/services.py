@@ -31,6 +31,7 @@ from tracker.protocol import (
     SessionStatus,
     State,
     closed_record_refusal,
+    reading_problems,
     session_change_problems,
 )
 from tracker.protocol.dosing import (
@@ -458,16 +459,7 @@ def record_vital_signs(
     problems: list[str] = []
     _not_future(measured_at, "measured_at", problems)
     problems += _require_dosing_in_progress(row, measured_at, "A reading")
-    for field, value, low, high in (
-        ("systolic", systolic, 40, 300),
-        ("diastolic", diastolic, 20, 200),
-        ("heart_rate", heart_rate, 20, 250),
-        ("temperature_c", temperature_c, 30, 45),
-    ):
-        if not low <= value <= high:
-            problems.append(f"{field} {value} is outside the plausible range {low} to {high}.")
-    if systolic <= diastolic:
-        problems.append("systolic must be above diastolic.")
+    problems += reading_problems(systolic, diastolic, heart_rate, temperature_c)
     _raise(problems, "The reading was not recorded")
     participant = _participant_of(session, row)
     protocol = definition_of(participant.protocol_version)
