@@ -32,6 +32,7 @@ from tracker.audit.models import AuditEvent
 from tracker.auth.models import User
 from tracker.auth.services import create_api_token
 from tracker.participants.models import Participant
+from tracker.protocol import CLOSED_STATES
 from tracker.sessions.models import Note
 
 REPEATS = 50
@@ -179,11 +180,17 @@ def _large_study(url: str) -> dict[str, str]:
                 )
                 for role in ("auditor", "coordinator")
             }
+            # An open participant of the coordinator's site: a closed one takes no new note.
+            coordinator_site = session.scalars(
+                sa.select(User.site_id).where(User.role == "coordinator").order_by(User.id)
+            ).first()
             tokens["participant"] = str(
                 session.scalar(
                     sa.select(Participant.id)
-                    .join(User, User.site_id == Participant.site_id)
-                    .where(User.role == "coordinator")
+                    .where(
+                        Participant.site_id == coordinator_site,
+                        Participant.state.not_in([s.value for s in CLOSED_STATES]),
+                    )
                     .order_by(Participant.id)
                     .limit(1)
                 )
