@@ -45,13 +45,9 @@ RECORDS = {
 }
 
 
-@pytest.fixture
-def withdrawn(db_session: Session, team):  # type: ignore[no-untyped-def]
-    run_histories([protocol_history(db_session, team, random.Random(21), "integration")])
-    participant = db_session.scalars(sa.select(Participant).order_by(Participant.id.desc())).first()
-    assert participant is not None
+def _withdraw(session: Session, team, participant: Participant) -> None:  # type: ignore[no-untyped-def]
     apply_transition(
-        db_session,
+        session,
         actor_for(team.investigator),
         participant,
         "withdraw",
@@ -59,6 +55,14 @@ def withdrawn(db_session: Session, team):  # type: ignore[no-untyped-def]
         reason="moved abroad",
         withdrawal_category="participant_decision",
     )
+
+
+@pytest.fixture
+def withdrawn(db_session: Session, team):  # type: ignore[no-untyped-def]
+    run_histories([protocol_history(db_session, team, random.Random(21), "integration")])
+    participant = db_session.scalars(sa.select(Participant).order_by(Participant.id.desc())).first()
+    assert participant is not None
+    _withdraw(db_session, team, participant)
     therapist = (
         db_session.scalars(
             sa.select(TherapySession).where(TherapySession.participant_id == participant.id)
@@ -102,15 +106,7 @@ def test_an_open_adverse_event_is_still_followed_up_after_withdrawal(
         grade=1,
         serious=False,
     )
-    apply_transition(
-        db_session,
-        actor_for(team.investigator),
-        participant,
-        "withdraw",
-        expected_version=participant.version,
-        reason="moved abroad",
-        withdrawal_category="participant_decision",
-    )
+    _withdraw(db_session, team, participant)
     token = create_api_token(db_session, FACTORY_ACTOR, team.investigator)
     db_session.commit()
     response = client.post(
