@@ -12,7 +12,8 @@ from enum import StrEnum
 from itertools import pairwise
 
 from tracker.protocol.definition import ProtocolDefinition
-from tracker.protocol.dosing import Dose, DoseKind, Reading, dose_problems, longest_gap_minutes
+from tracker.protocol.dosing import Dose, DoseKind, Reading, dose_problems, dosing_session_facts
+from tracker.protocol.facts import DosingSessionFacts
 
 
 class Outcome(StrEnum):
@@ -351,24 +352,34 @@ def c05_doses(
     return _result("C05", evidence)
 
 
+def _facts(row: SessionRecord, protocol: ProtocolDefinition) -> DosingSessionFacts:
+    """What the ``complete_dosing`` guards see of a session, derived the same way for the
+    report (C06, C07) as for the guards: one rule, one place."""
+    return dosing_session_facts(
+        protocol,
+        completed=row.status == "completed",
+        ended_at=row.ended_at,
+        doses=[Dose(DoseKind(d.kind), d.amount_mg, d.administered_at) for d in row.doses],
+        reading_times=[r.measured_at for r in row.readings],
+        therapists_present=row.therapists_present,
+        overnight_stay=row.overnight_stay,
+        unacknowledged_alerts=sum(1 for a in row.alerts if not a.acknowledged),
+    )
+
+
 def c06_vitals(
     record: ParticipantRecord, protocol: ProtocolDefinition, study: StudyFacts
 ) -> CheckResult:
     sessions = _dosing_sessions(record, "C06")
     if isinstance(sessions, CheckResult):
         return sessions
-    window = timedelta(minutes=protocol.vital_signs.baseline_within_minutes)
     limit = protocol.vital_signs.max_gap_minutes
     evidence = []
     for row in sessions:
-        initial = next((d for d in row.doses if d.kind == DoseKind.INITIAL), None)
-        times = [r.measured_at for r in row.readings]
-        if initial is None:
+        facts = _facts(row, protocol)
+        if not facts.has_initial_dose:
             continue
-        baseline = [
-            t for t in times if initial.administered_at - window <= t <= initial.administered_at
-        ]
-        if not baseline:
+        if not facts.baseline_vitals_present:
             evidence.append(
                 Evidence(
                     row.label,
@@ -378,7 +389,7 @@ def c06_vitals(
                 )
             )
             continue
-        gap = longest_gap_minutes(times, max(baseline), row.ended_at)
+        gap = facts.max_vitals_gap_minutes
         if gap is not None and gap > limit:
             evidence.append(
                 Evidence(
@@ -399,7 +410,8 @@ def c07_monitoring(
     rules = protocol.dosing
     evidence = []
     for row in sessions:
-        if row.therapists_present < rules.therapists_present:
+        facts = _facts(row, protocol)
+        if facts.therapists_present < rules.therapists_present:
             evidence.append(
                 Evidence(
                     row.label,
@@ -407,19 +419,16 @@ def c07_monitoring(
                     f"{row.therapists_present}",
                 )
             )
-        initial = next((d for d in row.doses if d.kind == DoseKind.INITIAL), None)
-        if initial is not None and row.ended_at is not None:
-            hours = (row.ended_at - initial.administered_at).total_seconds() / 3600
-            if hours < rules.monitoring_min_hours:
-                evidence.append(
-                    Evidence(
-                        row.label,
-                        f"monitoring at least {rules.monitoring_min_hours:g} h after "
-                        "the initial dose",
-                        f"{hours:.1f} h",
-                    )
+        hours = facts.monitoring_hours
+        if hours is not None and hours < rules.monitoring_min_hours:
+            evidence.append(
+                Evidence(
+                    row.label,
+                    f"monitoring at least {rules.monitoring_min_hours:g} h after the initial dose",
+                    f"{hours:.1f} h",
                 )
-        if rules.overnight_stay_required and not row.overnight_stay:
+            )
+        if rules.overnight_stay_required and not facts.overnight_stay_recorded:
             evidence.append(Evidence(row.label, "overnight stay recorded", "not recorded"))
     return _result("C07", evidence)
 
