@@ -173,6 +173,45 @@ def _development_signing_key(instance_path: Path) -> str:
     return str(path)
 
 
+def _secret_key(env: str, instance: Path, secret: str | None) -> str:
+    """Production names a strong key; development makes one once under instance/."""
+    if env != "production":
+        return secret or _development_secret(instance)
+    if not secret:
+        raise ConfigError("TRACKER_SECRET_KEY is required when TRACKER_ENV=production")
+    if secret.lower() in KNOWN_WEAK_SECRETS or len(secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(
+            "TRACKER_SECRET_KEY is a default or too short: use at least "
+            f"{MIN_SECRET_LENGTH} random characters (python -c 'import secrets; "
+            "print(secrets.token_hex(32))')"
+        )
+    return secret
+
+
+def _audit_checkpoints(
+    env: str, instance: Path, signing_key: str, checkpoint_dir: str | None
+) -> tuple[str, Path]:
+    """The checkpoints' signing key and directory: named in production, made under
+    instance/ in development."""
+    if env == "production":
+        missing = [
+            name
+            for name, value in (
+                ("TRACKER_AUDIT_SIGNING_KEY", signing_key),
+                ("TRACKER_AUDIT_CHECKPOINT_DIR", checkpoint_dir),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(
+                f"{' and '.join(missing)} required when TRACKER_ENV=production: the audit "
+                "checkpoints are signed with a key, and kept in a directory, outside the "
+                "database (docs/security.md, 'Signed checkpoints')"
+            )
+    key = signing_key or _development_signing_key(instance)
+    return key, Path(checkpoint_dir or instance / "audit-checkpoints").resolve()
+
+
 def load_settings(
     environ: dict[str, str] | None = None,
     instance_path: Path | None = None,
@@ -203,42 +242,15 @@ def load_settings(
     )
     owner_url = _database_url("TRACKER_DATABASE_OWNER_URL", owner_url) if owner_url else ""
 
-    secret = overrides.pop("secret_key", None) or env_vars.get("TRACKER_SECRET_KEY")
-    if env == "production":
-        if not secret:
-            raise ConfigError("TRACKER_SECRET_KEY is required when TRACKER_ENV=production")
-        if secret.lower() in KNOWN_WEAK_SECRETS or len(secret) < MIN_SECRET_LENGTH:
-            raise ConfigError(
-                "TRACKER_SECRET_KEY is a default or too short: use at least "
-                f"{MIN_SECRET_LENGTH} random characters (python -c 'import secrets; "
-                "print(secrets.token_hex(32))')"
-            )
-    elif not secret:
-        secret = _development_secret(instance)
-
-    signing_key = overrides.pop("audit_signing_key", None) or env_vars.get(
-        "TRACKER_AUDIT_SIGNING_KEY", ""
+    secret = _secret_key(
+        env, instance, overrides.pop("secret_key", None) or env_vars.get("TRACKER_SECRET_KEY")
     )
-    checkpoint_dir = overrides.pop("audit_checkpoint_dir", None) or env_vars.get(
-        "TRACKER_AUDIT_CHECKPOINT_DIR"
+    signing_key, checkpoint_dir = _audit_checkpoints(
+        env,
+        instance,
+        overrides.pop("audit_signing_key", None) or env_vars.get("TRACKER_AUDIT_SIGNING_KEY", ""),
+        overrides.pop("audit_checkpoint_dir", None) or env_vars.get("TRACKER_AUDIT_CHECKPOINT_DIR"),
     )
-    if env == "production":
-        missing = [
-            name
-            for name, value in (
-                ("TRACKER_AUDIT_SIGNING_KEY", signing_key),
-                ("TRACKER_AUDIT_CHECKPOINT_DIR", checkpoint_dir),
-            )
-            if not value
-        ]
-        if missing:
-            raise ConfigError(
-                f"{' and '.join(missing)} required when TRACKER_ENV=production: the audit "
-                "checkpoints are signed with a key, and kept in a directory, outside the "
-                "database (docs/security.md, 'Signed checkpoints')"
-            )
-    if not signing_key:
-        signing_key = _development_signing_key(instance)
 
     return Settings(
         env=env,
@@ -256,7 +268,7 @@ def load_settings(
             "TRACKER_PASSWORD_CHECK_RATE_LIMIT", "10 per minute"
         ),
         audit_signing_key=signing_key,
-        audit_checkpoint_dir=Path(checkpoint_dir or instance / "audit-checkpoints").resolve(),
+        audit_checkpoint_dir=checkpoint_dir,
         audit_checkpoint_minutes=_int(env_vars, "TRACKER_AUDIT_CHECKPOINT_MINUTES", 5),
         proxy_fix=_hops(env_vars),
         extra={
