@@ -41,9 +41,10 @@ def _database() -> Database:
 
 
 def _checkpoints() -> CheckpointStore:
-    from tracker.audit.services import CHECKPOINTS
+    from tracker.audit.services import checkpoint_store
 
-    store: CheckpointStore = current_app.extensions[CHECKPOINTS]
+    store = checkpoint_store()
+    assert store is not None, "create_app sets up the checkpoint store"
     return store
 
 
@@ -381,16 +382,13 @@ def audit_checkpoint() -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def audit_keygen(output: Path) -> None:
     """Write a new Ed25519 key for TRACKER_AUDIT_SIGNING_KEY (mode 0600; never overwritten)."""
-    import os
-
     from tracker.audit.checkpoints import generate_key_pem
+    from tracker.config import write_private_file
 
     try:
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_private_file(output, generate_key_pem())
     except FileExistsError:
         _fail(f"{output} exists; a signing key is never overwritten.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(generate_key_pem())
     click.echo(f"Signing key written to {output}; set TRACKER_AUDIT_SIGNING_KEY={output}")
 
 
@@ -442,7 +440,8 @@ def report_compliance(
     fmt: str, output: Path, site: str | None, state: str | None, failures_only: bool
 ) -> None:
     """Write the study's compliance report (the export is itself audited)."""
-    from tracker.reports import compliance, exporters
+    from tracker.reports import compliance
+    from tracker.reports.writing import report_text, write_report_pdf
 
     flt = compliance.ReportFilter(site=site, state=state, failures_only=failures_only)
     actor = cli_actor()
@@ -453,29 +452,11 @@ def report_compliance(
     with database.session_scope() as session:
         summary = compliance.Summary()
         if fmt == "pdf":
-            rows = compliance.participant_results(
-                session, None, flt, header, summary, keep_records=True
-            )
             with output.open("wb") as handle:
-                exporters.write_pdf_report(
-                    header,
-                    rows,
-                    summary,
-                    compliance.deviations(session, None, flt),
-                    compliance.open_safety_items(session, None, flt),
-                    handle,
-                )
+                write_report_pdf(session, None, flt, header, summary, handle)
         else:
-            results = compliance.participant_results(session, None, flt, header, summary)
-            chunks = (
-                exporters.csv_report(header, results)
-                if fmt == "csv"
-                else exporters.json_report(
-                    header, results, summary, compliance.deviations(session, None, flt)
-                )
-            )
             with output.open("w", encoding="utf-8", newline="") as handle:
-                for chunk in chunks:
+                for chunk in report_text(session, None, flt, header, fmt, summary):
                     handle.write(chunk)
     click.echo(
         f"{summary.participants} participants written to {output} (audit head {header.audit_head})"

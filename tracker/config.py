@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,6 @@ class Settings:
             "TRACKER_AUDIT_CHECKPOINT_DIR": str(self.audit_checkpoint_dir),
             "TRACKER_AUDIT_CHECKPOINT_MINUTES": self.audit_checkpoint_minutes,
             "RATELIMIT_STORAGE_URI": self.ratelimit_storage_uri,
-            "RATELIMIT_KEY_PREFIX": self.extra.get("RATELIMIT_KEY_PREFIX", "tracker"),
             "RATELIMIT_HEADERS_ENABLED": True,
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Lax",
@@ -143,17 +144,27 @@ def check_shared_state(settings: Settings, workers: int) -> None:
         )
 
 
-def _development_secret(instance_path: Path) -> str:
-    """A random key made once and kept under instance/ so sessions survive restarts."""
-    path = instance_path / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    instance_path.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
+def write_private_file(path: Path, text: str) -> None:
+    """Write a secret to a new file only its owner can read; FileExistsError if it exists
+    (a key is never overwritten, and two workers starting at once cannot both write it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(key)
-    return key
+        handle.write(text)
+
+
+def _made_once(path: Path, make: Callable[[], str]) -> Path:
+    """``path``, written with ``make()`` the first time it is asked for."""
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):  # another worker made it first
+            write_private_file(path, make())
+    return path
+
+
+def _development_secret(instance_path: Path) -> str:
+    """A random key made once and kept under instance/ so sessions survive restarts."""
+    path = _made_once(instance_path / "secret_key", lambda: secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def _development_signing_key(instance_path: Path) -> str:
@@ -161,16 +172,7 @@ def _development_signing_key(instance_path: Path) -> str:
     the database (see docs/security.md)."""
     from tracker.audit.checkpoints import generate_key_pem
 
-    path = instance_path / "audit-signing-key.pem"
-    if not path.exists():
-        instance_path.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another worker made it first
-            return str(path)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(generate_key_pem())
-    return str(path)
+    return str(_made_once(instance_path / "audit-signing-key.pem", generate_key_pem))
 
 
 def _secret_key(env: str, instance: Path, secret: str | None) -> str:

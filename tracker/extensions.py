@@ -33,3 +33,10 @@ def password_check_rate_limit() -> str:
     from flask import current_app
 
     return str(current_app.config["TRACKER_PASSWORD_CHECK_RATE_LIMIT"])
+
+
+# Every route that asks for a password again (signing on the page and through the API, the
+# password page) draws on one budget per user: three routes must not mean three budgets.
+password_check_limit = limiter.shared_limit(
+    password_check_rate_limit, scope="password-check", key_func=per_user, methods=["POST"]
+)

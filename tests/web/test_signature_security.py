@@ -143,10 +143,27 @@ def test_signing_is_rate_limited_per_user(backend: str, tmp_path) -> None:  # ty
             pid = _screened(client, tokens[0])
             first = [_sign(client, tokens[1], pid, f"wrong-{n}").status_code for n in range(4)]
             other = _sign(client, tokens[2], pid, "wrong").status_code
+            # The password page draws on the same budget as signing (one per user).
+            browser = limited.test_client()
+            assert login(browser, investigators[1].username).status_code == 302
+            on_the_page = browser.post(
+                "/account/password",
+                data={
+                    "csrf_token": csrf_token(browser, "/account/password"),
+                    "current_password": "wrong",
+                    "new_password": "a-brand-new-password",
+                    "confirm_password": "a-brand-new-password",
+                },
+            ).status_code
+            after_the_page = [
+                _sign(client, tokens[2], pid, f"again-{n}").status_code for n in (1, 2)
+            ]
         finally:
             get_database(limited).engine.dispose()
     assert first == [422, 422, 422, 429]
     assert other == 422  # the limit follows the user, not the address
+    # One sign, the page, one sign: the third check of this user; the fourth is refused.
+    assert (on_the_page, after_the_page) == (422, [422, 429])
 
 
 def test_an_admin_set_password_cannot_sign_or_use_the_api_until_its_owner_changes_it(

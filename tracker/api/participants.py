@@ -33,7 +33,7 @@ from tracker.api.schemas import (
 )
 from tracker.auth.session import current_actor
 from tracker.db import get_session
-from tracker.extensions import limiter, password_check_rate_limit, per_user
+from tracker.extensions import password_check_limit
 from tracker.participants import queries, services
 from tracker.participants.models import Participant
 from tracker.participants.transitions import apply_transition, options_for
@@ -293,7 +293,7 @@ def checklist_assessment(participant_id: int) -> ResponseReturnValue:
     status=201,
 )
 @requires(Permission.CHECKLIST_SIGN)
-@limiter.limit(password_check_rate_limit, key_func=per_user, methods=["POST"])
+@password_check_limit
 def checklist_signature(participant_id: int) -> ResponseReturnValue:
     body = parse_body(SignatureIn)
     participant = _participant(participant_id)

@@ -111,11 +111,23 @@ class CheckpointStore:
     """The checkpoint directory and the key that signs (and checks) what is in it."""
 
     def __init__(self, directory: Path, key: Ed25519PrivateKey, interval: timedelta) -> None:
+        self._seen_at: datetime | None = None
         self.directory = directory
         self.key = key
         self.public = key.public_key()
         self.key_id = key_id(self.public)
         self.interval = interval
+
+    @property
+    def directory(self) -> Path:
+        return self._directory
+
+    @directory.setter
+    def directory(self, directory: Path) -> None:
+        self._directory = directory
+        # When this process last saw a checkpoint written there: while that is recent, a
+        # commit needs no file read to know none is due (other workers only make it sooner).
+        self._seen_at = None
 
     # --- writing -----------------------------------------------------------------------
 
@@ -141,15 +153,22 @@ class CheckpointStore:
         body = json.dumps(fields, sort_keys=True, indent=1) + "\n"
         self._write_new(self.directory / name, body)
         self._replace(self.directory / LATEST, body)
+        self._seen_at = now
         return _checkpoint(fields, name)
 
     def due(self) -> bool:
+        if self._seen_at is not None and not self._stale(self._seen_at):
+            return False
         try:
             written = datetime.fromisoformat(
                 json.loads((self.directory / LATEST).read_text())["written_at"]
             )
         except (OSError, ValueError, KeyError, TypeError):
             return True
+        self._seen_at = written
+        return self._stale(written)
+
+    def _stale(self, written: datetime) -> bool:
         age = clock.now() - written
         # A clock set back (a restored machine) makes the age negative: write one then too.
         return age >= self.interval or age < timedelta(0)
@@ -228,6 +247,7 @@ class CheckpointStore:
                 os.replace(self.directory / checkpoint.name, target / checkpoint.name)
                 moved.append(checkpoint.name)
         (self.directory / LATEST).unlink(missing_ok=True)
+        self._seen_at = None
         return moved
 
 

@@ -280,15 +280,9 @@ def check_password(session: Session, user: User, actor: Actor, password: str, pu
             user.failed_login_count = 0
             session.flush()
         return
-    session.execute(
-        sa.update(User)
-        .where(User.id == user.id)
-        .values(failed_login_count=User.failed_login_count + 1)
-    )
-    session.refresh(user)
+    _count_failure(session, user)
     _refusal(session, actor, user, purpose, "wrong password")
-    if user.failed_login_count >= policy.max_failures:
-        _lock(session, user, now + policy.lockout, f"{policy.max_failures} wrong passwords")
+    if _lock_at_limit(session, user, policy.max_failures, policy.lockout, "wrong passwords"):
         end_user_sessions(session, user, "locked")
     raise PasswordRefused(f"{WRONG_PASSWORD} Nothing was {purpose}.", [WRONG_PASSWORD])
 
@@ -304,6 +298,27 @@ def _refusal(session: Session, actor: Actor, user: User, purpose: str, reason: s
         reason=reason,
     )
     session.info[COMMIT_REFUSAL] = True
+
+
+def _count_failure(session: Session, user: User) -> None:
+    """One more wrong password, counted in SQL so that concurrent failures on several
+    workers all count (logins and passwords asked again share the counter)."""
+    session.execute(
+        sa.update(User)
+        .where(User.id == user.id)
+        .values(failed_login_count=User.failed_login_count + 1)
+    )
+    session.refresh(user)
+
+
+def _lock_at_limit(
+    session: Session, user: User, max_failures: int, lockout: timedelta, what: str
+) -> bool:
+    """Lock the account once its failures reach the limit (audited); True if it did."""
+    if user.failed_login_count < max_failures:
+        return False
+    _lock(session, user, utcnow() + lockout, f"{max_failures} {what}")
+    return True
 
 
 def _lock(session: Session, user: User, until: datetime, reason: str) -> None:
@@ -377,16 +392,9 @@ def authenticate(
                 session, actor, "auth.login_failed", "user", user.id, reason="account disabled"
             )
             raise LoginRefused(GENERIC_REFUSAL)
-        # Counted in SQL, so concurrent failures on several workers all count.
-        session.execute(
-            sa.update(User)
-            .where(User.id == user.id)
-            .values(failed_login_count=User.failed_login_count + 1)
-        )
-        session.refresh(user)
+        _count_failure(session, user)
         record_event(session, actor, "auth.login_failed", "user", user.id, reason="wrong password")
-        if user.failed_login_count >= max_failures:
-            _lock(session, user, now + lockout, f"{max_failures} failed logins")
+        _lock_at_limit(session, user, max_failures, lockout, "failed logins")
         raise LoginRefused(GENERIC_REFUSAL)
 
     if needs_rehash(user.password_hash):

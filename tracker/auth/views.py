@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
@@ -17,7 +16,7 @@ from tracker.auth.session import (
 )
 from tracker.db import get_session
 from tracker.errors import InvalidInput
-from tracker.extensions import limiter, password_check_rate_limit, per_user
+from tracker.extensions import limiter, password_check_limit
 from tracker.security import Permission, public, requires
 
 bp = Blueprint("auth", __name__)
@@ -50,15 +49,15 @@ def login() -> ResponseReturnValue:
     form = LoginForm()
     error = None
     if form.validate_on_submit():
-        config = current_app.config
+        policy = services.lockout_policy()
         try:
             result = services.authenticate(
                 get_session(),
                 form.username.data or "",
                 form.password.data or "",
                 ip_address=client_address(),
-                max_failures=config["TRACKER_LOGIN_MAX_FAILURES"],
-                lockout=timedelta(minutes=config["TRACKER_LOCKOUT_MINUTES"]),
+                max_failures=policy.max_failures,
+                lockout=policy.lockout,
             )
         except services.LoginRefused as refused:
             # Rendered with 200 so the edge commits the audited failure and the lockout count.
@@ -86,7 +85,7 @@ def logout() -> ResponseReturnValue:
 
 @bp.route("/account/password", methods=["GET", "POST"])
 @requires(Permission.ACCOUNT_MANAGE_OWN)
-@limiter.limit(password_check_rate_limit, key_func=per_user, methods=["POST"])
+@password_check_limit
 def change_password() -> ResponseReturnValue:
     form = ChangePasswordForm()
     user = current_user._get_current_object()

@@ -166,9 +166,12 @@ def record_childbearing_potential(
     """Record (or correct, with a reason) whether the participant is of childbearing
     potential; audited with the old and the new value."""
     _require_role(actor, Role.COORDINATOR, Role.INVESTIGATOR)
+    old = participant.childbearing_potential
+    if old == value:
+        return participant
     problems = childbearing_problems(participant.sex, value)
     reason = (reason or "").strip()
-    if participant.childbearing_potential is not None and not reason:
+    if old is not None and not reason:
         problems.append("A reason is required to change a recorded childbearing potential.")
     if len(reason) > 2000:
         problems.append("The reason is longer than 2000 characters.")
@@ -176,9 +179,6 @@ def record_childbearing_potential(
         raise InvalidInput(
             "Childbearing potential was not recorded: " + " ".join(problems), problems
         )
-    old = participant.childbearing_potential
-    if old == value:
-        return participant
     participant.childbearing_potential = value
     participant.updated_at = utcnow()
     session.flush()

@@ -19,7 +19,7 @@ from tracker.auth.models import SITELESS_ROLES, User
 from tracker.auth.session import current_actor
 from tracker.db import get_session
 from tracker.errors import Conflict, DomainError, RuleViolation
-from tracker.extensions import limiter, password_check_rate_limit, per_user
+from tracker.extensions import password_check_limit
 from tracker.participants import queries, services, transitions
 from tracker.participants.forms import (
     AssessmentForm,
@@ -445,7 +445,7 @@ def assess(participant_id: int, code: str) -> ResponseReturnValue:
 
 @bp.route("/<int:participant_id>/review/signature", methods=["POST"])
 @requires(Permission.CHECKLIST_SIGN)
-@limiter.limit(password_check_rate_limit, key_func=per_user, methods=["POST"])
+@password_check_limit
 def sign(participant_id: int) -> ResponseReturnValue:
     participant = _participant(participant_id)
     form = SignatureForm(prefix="signature")

@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 from tracker.auth.models import User
 from tracker.auth.session import current_actor
 from tracker.db import get_session, stream_reading, write_unit
-from tracker.reports import compliance, exporters
+from tracker.reports import compliance
 from tracker.reports.compliance import ReportFilter, Summary
+from tracker.reports.writing import report_text, write_report_pdf
 
 
 def _export_name(fmt: str, header: compliance.ReportHeader) -> str:
@@ -34,36 +35,13 @@ def export_response(
     own (``stream_reading``); the PDF is laid out within the request."""
     disposition = {"Content-Disposition": f'attachment; filename="{_export_name(fmt, header)}"'}
     user_id = user.id  # the stream reads its user again, in its own session
-    if fmt == "csv":
+    if fmt in ("csv", "json"):
 
-        def csv_lines(session: Session) -> Iterator[str]:
-            reader = session.get_one(User, user_id)
-            return exporters.csv_report(
-                header, compliance.participant_results(session, reader, flt, header)
-            )
+        def text(session: Session) -> Iterator[str]:
+            return report_text(session, session.get_one(User, user_id), flt, header, fmt)
 
-        return Response(stream_reading(csv_lines), mimetype="text/csv", headers=disposition)
-    if fmt == "json":
-
-        def json_text(session: Session) -> Iterator[str]:
-            reader = session.get_one(User, user_id)
-            summary = Summary()
-            rows = compliance.participant_results(session, reader, flt, header, summary)
-            return exporters.json_report(
-                header, rows, summary, compliance.deviations(session, reader, flt)
-            )
-
-        return Response(stream_reading(json_text), mimetype="application/json", headers=disposition)
-    session = get_session()
-    summary = Summary()
-    rows = compliance.participant_results(session, user, flt, header, summary, keep_records=True)
+        mimetype = "text/csv" if fmt == "csv" else "application/json"
+        return Response(stream_reading(text), mimetype=mimetype, headers=disposition)
     pdf = io.BytesIO()
-    exporters.write_pdf_report(
-        header,
-        rows,
-        summary,
-        compliance.deviations(session, user, flt),
-        compliance.open_safety_items(session, user, flt),
-        pdf,
-    )
+    write_report_pdf(get_session(), user, flt, header, Summary(), pdf)
     return Response(pdf.getvalue(), mimetype="application/pdf", headers=disposition)

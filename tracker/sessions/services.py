@@ -69,7 +69,7 @@ MAX_TERM = 200
 
 
 def _require_open(participant: Participant, kind: RecordKind) -> None:
-    """A closed participant takes no new record but an adverse event (protocol core)."""
+    """A closed participant takes no new record (the rule is the protocol core's)."""
     refusal = closed_record_refusal(State(participant.state), kind, participant.study_id)
     if refusal is not None:
         raise RuleViolation(refusal, [refusal])
