@@ -50,7 +50,7 @@ from tracker.participants.models import Participant
 from tracker.participants.services import enrol_participant
 from tracker.participants.transitions import apply_transition
 from tracker.protocol import CLOSED_STATES, State
-from tracker.sessions import services as sessions
+from tracker.safety import services as safety_services
 from tracker.sites.models import Site
 from tracker.sites.services import create_site
 from tracker.study.services import current_protocol_version
@@ -137,7 +137,7 @@ def _extras(
     if State(participant.state) in CLOSED_STATES:
         return
     if side_effect:
-        sessions.record_side_effect(
+        safety_services.record_side_effect(
             session,
             team.as_therapist(),
             participant,
@@ -147,7 +147,7 @@ def _extras(
             resolved_at=clock.now() - timedelta(hours=1),
         )
     if adverse:
-        event = sessions.record_adverse_event(
+        event = safety_services.record_adverse_event(
             session,
             team.as_therapist(),
             participant,
@@ -158,7 +158,7 @@ def _extras(
             onset_at=clock.now() - timedelta(hours=8),
             description="Tension headache the evening after dosing; paracetamol given.",
         )
-        sessions.assess_adverse_event(
+        safety_services.assess_adverse_event(
             session,
             team.as_investigator,
             event,

@@ -110,21 +110,41 @@ def _init_extensions(app: Flask) -> None:
     init_login(app)
 
 
+def _register_feature_api_routes() -> None:
+    """Each feature owns its JSON routes (its ``api`` module adds them to the API blueprint);
+    importing the modules registers them before the blueprint is registered on the app."""
+    from tracker.dosing import api as dosing_api
+    from tracker.notes import api as notes_api
+    from tracker.participants import api as participants_api
+    from tracker.reports import api as reports_api
+    from tracker.safety import api as safety_api
+    from tracker.sessions import api as sessions_api
+
+    del dosing_api, notes_api, participants_api, reports_api, safety_api, sessions_api
+
+
 def _register_blueprints(app: Flask) -> None:
     from tracker.admin.views import bp as admin_bp
     from tracker.api import bp as api_bp
-    from tracker.audit.views import bp as audit_bp
     from tracker.auth.views import bp as auth_bp
+    from tracker.dosing.views import bp as dosing_bp
     from tracker.main.views import bp as main_bp
+    from tracker.notes.views import bp as notes_bp
     from tracker.participants.views import bp as participants_bp
+    from tracker.reports.audit_views import bp as audit_bp
     from tracker.reports.views import bp as reports_bp
+    from tracker.safety.views import bp as safety_bp
     from tracker.sessions.views import bp as sessions_bp
 
+    _register_feature_api_routes()
     for blueprint in (
         auth_bp,
         main_bp,
         participants_bp,
         sessions_bp,
+        dosing_bp,
+        safety_bp,
+        notes_bp,
         reports_bp,
         admin_bp,
         audit_bp,

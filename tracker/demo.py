@@ -34,7 +34,7 @@ from tracker.histories import (
 from tracker.participants.models import Participant
 from tracker.participants.services import assess_review_item, enrol_participant
 from tracker.participants.transitions import apply_transition
-from tracker.sessions import services as sessions
+from tracker.safety import services as safety_services
 from tracker.sites.services import create_site
 
 DEMO_SITES = (("S01", "Demo Site One"), ("S02", "Demo Site Two"))
@@ -202,7 +202,7 @@ def _withdrawal(session: Session, team: Team, rng: random.Random) -> Iterator[da
     )
     yield clock.now() + timedelta(days=6)
     simple_session(session, team, participant, "preparation")
-    sessions.record_side_effect(
+    safety_services.record_side_effect(
         session,
         team.as_therapist(),
         participant,

@@ -21,6 +21,8 @@ from tracker import clock
 from tracker.audit.services import Actor
 from tracker.auth.models import User
 from tracker.auth.services import actor_for
+from tracker.dosing import services as dosing_services
+from tracker.notes import services as notes_services
 from tracker.participants.models import Participant
 from tracker.participants.queries import consents_of
 from tracker.participants.services import (
@@ -33,7 +35,8 @@ from tracker.participants.services import (
 from tracker.participants.transitions import apply_transition
 from tracker.protocol import pregnancy_test_required
 from tracker.protocol.dosing import EFFECT_CODES
-from tracker.sessions import services as sessions
+from tracker.safety import services as safety_services
+from tracker.sessions import services as session_services
 from tracker.sessions.models import TherapySession
 from tracker.sites.models import Site
 from tracker.study.services import definition_of
@@ -138,7 +141,7 @@ def make_eligible(
         team.investigator_password,
         SIGNATURE_MEANING,
     )
-    sessions.record_suicidality_screen(
+    safety_services.record_suicidality_screen(
         session,
         team.as_coordinator,
         participant,
@@ -162,7 +165,7 @@ def simple_session(
     now = clock.now()
     start = now - timedelta(hours=hours, minutes=10)
     therapist = team.as_therapist()
-    row = sessions.schedule_session(
+    row = session_services.schedule_session(
         session,
         team.as_coordinator,
         participant,
@@ -170,7 +173,7 @@ def simple_session(
         scheduled_at=start,
         therapists=[t.username for t in team.therapists],
     )
-    sessions.update_session(
+    session_services.update_session(
         session,
         therapist,
         row,
@@ -179,7 +182,7 @@ def simple_session(
         status="completed",
     )
     if kind == "integration":
-        sessions.record_suicidality_screen(
+        safety_services.record_suicidality_screen(
             session,
             therapist,
             participant,
@@ -190,7 +193,7 @@ def simple_session(
             session_id=row.id,
         )
     if note:
-        sessions.add_note(session, therapist, participant, note, session_id=row.id)
+        notes_services.add_note(session, therapist, participant, note, session_id=row.id)
     return row
 
 
@@ -211,7 +214,7 @@ def dosing_session(
     now = clock.now()
     start = now - timedelta(hours=hours)
     therapist = team.as_therapist()
-    row = sessions.schedule_session(
+    row = session_services.schedule_session(
         session,
         team.as_coordinator,
         participant,
@@ -219,7 +222,7 @@ def dosing_session(
         scheduled_at=start,
         therapists=[t.username for t in team.therapists[:2]],
     )
-    sessions.update_session(session, therapist, row, started_at=start)
+    session_services.update_session(session, therapist, row, started_at=start)
     protocol = definition_of(participant.protocol_version)
     initial_at = start + timedelta(minutes=30)
     moment = start + timedelta(minutes=10)
@@ -238,7 +241,7 @@ def dosing_session(
     supplemental_done = not supplemental
     for when in reading_times:
         if not dosed and when > initial_at:
-            sessions.record_dose(
+            dosing_services.record_dose(
                 session,
                 therapist,
                 row,
@@ -248,7 +251,7 @@ def dosing_session(
             )
             dosed = True
         if not supplemental_done and when > supplemental_at:
-            sessions.record_dose(
+            dosing_services.record_dose(
                 session,
                 therapist,
                 row,
@@ -258,7 +261,7 @@ def dosing_session(
             )
             supplemental_done = True
         high = when == breach_at
-        reading = sessions.record_vital_signs(
+        reading = dosing_services.record_vital_signs(
             session,
             therapist,
             row,
@@ -269,7 +272,7 @@ def dosing_session(
             temperature_c=round(rng.uniform(36.4, 37.6), 1),
         )
         for alert in reading.alerts:
-            sessions.acknowledge_alert(
+            dosing_services.acknowledge_alert(
                 session,
                 team.as_therapist(1),
                 alert,
@@ -278,7 +281,7 @@ def dosing_session(
             )
     if finish:
         chosen = sorted(rng.sample(sorted(EFFECT_CODES), k=rng.randint(1, 4)))
-        sessions.record_effects(
+        dosing_services.record_effects(
             session,
             therapist,
             row,
@@ -286,7 +289,7 @@ def dosing_session(
             none_observed=False,
             note="Recorded with the participant at the end of the session.",
         )
-        sessions.record_suicidality_screen(
+        safety_services.record_suicidality_screen(
             session,
             therapist,
             participant,
@@ -296,7 +299,7 @@ def dosing_session(
             behaviour=False,
             session_id=row.id,
         )
-        sessions.update_session(
+        session_services.update_session(
             session, therapist, row, ended_at=end, status="completed", overnight_stay=True
         )
     return row
@@ -304,7 +307,7 @@ def dosing_session(
 
 def start_cycle(session: Session, team: Team, participant: Participant) -> None:
     if pregnancy_test_required(participant.sex, participant.childbearing_potential):
-        sessions.record_pregnancy_test(
+        safety_services.record_pregnancy_test(
             session,
             team.as_coordinator,
             participant,
@@ -379,7 +382,7 @@ def protocol_history(
         _move(session, team.as_therapist(), participant, "complete_dosing")
         if serious_event_in_cycle == cycle:
             yield clock.now() + timedelta(hours=30)
-            sessions.record_adverse_event(
+            safety_services.record_adverse_event(
                 session,
                 team.as_therapist(),
                 participant,
@@ -397,7 +400,7 @@ def protocol_history(
             yield clock.now() + gap
             row = simple_session(session, team, participant, "integration")
             if notes and number == 0:
-                note = sessions.add_note(
+                note = notes_services.add_note(
                     session,
                     team.as_therapist(),
                     participant,
@@ -405,7 +408,7 @@ def protocol_history(
                     session_id=row.id,
                 )
                 if cycle == 1:
-                    sessions.amend_note(
+                    notes_services.amend_note(
                         session,
                         team.as_therapist(),
                         note,

@@ -3,6 +3,13 @@
 from tracker.api.models import IdempotencyKey
 from tracker.audit.models import AuditEvent
 from tracker.auth.models import ApiToken, LoginSession, User
+from tracker.dosing.models import (
+    DoseAdministration,
+    SessionEffects,
+    VitalSignAlert,
+    VitalSignReading,
+)
+from tracker.notes.models import Note
 from tracker.participants.models import (
     ChecklistAnswer,
     ChecklistSignature,
@@ -13,18 +20,8 @@ from tracker.participants.models import (
     TherapistAssignment,
     TransitionEvent,
 )
-from tracker.sessions.models import (
-    AdverseEvent,
-    DoseAdministration,
-    Note,
-    PregnancyTest,
-    SessionEffects,
-    SideEffect,
-    SuicidalityScreen,
-    TherapySession,
-    VitalSignAlert,
-    VitalSignReading,
-)
+from tracker.safety.models import AdverseEvent, PregnancyTest, SideEffect, SuicidalityScreen
+from tracker.sessions.models import TherapySession
 from tracker.sites.models import Site
 from tracker.study.models import ProtocolVersion
 

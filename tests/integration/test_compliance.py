@@ -13,19 +13,19 @@ from sqlalchemy.orm import Session
 
 from tests.factories import without_pregnancy_tests
 from tracker import clock
+from tracker.dosing.models import (
+    DoseAdministration,
+    SessionEffects,
+    VitalSignAlert,
+    VitalSignReading,
+)
 from tracker.histories import dosing_session, protocol_history, run_histories
 from tracker.participants.models import ChecklistSignature, Participant, ProtocolDeviation
 from tracker.protocol.compliance import Outcome, StudyFacts, run_checks
 from tracker.reports.records import load_records
-from tracker.sessions import services
-from tracker.sessions.models import (
-    AdverseEvent,
-    DoseAdministration,
-    SessionEffects,
-    TherapySession,
-    VitalSignAlert,
-    VitalSignReading,
-)
+from tracker.safety import services as safety_services
+from tracker.safety.models import AdverseEvent
+from tracker.sessions.models import TherapySession
 from tracker.study.services import definition_of
 
 
@@ -233,10 +233,10 @@ def test_c10_and_c11_a_serious_event_not_assessed_or_reported(db_session: Sessio
     clock.travel(timedelta(hours=25))
     assert _results(db_session, participant)["C11"].outcome is Outcome.FAIL  # type: ignore[attr-defined]
     event = db_session.scalar(sa.select(AdverseEvent))
-    services.assess_adverse_event(
+    safety_services.assess_adverse_event(
         db_session, team.as_investigator, event, relatedness="possible", expected=True
     )
-    services.update_adverse_event(
+    safety_services.update_adverse_event(
         db_session, team.as_investigator, event, reported_at=event.aware_at + timedelta(hours=3)
     )
     results = _results(db_session, participant)

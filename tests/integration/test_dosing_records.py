@@ -12,12 +12,16 @@ from sqlalchemy.orm import Session
 
 from tests.factories import with_pregnancy_tests, without_pregnancy_tests
 from tracker import clock
+from tracker.dosing import services as dosing_services
 from tracker.errors import InvalidInput, PermissionDenied, RuleViolation
 from tracker.histories import protocol_history, run_histories, simple_session
+from tracker.notes import services as notes_services
+from tracker.notes.models import Note
 from tracker.participants.models import Participant, ProtocolDeviation
 from tracker.participants.transitions import apply_transition, options_for
-from tracker.sessions import services
-from tracker.sessions.models import Note, TherapySession
+from tracker.safety import services as safety_services
+from tracker.sessions import services as session_services
+from tracker.sessions.models import TherapySession
 
 
 def _participant(session: Session) -> Participant:
@@ -39,7 +43,7 @@ def dosing(db_session: Session, team):  # type: ignore[no-untyped-def]
         expected_version=participant.version,
     )
     start = clock.now() - timedelta(hours=2)
-    row = services.schedule_session(
+    row = session_services.schedule_session(
         db_session,
         team.as_coordinator,
         participant,
@@ -47,12 +51,12 @@ def dosing(db_session: Session, team):  # type: ignore[no-untyped-def]
         scheduled_at=start,
         therapists=[t.username for t in team.therapists],
     )
-    services.update_session(db_session, team.as_therapist(), row, started_at=start)
+    session_services.update_session(db_session, team.as_therapist(), row, started_at=start)
     return participant, row, start
 
 
 def _vitals(session, team, row, at, systolic=120, diastolic=80, heart_rate=72, temperature_c=36.8):  # type: ignore[no-untyped-def]
-    return services.record_vital_signs(
+    return dosing_services.record_vital_signs(
         session,
         team.as_therapist(),
         row,
@@ -65,7 +69,7 @@ def _vitals(session, team, row, at, systolic=120, diastolic=80, heart_rate=72, t
 
 
 def _dose(session, team, row, at, mg, kind="initial", **kw):  # type: ignore[no-untyped-def]
-    return services.record_dose(
+    return dosing_services.record_dose(
         session,
         kw.pop("who", team.as_therapist()),
         row,
@@ -183,13 +187,13 @@ def test_acknowledging_an_alert_needs_a_note(db_session: Session, team, dosing) 
     _, row, start = dosing
     (alert,) = _vitals(db_session, team, row, start + timedelta(minutes=5), heart_rate=121).alerts
     with pytest.raises(InvalidInput, match="note is required"):
-        services.acknowledge_alert(db_session, team.as_therapist(), alert, "  ")
-    services.acknowledge_alert(
+        dosing_services.acknowledge_alert(db_session, team.as_therapist(), alert, "  ")
+    dosing_services.acknowledge_alert(
         db_session, team.as_therapist(), alert, "Anxious; breathing exercise; HR 96 after."
     )
     assert alert.acknowledged_at is not None and alert.acknowledged_by_id == team.therapists[0].id
     with pytest.raises(InvalidInput, match="already acknowledged"):
-        services.acknowledge_alert(db_session, team.as_therapist(), alert, "again")
+        dosing_services.acknowledge_alert(db_session, team.as_therapist(), alert, "again")
 
 
 def test_complete_dosing_lists_every_missing_requirement_then_allows(
@@ -214,7 +218,7 @@ def test_complete_dosing_lists_every_missing_requirement_then_allows(
     while moment < start + timedelta(hours=9):
         _vitals(db_session, team, row, moment)
         moment += timedelta(minutes=50)
-    services.update_session(
+    session_services.update_session(
         db_session,
         team.as_therapist(),
         row,
@@ -226,7 +230,7 @@ def test_complete_dosing_lists_every_missing_requirement_then_allows(
     assert options["complete_dosing"].reasons and any(
         "alert" in r for r in options["complete_dosing"].reasons
     )
-    services.acknowledge_alert(db_session, team.as_therapist(), alert, "Rechecked: 142/88.")
+    dosing_services.acknowledge_alert(db_session, team.as_therapist(), alert, "Rechecked: 142/88.")
     apply_transition(
         db_session,
         team.as_therapist(),
@@ -240,7 +244,7 @@ def test_complete_dosing_lists_every_missing_requirement_then_allows(
 def test_sessions_of_the_wrong_kind_are_refused(db_session: Session, team, dosing) -> None:  # type: ignore[no-untyped-def]
     participant, _, _ = dosing
     with pytest.raises(RuleViolation, match="only dosing sessions"):
-        services.schedule_session(
+        session_services.schedule_session(
             db_session,
             team.as_coordinator,
             participant,
@@ -248,7 +252,7 @@ def test_sessions_of_the_wrong_kind_are_refused(db_session: Session, team, dosin
             scheduled_at=clock.now(),
         )
     with pytest.raises(RuleViolation, match="already has a dosing session"):
-        services.schedule_session(
+        session_services.schedule_session(
             db_session, team.as_coordinator, participant, kind="dosing", scheduled_at=clock.now()
         )
 
@@ -257,16 +261,16 @@ def test_session_times_are_checked(db_session: Session, team, dosing) -> None:  
     _, row, start = dosing
     _vitals(db_session, team, row, start + timedelta(minutes=30))
     with pytest.raises(InvalidInput) as error:
-        services.update_session(
+        session_services.update_session(
             db_session, team.as_therapist(), row, ended_at=start + timedelta(minutes=20)
         )
     assert "after that end time" in error.value.message
     with pytest.raises(InvalidInput, match="after started_at"):
-        services.update_session(
+        session_services.update_session(
             db_session, team.as_therapist(), row, ended_at=start - timedelta(minutes=1)
         )
     with pytest.raises(InvalidInput, match="future"):
-        services.update_session(
+        session_services.update_session(
             db_session, team.as_therapist(), row, ended_at=clock.now() + timedelta(hours=1)
         )
 
@@ -275,7 +279,7 @@ def test_a_serious_adverse_event_places_the_hold_and_blocks_dosing(
     db_session: Session, team, dosing
 ) -> None:  # type: ignore[no-untyped-def]
     participant, _, _ = dosing
-    event = services.record_adverse_event(
+    event = safety_services.record_adverse_event(
         db_session,
         team.as_therapist(),
         participant,
@@ -317,7 +321,7 @@ def test_a_serious_adverse_event_places_the_hold_and_blocks_dosing(
 def test_adverse_event_input_and_assessment(db_session: Session, team, dosing) -> None:  # type: ignore[no-untyped-def]
     participant, _, _ = dosing
     with pytest.raises(InvalidInput) as error:
-        services.record_adverse_event(
+        safety_services.record_adverse_event(
             db_session,
             team.as_therapist(),
             participant,
@@ -328,7 +332,7 @@ def test_adverse_event_input_and_assessment(db_session: Session, team, dosing) -
             onset_at=clock.now() + timedelta(days=1),
         )
     assert len(error.value.details) >= 4
-    event = services.record_adverse_event(
+    event = safety_services.record_adverse_event(
         db_session,
         team.as_therapist(),
         participant,
@@ -339,10 +343,10 @@ def test_adverse_event_input_and_assessment(db_session: Session, team, dosing) -
     )
     assert participant.state == "dosing" and event.report_due_at is None
     with pytest.raises(PermissionDenied, match="therapist role may not"):
-        services.assess_adverse_event(
+        safety_services.assess_adverse_event(
             db_session, team.as_therapist(), event, relatedness="possible", expected=True
         )
-    services.assess_adverse_event(
+    safety_services.assess_adverse_event(
         db_session, team.as_investigator, event, relatedness="probable", expected=True
     )
     assert (event.relatedness, event.expected, event.assessed_by_id) == (
@@ -365,7 +369,7 @@ def test_adverse_event_input_and_assessment(db_session: Session, team, dosing) -
 def test_suicidality_screen(db_session: Session, team, dosing, answers, positive) -> None:  # type: ignore[no-untyped-def]
     participant, row, _ = dosing
     values = {"ideation": False, "intent": False, "plan": False, "behaviour": False, **answers}
-    screen = services.record_suicidality_screen(
+    screen = safety_services.record_suicidality_screen(
         db_session, team.as_therapist(), participant, session_id=row.id, **values
     )
     assert screen.positive is positive
@@ -374,17 +378,17 @@ def test_suicidality_screen(db_session: Session, team, dosing, answers, positive
 
 def test_notes_are_append_only_versions(db_session: Session, team, dosing) -> None:  # type: ignore[no-untyped-def]
     participant, row, _ = dosing
-    note = services.add_note(
+    note = notes_services.add_note(
         db_session, team.as_therapist(), participant, "<b>calm</b> & settled", session_id=row.id
     )
     with pytest.raises(InvalidInput, match="reason"):
-        services.amend_note(db_session, team.as_therapist(), note, "calm, settled", "")
-    second = services.amend_note(
+        notes_services.amend_note(db_session, team.as_therapist(), note, "calm, settled", "")
+    second = notes_services.amend_note(
         db_session, team.as_therapist(), note, "calm, settled, slept", "added sleep"
     )
     with pytest.raises(InvalidInput, match="latest version"):
-        services.amend_note(db_session, team.as_therapist(), note, "other", "stale")
-    history = services.note_history(db_session, second)
+        notes_services.amend_note(db_session, team.as_therapist(), note, "other", "stale")
+    history = notes_services.note_history(db_session, second)
     assert [(n.version, n.text) for n in history] == [
         (1, "<b>calm</b> & settled"),
         (2, "calm, settled, slept"),
@@ -403,15 +407,15 @@ def test_notes_are_append_only_versions(db_session: Session, team, dosing) -> No
 def test_effects_checklist(db_session: Session, team, dosing) -> None:  # type: ignore[no-untyped-def]
     _, row, _ = dosing
     with pytest.raises(InvalidInput) as error:
-        services.record_effects(
+        dosing_services.record_effects(
             db_session, team.as_therapist(), row, effects=[], none_observed=False
         )
     assert "none were observed" in error.value.message
     with pytest.raises(InvalidInput, match="cannot be attested together"):
-        services.record_effects(
+        dosing_services.record_effects(
             db_session, team.as_therapist(), row, effects=["euphoria"], none_observed=True
         )
-    record = services.record_effects(
+    record = dosing_services.record_effects(
         db_session, team.as_therapist(), row, effects=["euphoria", "craving"], none_observed=False
     )
     assert record.effects == ["craving", "euphoria"]
@@ -431,7 +435,7 @@ def test_start_dosing_guards_interval_pregnancy_and_override(db_session: Session
         )
     details = " ".join(error.value.details)
     assert "pregnancy" in details.lower() and "days" in details
-    services.record_pregnancy_test(
+    safety_services.record_pregnancy_test(
         db_session,
         team.as_coordinator,
         participant,

@@ -24,7 +24,7 @@ from tracker.participants.models import Participant, TransitionEvent
 from tracker.participants.services import record_checklist_answers, record_consent, sign_checklist
 from tracker.participants.transitions import apply_transition, participant_facts
 from tracker.protocol import TRANSITIONS, Role, State, WithdrawalCategory, decide
-from tracker.sessions import services as sessions
+from tracker.sessions import services as session_services
 from tracker.study.services import definition_of
 
 ROLES = ["coordinator", "therapist", "investigator"]
@@ -76,14 +76,14 @@ def test_stored_state_always_equals_the_core_decision(db_session: Session) -> No
                 return
             clock.travel(timedelta(days=3))
             start = clock.now() - timedelta(hours=2)
-            row = sessions.schedule_session(
+            row = session_services.schedule_session(
                 db_session,
                 actor(users["coordinator"]),
                 self.participant,
                 kind=kind,
                 scheduled_at=start,
             )
-            sessions.update_session(
+            session_services.update_session(
                 db_session,
                 actor(users["therapist"]),
                 row,

@@ -23,8 +23,8 @@ from tests.support.databases import scratch_database
 from tests.support.throwaway_postgres import throwaway_cluster
 from tracker.audit.models import AuditEvent
 from tracker.audit.services import AUDIT_APPEND_LOCK_KEY, verify
+from tracker.notes.models import Note
 from tracker.participants.models import Participant, TransitionEvent
-from tracker.sessions.models import Note
 
 OUTAGE_ANSWER_SECONDS = 8.0  # a request during the outage must be answered within this
 

@@ -16,7 +16,7 @@ from tests.reliability.seed import open_database, seed_small_study
 from tests.reliability.servers import ApiClient, gunicorn
 from tests.support.databases import BACKENDS, scratch_database
 from tracker.audit.services import verify
-from tracker.sessions.models import AdverseEvent
+from tracker.safety.models import AdverseEvent
 
 CLIENTS = 8
 EVENT = {

@@ -31,9 +31,9 @@ from tracker import migrate
 from tracker.audit.models import AuditEvent
 from tracker.auth.models import User
 from tracker.auth.services import create_api_token
+from tracker.notes.models import Note
 from tracker.participants.models import Participant
 from tracker.protocol import CLOSED_STATES
-from tracker.sessions.models import Note
 
 REPEATS = 50
 WRITE_WITHIN_SECONDS = 1.0

@@ -22,8 +22,9 @@ from tests.reliability.servers import ApiClient, gunicorn
 from tests.support.databases import scratch_database
 from tracker.audit.models import AuditEvent
 from tracker.audit.services import verify
+from tracker.dosing.models import VitalSignReading
+from tracker.notes.models import Note
 from tracker.participants.models import Participant, TransitionEvent
-from tracker.sessions.models import Note, VitalSignReading
 
 CLIENTS = 8
 RACE_SECONDS = 15.0

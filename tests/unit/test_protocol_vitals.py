@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from tracker.api.schemas import VitalsIn
+from tracker.dosing.forms import VitalSignsForm
+from tracker.dosing.models import VitalSignReading
 from tracker.protocol import PLAUSIBLE_RANGES, plausible_check, reading_problems
-from tracker.sessions.forms import VitalSignsForm
-from tracker.sessions.models import VitalSignReading
 
 
 def test_the_api_schema_states_the_plausible_ranges() -> None:

@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from tracker.reports.spreadsheet import csv_lines, neutralise_cell
+from tracker.spreadsheet import csv_lines, neutralise_cell
 
 
 @pytest.mark.parametrize(

@@ -22,9 +22,12 @@ from tracker import clock
 from tracker.audit.models import AuditEvent
 from tracker.audit.services import verify
 from tracker.histories import Team, protocol_history, run_histories
+from tracker.notes import services as notes_services
+from tracker.notes.models import Note
 from tracker.participants.models import Participant
-from tracker.sessions import services
-from tracker.sessions.models import AdverseEvent, Note, TherapySession
+from tracker.safety import services as safety_services
+from tracker.safety.models import AdverseEvent
+from tracker.sessions.models import TherapySession
 
 ROW = re.compile(r'<tr id="event-(\d+)">')
 OLDER = re.compile(r'<a href="([^"]+)">Older events')
@@ -50,7 +53,7 @@ def _study(db_session: Session, team: Team) -> Study:
         ]
     )
     first, second = db_session.scalars(sa.select(Participant).order_by(Participant.id)).all()
-    event = services.record_adverse_event(
+    event = safety_services.record_adverse_event(
         db_session,
         team.as_therapist(),
         first,
@@ -59,11 +62,13 @@ def _study(db_session: Session, team: Team) -> Study:
         serious=False,
         onset_at=clock.now() - timedelta(hours=2),
     )
-    services.assess_adverse_event(
+    safety_services.assess_adverse_event(
         db_session, team.as_investigator, event, relatedness="possible", expected=True
     )
-    note = services.add_note(db_session, team.as_therapist(), first, "Preparation: intentions.")
-    services.amend_note(db_session, team.as_therapist(), note, AMENDED, AMEND_REASON)
+    note = notes_services.add_note(
+        db_session, team.as_therapist(), first, "Preparation: intentions."
+    )
+    notes_services.amend_note(db_session, team.as_therapist(), note, AMENDED, AMEND_REASON)
     db_session.commit()
     return Study(first, second)
 

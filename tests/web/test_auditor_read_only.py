@@ -32,9 +32,12 @@ from tests.conftest import csrf_token
 from tests.factories import FACTORY_ACTOR, PASSWORD, make_user
 from tracker import clock
 from tracker.auth.services import create_api_token
+from tracker.dosing.models import VitalSignAlert
 from tracker.histories import Team, protocol_history, run_histories
+from tracker.notes.models import Note
 from tracker.participants.models import Participant
-from tracker.sessions.models import AdverseEvent, Note, TherapySession, VitalSignAlert
+from tracker.safety.models import AdverseEvent
+from tracker.sessions.models import TherapySession
 
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 # Tables a read may add to: the trail (a login, an export) and the browser sessions.
@@ -439,7 +442,7 @@ def test_the_walk_catches_writes_that_get_through(
     result = walk(app, db_session, study, _browser_sender(app, client, study), _forbidden)
 
     let_through = [p for p in result.problems if "let through" in p]
-    assert any("(sessions.participant_note)" in p for p in let_through), let_through
+    assert any("(notes.participant_note)" in p for p in let_through), let_through
     assert any("(api.participant_note)" in p for p in let_through), let_through
     assert {"notes", "participants"} <= result.changed, result.changed
 

@@ -17,8 +17,8 @@ from tracker.auth.services import actor_for, create_api_token
 from tracker.histories import protocol_history, run_histories
 from tracker.participants.models import Participant
 from tracker.participants.transitions import apply_transition
+from tracker.safety.services import record_adverse_event
 from tracker.sessions.models import TherapySession
-from tracker.sessions.services import record_adverse_event
 
 RECORDS = {
     "note": ("/participants/{pid}/notes", {"text": "Called the participant."}),

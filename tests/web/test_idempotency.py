@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from tests.factories import FACTORY_ACTOR, make_participant, make_user
 from tracker.auth.services import create_api_token
-from tracker.sessions.models import AdverseEvent
+from tracker.safety.models import AdverseEvent
 
 EVENT = {"term": "Headache", "onset_at": "2026-11-30T10:00:00+00:00", "grade": 1, "serious": False}
 

@@ -11,9 +11,9 @@ from tests.factories import make_user
 from tracker.auth.models import User
 from tracker.auth.services import actor_for
 from tracker.participants.services import enrol_participant
+from tracker.safety.services import record_adverse_event
 from tracker.security import PUBLIC, ROLE_PERMISSIONS, Permission, permission_of
 from tracker.sessions.models import TherapySession
-from tracker.sessions.services import record_adverse_event
 
 # Flask's own static files are the one endpoint the app does not define.
 FRAMEWORK_ENDPOINTS = {"static"}

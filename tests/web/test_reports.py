@@ -161,11 +161,11 @@ def test_csv_cells_are_neutralised(
 
     from tracker import clock
     from tracker.participants.models import Participant
-    from tracker.sessions import services
+    from tracker.safety import services as safety_services
 
     run_histories([protocol_history(db_session, team, random.Random(22), "preparation")])
     participant = db_session.scalar(sa.select(Participant))
-    services.record_adverse_event(
+    safety_services.record_adverse_event(
         db_session,
         team.as_therapist(),
         participant,

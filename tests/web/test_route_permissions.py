@@ -19,11 +19,14 @@ from sqlalchemy.orm import Session
 from tests.conftest import login, make_test_app
 from tests.factories import FACTORY_ACTOR, make_user
 from tracker.auth.services import create_api_token
+from tracker.dosing.models import VitalSignAlert
 from tracker.histories import protocol_history, run_histories
+from tracker.notes.models import Note
 from tracker.participants.models import Participant
+from tracker.safety.models import AdverseEvent
+from tracker.safety.services import record_adverse_event
 from tracker.security import PUBLIC, permission_of, role_has
-from tracker.sessions.models import AdverseEvent, Note, TherapySession, VitalSignAlert
-from tracker.sessions.services import record_adverse_event
+from tracker.sessions.models import TherapySession
 
 ROLES = ("coordinator", "therapist", "investigator", "auditor", "admin")
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}

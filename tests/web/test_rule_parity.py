@@ -14,10 +14,11 @@ from tests.conftest import csrf_token, login
 from tests.factories import FACTORY_ACTOR, make_site, make_user
 from tracker import clock
 from tracker.auth.services import actor_for, create_api_token
+from tracker.dosing.models import DoseAdministration
 from tracker.errors import PermissionDenied
 from tracker.histories import protocol_history, run_histories
 from tracker.participants.services import enrol_participant
-from tracker.sessions.models import DoseAdministration, TherapySession
+from tracker.sessions.models import TherapySession
 
 ONLY_INVESTIGATORS = "Only an investigator can document why a supplemental dose is safe"
 

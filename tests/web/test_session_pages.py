@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import csrf_token, login
 from tracker import clock
+from tracker.dosing.models import VitalSignAlert
 from tracker.histories import (
     Team,
     dosing_session,
@@ -23,9 +24,11 @@ from tracker.histories import (
     run_histories,
     start_cycle,
 )
+from tracker.notes.models import Note
 from tracker.participants.models import Participant
 from tracker.participants.transitions import apply_transition
-from tracker.sessions.models import AdverseEvent, Note, TherapySession, VitalSignAlert
+from tracker.safety.models import AdverseEvent
+from tracker.sessions.models import TherapySession
 
 # --- helpers ----------------------------------------------------------------------------------
 

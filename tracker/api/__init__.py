@@ -31,4 +31,4 @@ def _keep_idempotent_answer(response: Response) -> Response:
     return idempotency.finish(response)
 
 
-from tracker.api import participants, sessions, views  # noqa: E402,F401  (routes register on bp)
+from tracker.api import views  # noqa: E402,F401  (routes register on bp)

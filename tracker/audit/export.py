@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from tracker.audit.models import AuditEvent
-from tracker.reports.spreadsheet import FORMULA_TRIGGERS, csv_lines
+from tracker.spreadsheet import FORMULA_TRIGGERS, csv_lines
 
 AUDIT_CSV_HEADER = (
     "seq",
@@ -72,7 +72,7 @@ JSON_COLUMNS = ("old_values", "new_values")
 
 
 def _neutralised(expression: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-    """tracker.reports.spreadsheet.neutralise_cell in SQL; an empty text is written like a
+    """tracker.spreadsheet.neutralise_cell in SQL; an empty text is written like a
     missing one (COPY would quote it, the csv module does not)."""
     return sa.func.nullif(
         sa.case(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -18,14 +20,20 @@ class AuditFilter:
     entity_type: str | None = None
     entity_id: str | None = None
     participant: str | None = None
+    # The participant's records by entity type (see participant_clause).
+    participant_records: Mapping[str, sa.Select[Any]] = field(default_factory=dict)
     since: datetime | None = None
     until: datetime | None = None
+
+    def described(self) -> dict[str, object]:
+        """The filter as the audit trail records it (the values given, not the selects)."""
+        return {k: v for k, v in vars(self).items() if v and k != "participant_records"}
 
     def clauses(self) -> list[sa.ColumnElement[bool]]:
         table = AuditEvent.__table__.c
         clauses = []
         if self.participant:
-            clauses.append(participant_clause(self.participant))
+            clauses.append(participant_clause(self.participant, self.participant_records))
         if self.actor:
             clauses.append(table.actor == self.actor.strip().lower())
         if self.action:
@@ -41,38 +49,29 @@ class AuditFilter:
         return clauses
 
 
-def participant_clause(study_id: str) -> sa.ColumnElement[bool]:
+def participant_clause(
+    study_id: str, owned: Mapping[str, sa.Select[Any]]
+) -> sa.ColumnElement[bool]:
     """The events about one participant (by study id): those whose entity is the participant;
-    those that name it in their values (``"participant": "<study id>"``, as the session
-    services record); and those whose entity is one of its sessions, adverse events or notes
-    (a session update, an alert acknowledged, an assessment, a note corrected).
+    those that name it in their values (``"participant": "<study id>"``, as the record
+    services write); and those whose entity is one of its records: ``owned`` maps an entity
+    type to the select of the participant's record ids of that type (a session update, an
+    alert acknowledged, an assessment, a note corrected). The features above the audit trail
+    know their records; the caller hands them in.
 
     The values are read with the database's JSON operators (``->>`` on PostgreSQL,
     ``JSON_EXTRACT`` on SQLite) and compared for equality: no pattern, nothing to escape.
     """
-    # Imported here: the audit trail is below every other package.
-    from tracker.participants.models import Participant
-    from tracker.sessions.models import AdverseEvent, Note, TherapySession
-
     table = AuditEvent.__table__.c
     study_id = study_id.strip().upper()
-    participant_id = (
-        sa.select(Participant.id).where(Participant.study_id == study_id).scalar_subquery()
-    )
-
-    def owned(entity_type: str, model: type) -> sa.ColumnElement[bool]:
-        ids = sa.select(sa.cast(model.id, sa.String)).where(  # type: ignore[attr-defined]
-            model.participant_id == participant_id  # type: ignore[attr-defined]
-        )
-        return sa.and_(table.entity_type == entity_type, table.entity_id.in_(ids))
-
     return sa.or_(
         sa.and_(table.entity_type == "participant", table.entity_id == study_id),
         table.new_values["participant"].as_string() == study_id,
         table.old_values["participant"].as_string() == study_id,
-        owned("session", TherapySession),
-        owned("adverse_event", AdverseEvent),
-        owned("note", Note),
+        *(
+            sa.and_(table.entity_type == entity_type, table.entity_id.in_(ids))
+            for entity_type, ids in owned.items()
+        ),
     )
 
 

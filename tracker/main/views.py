@@ -8,7 +8,7 @@ from tracker.db import get_session
 from tracker.participants.presenters import phase_counts, worklist
 from tracker.participants.queries import counts_by_state
 from tracker.security import Permission, can, requires
-from tracker.sessions.pages import dashboard_work
+from tracker.sessions.presenters import dashboard_work
 
 bp = Blueprint("main", __name__)
 

@@ -262,3 +262,11 @@ def transitions_with_deviations(
         if deviation is not None:
             deviations.setdefault(event.id, []).append(deviation)
     return list(events.values()), deviations
+
+
+def users_by_id(session: Session, ids: set[int | None]) -> dict[int, User]:
+    """The people named on a page's records, in one query."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return {u.id: u for u in session.scalars(sa.select(User).where(User.id.in_(wanted)))}

@@ -4,7 +4,6 @@ the transition event, deviations and the audit event, in the caller's one transa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -13,6 +12,7 @@ from tracker.audit.services import Actor, record_event
 from tracker.db import utcnow
 from tracker.errors import Conflict, InvalidInput, RuleViolation
 from tracker.participants import queries
+from tracker.participants.facts import SessionRecords, session_facts
 from tracker.participants.models import Participant, ProtocolDeviation, TransitionEvent
 from tracker.participants.services import ChecklistState, checklist_state
 from tracker.protocol import (
@@ -28,9 +28,6 @@ from tracker.protocol import (
 from tracker.protocol.transitions import Decision, TransitionOption
 from tracker.study.services import definition_of
 
-if TYPE_CHECKING:
-    from tracker.sessions.facts import SessionRecords
-
 MAX_REASON = 2000
 
 
@@ -44,8 +41,6 @@ def participant_facts(
 ) -> ParticipantFacts:
     """The snapshot the guards decide on. A page that has already read the checklist, the
     consents or the session records hands them in; anything missing is read here."""
-    from tracker.sessions.facts import session_facts
-
     if checklist is None:
         checklist = checklist_state(session, participant)
     if consent_recorded is None:

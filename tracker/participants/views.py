@@ -21,6 +21,7 @@ from tracker.db import get_session
 from tracker.errors import Conflict, DomainError, RuleViolation
 from tracker.extensions import password_check_limit
 from tracker.participants import queries, services, transitions
+from tracker.participants.facts import SessionRecords
 from tracker.participants.forms import (
     AssessmentForm,
     ChildbearingForm,
@@ -37,8 +38,7 @@ from tracker.participants.models import Participant
 from tracker.participants.presenters import phase_label, state_label
 from tracker.protocol import TRANSITIONS, ItemKind, State, childbearing_potential_applies
 from tracker.security import Permission, can, requires
-from tracker.sessions.facts import SessionRecords
-from tracker.sessions.pages import participant_sections, therapist_choices
+from tracker.sessions.presenters import participant_sections, therapist_choices
 from tracker.sites import services as sites
 
 bp = Blueprint("participants", __name__, url_prefix="/participants")
@@ -177,7 +177,7 @@ def render_participant(
     sections: dict[str, Any] | None = None,
 ) -> ResponseReturnValue:
     """The participant page; ``sections`` carries the session and safety sections with a
-    submitted form that failed (``tracker.sessions.pages.participant_sections``)."""
+    submitted form that failed (``tracker.sessions.presenters.participant_sections``)."""
     session = get_session()
     user = _user()
     if sections is None:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from tracker.audit.services import Actor, record_event, verify
 from tracker.auth.models import User
 from tracker.db import utcnow
+from tracker.dosing.models import VitalSignAlert
 from tracker.participants.models import Participant, ProtocolDeviation
 from tracker.participants.queries import visible_to
 from tracker.protocol import ProtocolDefinition, State
@@ -26,7 +27,8 @@ from tracker.protocol.compliance import (
     run_checks,
 )
 from tracker.reports.records import batches, load_records
-from tracker.sessions.models import AdverseEvent, TherapySession, VitalSignAlert
+from tracker.safety.models import AdverseEvent
+from tracker.sessions.models import TherapySession
 from tracker.sites.models import Site
 from tracker.study.services import current_protocol_version, definition_of
 

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 from flask import render_template
 from markupsafe import Markup
 
+from tracker.dosing.chart import ChartDose, ChartReading, render_vitals_chart
 from tracker.protocol.compliance import CHECKS_BY_ID, ParticipantRecord
 from tracker.protocol.definition import ProtocolDefinition
 from tracker.protocol.dosing import Reading, breaches
@@ -24,8 +25,7 @@ from tracker.reports.compliance import (
     check_catalogue,
 )
 from tracker.reports.pdf_join import Bookmark, join_pdfs
-from tracker.reports.spreadsheet import csv_lines
-from tracker.sessions.chart import ChartDose, ChartReading, render_vitals_chart
+from tracker.spreadsheet import csv_lines
 
 CSV_HEADER = (
     "study_id",

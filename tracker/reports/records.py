@@ -15,6 +15,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from tracker.auth.models import User
+from tracker.dosing.models import (
+    DoseAdministration,
+    SessionEffects,
+    VitalSignAlert,
+    VitalSignReading,
+)
 from tracker.participants.models import (
     ChecklistAnswer,
     ChecklistSignature,
@@ -32,16 +38,8 @@ from tracker.protocol.compliance import (
     ReadingRecord,
     SessionRecord,
 )
-from tracker.sessions.models import (
-    AdverseEvent,
-    DoseAdministration,
-    SessionEffects,
-    SuicidalityScreen,
-    TherapySession,
-    VitalSignAlert,
-    VitalSignReading,
-    session_therapists,
-)
+from tracker.safety.models import AdverseEvent, SuicidalityScreen
+from tracker.sessions.models import TherapySession, session_therapists
 
 BATCH = 200
 

@@ -1,8 +1,8 @@
-"""Reading sessions and clinical records, in a fixed number of queries per page."""
+"""Reading therapy sessions, in a fixed number of queries per page."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -12,18 +12,7 @@ from tracker.auth.models import User
 from tracker.db import utcnow
 from tracker.participants.models import Participant
 from tracker.participants.queries import visibility, visible_to, without_protocol_text
-from tracker.sessions.models import (
-    AdverseEvent,
-    DoseAdministration,
-    Note,
-    PregnancyTest,
-    SessionEffects,
-    SideEffect,
-    SuicidalityScreen,
-    TherapySession,
-    VitalSignAlert,
-    VitalSignReading,
-)
+from tracker.sessions.models import RecordedInSession, TherapySession
 
 
 def sessions_of(session: Session, participant_id: int) -> list[TherapySession]:
@@ -35,84 +24,6 @@ def sessions_of(session: Session, participant_id: int) -> list[TherapySession]:
             .where(TherapySession.participant_id == participant_id)
             .order_by(TherapySession.scheduled_at, TherapySession.id)
         ).unique()
-    )
-
-
-@dataclass(frozen=True)
-class DosingRecord:
-    """What a dosing session recorded; ``effects`` is read by the session page only."""
-
-    doses: list[DoseAdministration]
-    readings: list[VitalSignReading]
-    effects: SessionEffects | None = None
-
-    @property
-    def open_alerts(self) -> list[VitalSignAlert]:
-        return [a for r in self.readings for a in r.alerts if a.acknowledged_at is None]
-
-
-def dosing_record(session: Session, row: TherapySession) -> DosingRecord:
-    return replace(dosing_records_of(session, [row.id])[row.id], effects=row.effects)
-
-
-def dosing_records_of(session: Session, session_ids: list[int]) -> dict[int, DosingRecord]:
-    """The doses and the readings (with their alerts) of several dosing sessions, in two
-    queries whatever their number."""
-    records = {i: DosingRecord(doses=[], readings=[]) for i in session_ids}
-    if not session_ids:
-        return records
-    for dose in session.scalars(
-        sa.select(DoseAdministration)
-        .where(DoseAdministration.session_id.in_(session_ids))
-        .order_by(DoseAdministration.administered_at, DoseAdministration.id)
-    ):
-        records[dose.session_id].doses.append(dose)
-    for reading in session.scalars(
-        sa.select(VitalSignReading)
-        .options(joinedload(VitalSignReading.alerts))
-        .where(VitalSignReading.session_id.in_(session_ids))
-        .order_by(VitalSignReading.measured_at, VitalSignReading.id)
-    ).unique():
-        records[reading.session_id].readings.append(reading)
-    return records
-
-
-def notes_of(session: Session, participant_id: int) -> list[Note]:
-    """Every version of every note, oldest first; a page groups them by root."""
-    return list(
-        session.scalars(
-            sa.select(Note).where(Note.participant_id == participant_id).order_by(Note.id)
-        )
-    )
-
-
-def adverse_events_of(session: Session, participant_id: int) -> list[AdverseEvent]:
-    return list(
-        session.scalars(
-            sa.select(AdverseEvent)
-            .where(AdverseEvent.participant_id == participant_id)
-            .order_by(AdverseEvent.onset_at)
-        )
-    )
-
-
-def side_effects_of(session: Session, participant_id: int) -> list[SideEffect]:
-    return list(
-        session.scalars(
-            sa.select(SideEffect)
-            .where(SideEffect.participant_id == participant_id)
-            .order_by(SideEffect.onset_at)
-        )
-    )
-
-
-def screens_of(session: Session, participant_id: int) -> list[SuicidalityScreen]:
-    return list(
-        session.scalars(
-            sa.select(SuicidalityScreen)
-            .where(SuicidalityScreen.participant_id == participant_id)
-            .order_by(SuicidalityScreen.screened_at)
-        )
     )
 
 
@@ -146,44 +57,6 @@ def sessions_today(
         .limit(limit)
     )
     return [(s, p) for s, p in rows]
-
-
-def open_alerts(
-    session: Session, user: User, limit: int = 50
-) -> list[tuple[VitalSignAlert, Participant]]:
-    rows = session.execute(
-        sa.select(VitalSignAlert, Participant)
-        .options(without_protocol_text())
-        .join(TherapySession, TherapySession.id == VitalSignAlert.session_id)
-        .join(Participant, Participant.id == TherapySession.participant_id)
-        .where(*visibility(user), VitalSignAlert.acknowledged_at.is_(None))
-        .order_by(VitalSignAlert.raised_at)
-        .limit(limit)
-    )
-    return [(a, p) for a, p in rows]
-
-
-def open_adverse_events(
-    session: Session, user: User, limit: int = 50
-) -> list[tuple[AdverseEvent, Participant]]:
-    """Serious events not yet reported, and events not yet assessed by an investigator."""
-    rows = session.execute(
-        sa.select(AdverseEvent, Participant)
-        .options(without_protocol_text())
-        .join(Participant, Participant.id == AdverseEvent.participant_id)
-        .where(
-            *visibility(user),
-            sa.or_(
-                sa.and_(AdverseEvent.serious.is_(True), AdverseEvent.reported_at.is_(None)),
-                AdverseEvent.relatedness.is_(None),
-            ),
-        )
-        .order_by(
-            AdverseEvent.report_due_at.is_(None), AdverseEvent.report_due_at, AdverseEvent.onset_at
-        )
-        .limit(limit)
-    )
-    return [(e, p) for e, p in rows]
 
 
 def integration_due(
@@ -232,24 +105,6 @@ def integration_due(
 # --- small reads for the pages ----------------------------------------------------------------
 
 
-def pregnancy_tests_of(session: Session, participant_id: int) -> list[PregnancyTest]:
-    return list(
-        session.scalars(
-            sa.select(PregnancyTest)
-            .where(PregnancyTest.participant_id == participant_id)
-            .order_by(PregnancyTest.tested_at)
-        )
-    )
-
-
-def users_by_id(session: Session, ids: set[int | None]) -> dict[int, User]:
-    """The people named on a page's records, in one query."""
-    wanted = {i for i in ids if i is not None}
-    if not wanted:
-        return {}
-    return {u.id: u for u in session.scalars(sa.select(User).where(User.id.in_(wanted)))}
-
-
 def active_participants(session: Session, user: User, limit: int = 50) -> list[Participant]:
     """The participants the user can see that are not closed (a therapist's: assigned ones)."""
     return list(
@@ -261,3 +116,20 @@ def active_participants(session: Session, user: User, limit: int = 50) -> list[P
             .limit(limit)
         )
     )
+
+
+def recorded_span(session: Session, session_id: int) -> tuple[datetime | None, datetime | None]:
+    """The first and the last moment recorded in the session, over every record kind that
+    is recorded in sessions (``RecordedInSession``): one aggregate query per kind."""
+    earliest: list[datetime] = []
+    latest: list[datetime] = []
+    for model in RecordedInSession.__subclasses__():
+        moment = getattr(model, model.session_moment)
+        first, last = session.execute(
+            sa.select(sa.func.min(moment), sa.func.max(moment)).where(
+                model.session_id == session_id  # type: ignore[attr-defined]
+            )
+        ).one()
+        earliest += [first] if first is not None else []
+        latest += [last] if last is not None else []
+    return min(earliest, default=None), max(latest, default=None)

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Blueprint, Response, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
@@ -15,7 +16,11 @@ from tracker.audit.services import checkpoint_store, record_event, verify
 from tracker.auth.session import current_actor
 from tracker.db import get_session, stream_reading, utcnow, write_unit
 from tracker.errors import InvalidInput
+from tracker.notes.models import Note
+from tracker.participants.models import Participant
+from tracker.safety.models import AdverseEvent
 from tracker.security import Permission, requires
+from tracker.sessions.models import TherapySession
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 PAGE_SIZE = 50
@@ -38,13 +43,34 @@ def _date_arg(name: str, *, end_of_day: bool = False) -> datetime | None:
     return moment
 
 
+def participant_records(study_id: str) -> dict[str, sa.Select[Any]]:
+    """The ids of one participant's sessions, adverse events and notes, by the entity type
+    their audit events carry."""
+    participant_id = (
+        sa.select(Participant.id)
+        .where(Participant.study_id == study_id.strip().upper())
+        .scalar_subquery()
+    )
+    return {
+        "session": sa.select(sa.cast(TherapySession.id, sa.String)).where(
+            TherapySession.participant_id == participant_id
+        ),
+        "adverse_event": sa.select(sa.cast(AdverseEvent.id, sa.String)).where(
+            AdverseEvent.participant_id == participant_id
+        ),
+        "note": sa.select(sa.cast(Note.id, sa.String)).where(Note.participant_id == participant_id),
+    }
+
+
 def _filter_from_args() -> queries.AuditFilter:
+    participant = request.args.get("participant") or None
     return queries.AuditFilter(
         actor=request.args.get("actor") or None,
         action=request.args.get("action") or None,
         entity_type=request.args.get("entity_type") or None,
         entity_id=request.args.get("entity_id") or None,
-        participant=request.args.get("participant") or None,
+        participant=participant,
+        participant_records=participant_records(participant) if participant else {},
         since=_date_arg("since"),
         until=_date_arg("until", end_of_day=True),
     )
@@ -103,7 +129,7 @@ def export_csv() -> ResponseReturnValue:
             "audit.export",
             "audit_trail",
             None,
-            new={"format": "csv", "filter": {k: v for k, v in vars(audit_filter).items() if v}},
+            new={"format": "csv", "filter": audit_filter.described()},
         )
     clauses = audit_filter.clauses()
     lines = stream_reading(lambda session: iter(AuditCsv(session, clauses)))

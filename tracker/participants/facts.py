@@ -1,5 +1,5 @@
-"""The session-dependent facts the transition guards decide on, read in a fixed number of
-queries whatever the participant's history."""
+"""The facts of the participant's records (sessions, dosing records, safety records) that the
+transition guards decide on, read in a fixed number of queries whatever the history."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from tracker.db import utcnow
+from tracker.dosing import queries as dosing_queries
+from tracker.dosing.queries import DosingRecord
 from tracker.participants.models import Participant
 from tracker.protocol import (
     DosingSessionFacts,
@@ -18,12 +20,10 @@ from tracker.protocol import (
     pregnancy_test_required,
 )
 from tracker.protocol.dosing import Dose, DoseKind, dosing_session_facts
-from tracker.sessions import queries
-from tracker.sessions.models import (
-    AdverseEvent,
-    PregnancyTest,
-    TherapySession,
-)
+from tracker.safety import queries as safety_queries
+from tracker.safety.models import AdverseEvent, PregnancyTest
+from tracker.sessions import queries as session_queries
+from tracker.sessions.models import TherapySession
 
 
 @dataclass(frozen=True)
@@ -45,15 +45,15 @@ class SessionRecords:
     adverse_events: Sequence[AdverseEvent]
     pregnancy_tests: Sequence[PregnancyTest]
     # The dosing sessions' doses and readings by session id, when the caller has read them.
-    dosing_records: Mapping[int, queries.DosingRecord] = field(default_factory=dict)
+    dosing_records: Mapping[int, DosingRecord] = field(default_factory=dict)
 
 
 def load_session_records(session: Session, participant_id: int) -> SessionRecords:
     """Three indexed reads by participant, whatever the history's length."""
     return SessionRecords(
-        sessions=queries.sessions_of(session, participant_id),
-        adverse_events=queries.adverse_events_of(session, participant_id),
-        pregnancy_tests=queries.pregnancy_tests_of(session, participant_id),
+        sessions=session_queries.sessions_of(session, participant_id),
+        adverse_events=safety_queries.adverse_events_of(session, participant_id),
+        pregnancy_tests=safety_queries.pregnancy_tests_of(session, participant_id),
     )
 
 
@@ -75,11 +75,11 @@ def dosing_facts_of(
     session: Session,
     dosing: TherapySession,
     protocol: ProtocolDefinition,
-    record: queries.DosingRecord | None = None,
+    record: DosingRecord | None = None,
 ) -> DosingSessionFacts:
     """The facts of one dosing session, from its ``record`` when the caller has read it."""
     if record is None:
-        record = queries.dosing_records_of(session, [dosing.id])[dosing.id]
+        record = dosing_queries.dosing_records_of(session, [dosing.id])[dosing.id]
     doses = [Dose(DoseKind(d.kind), d.amount_mg, d.administered_at) for d in record.doses]
     times = [r.measured_at for r in record.readings]
     return dosing_session_facts(

@@ -1,86 +1,41 @@
-"""What the session pages and the participant page's session and safety sections show, read
-in a fixed number of queries per page; and their forms, each with its own prefix so that many
-forms share one page (a form that failed is passed back in ``submitted`` to show its errors)."""
+"""What the session page, the participant page's record sections and the dashboard's work
+lists show, read in a fixed number of queries per page. The pages are composed of several
+features' records: each feature's presenters give its part, this module puts them together.
+Forms carry their own prefix so that many share one page (a form that failed is passed back in
+``submitted`` to show its errors)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from flask_wtf import FlaskForm
-from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from tracker.auth.models import User
+from tracker.dosing import queries as dosing_queries
+from tracker.dosing.forms import AcknowledgeForm, DoseForm, EffectsForm, VitalSignsForm
+from tracker.dosing.presenters import EFFECT_LABELS, vitals_chart
+from tracker.form_fields import label_of
+from tracker.notes import queries as notes_queries
+from tracker.notes.forms import NoteForm
+from tracker.notes.presenters import amend_forms, note_threads
 from tracker.participants import queries as participant_queries
 from tracker.participants.models import Participant
 from tracker.participants.presenters import therapist_choices as choices_of
 from tracker.protocol import CLOSED_STATES, SESSION_KIND_FOR_STATE, State, open_for
-from tracker.protocol.dosing import SESSION_EFFECTS
-from tracker.sessions import queries
-from tracker.sessions.chart import ChartDose, ChartReading, render_vitals_chart
-from tracker.sessions.forms import (
-    AcknowledgeForm,
-    AdverseEventAssessmentForm,
-    AdverseEventFollowUpForm,
+from tracker.safety import queries as safety_queries
+from tracker.safety.forms import (
     AdverseEventForm,
-    AmendNoteForm,
-    DoseForm,
-    EffectsForm,
-    NoteForm,
     PregnancyTestForm,
-    ScheduleSessionForm,
-    SessionRecordForm,
     SideEffectForm,
     SuicidalityScreenForm,
-    VitalSignsForm,
-    label_of,
 )
-from tracker.sessions.models import AdverseEvent, Note, TherapySession
+from tracker.sessions import queries
+from tracker.sessions.forms import ScheduleSessionForm, SessionRecordForm
+from tracker.sessions.models import TherapySession
 from tracker.study.services import definition_of
 
 Submitted = dict[str, FlaskForm]
-EFFECT_LABELS = dict(SESSION_EFFECTS)
-
-
-@dataclass
-class NoteThread:
-    """A note and its corrections, oldest version first."""
-
-    versions: list[Note] = field(default_factory=list)
-
-    @property
-    def root_id(self) -> int:
-        return self.versions[0].id
-
-    @property
-    def latest(self) -> Note:
-        return self.versions[-1]
-
-    @property
-    def session_id(self) -> int | None:
-        return self.versions[0].session_id
-
-
-def note_threads(notes: list[Note]) -> list[NoteThread]:
-    threads: dict[int, NoteThread] = {}
-    for note in sorted(notes, key=lambda n: (n.root_id or n.id, n.version)):
-        threads.setdefault(note.root_id or note.id, NoteThread()).versions.append(note)
-    return sorted(threads.values(), key=lambda t: t.versions[0].created_at)
-
-
-def amend_prefix(note_id: int) -> str:
-    return f"amend{note_id}"
-
-
-def _amend_forms(threads: list[NoteThread], submitted: Submitted) -> dict[int, FlaskForm]:
-    forms: dict[int, FlaskForm] = {}
-    for thread in threads:
-        prefix = amend_prefix(thread.latest.id)
-        forms[thread.latest.id] = submitted.get(prefix) or AmendNoteForm(
-            prefix=prefix, formdata=None, data={"text": thread.latest.text}
-        )
-    return forms
 
 
 def therapist_choices(session: Session, site_id: int) -> list[tuple[str, str]]:
@@ -113,13 +68,13 @@ def participant_sections(
     """The participant page's sessions, safety records and notes, with their forms."""
     submitted = submitted or {}
     sessions = queries.sessions_of(session, participant.id)
-    events = queries.adverse_events_of(session, participant.id)
-    side_effects = queries.side_effects_of(session, participant.id)
-    screens = queries.screens_of(session, participant.id)
-    pregnancy_tests = queries.pregnancy_tests_of(session, participant.id)
-    threads = note_threads(queries.notes_of(session, participant.id))
+    events = safety_queries.adverse_events_of(session, participant.id)
+    side_effects = safety_queries.side_effects_of(session, participant.id)
+    screens = safety_queries.screens_of(session, participant.id)
+    pregnancy_tests = safety_queries.pregnancy_tests_of(session, participant.id)
+    threads = note_threads(notes_queries.notes_of(session, participant.id))
     dosing_rows = [s for s in sessions if s.kind == "dosing"]
-    dosing_records = queries.dosing_records_of(session, [s.id for s in dosing_rows])
+    dosing_records = dosing_queries.dosing_records_of(session, [s.id for s in dosing_rows])
     people = participant_queries.people_of_page(
         session,
         participant.site_id,
@@ -162,7 +117,7 @@ def participant_sections(
         "screens": screens,
         "pregnancy_tests": pregnancy_tests,
         "note_threads": threads,
-        "amend_forms": _amend_forms(threads, submitted),
+        "amend_forms": amend_forms(threads, submitted),
         "people": people.by_id,
         "assigned": people.assigned,
         "session_forms": forms,
@@ -192,33 +147,6 @@ def _record_form(row: TherapySession, choices: list[tuple[str, str]]) -> Session
     return form
 
 
-def vitals_chart(
-    participant: Participant, row: TherapySession, record: queries.DosingRecord
-) -> Markup:
-    """The session's chart: SVG built by the chart module from numbers and escaped text only."""
-    readings = [
-        ChartReading(
-            measured_at=r.measured_at,
-            systolic=r.systolic,
-            diastolic=r.diastolic,
-            heart_rate=r.heart_rate,
-            temperature_c=float(r.temperature_c),
-            alert_signs=tuple(a.sign for a in r.alerts),
-        )
-        for r in record.readings
-    ]
-    doses = [ChartDose(d.administered_at, d.amount_mg, d.kind) for d in record.doses]
-    svg = render_vitals_chart(
-        readings,
-        doses,
-        definition_of(participant.protocol_version),
-        start=row.started_at or row.scheduled_at,
-        end=row.ended_at,
-        title=f"Vital signs of {participant.study_id}, dosing session of cycle {row.cycle}",
-    )
-    return Markup(svg)  # noqa: S704 - numbers and escaped text only (tracker.sessions.chart)
-
-
 def session_page(
     session: Session,
     user: User,
@@ -228,10 +156,12 @@ def session_page(
 ) -> dict[str, Any]:
     submitted = submitted or {}
     dosing = row.kind == "dosing"
-    record = queries.dosing_record(session, row) if dosing else None
-    notes = [n for n in queries.notes_of(session, participant.id) if n.session_id == row.id]
+    record = dosing_queries.dosing_record(session, row) if dosing else None
+    notes = [n for n in notes_queries.notes_of(session, participant.id) if n.session_id == row.id]
     threads = note_threads(notes)
-    screens = [s for s in queries.screens_of(session, participant.id) if s.session_id == row.id]
+    screens = [
+        s for s in safety_queries.screens_of(session, participant.id) if s.session_id == row.id
+    ]
     ids: set[int | None] = {row.created_by_id} | {s.recorded_by_id for s in screens}
     if record is not None:
         ids |= {d.recorded_by_id for d in record.doses} | {d.justified_by_id for d in record.doses}
@@ -274,7 +204,7 @@ def session_page(
         "protocol": definition_of(participant.protocol_version),
         "chart": vitals_chart(participant, row, record) if record is not None else None,
         "note_threads": threads,
-        "amend_forms": _amend_forms(threads, submitted),
+        "amend_forms": amend_forms(threads, submitted),
         "screens": screens,
         "people": people.by_id,
         "forms": forms,
@@ -285,52 +215,17 @@ def session_page(
     }
 
 
-def adverse_event_page(
-    session: Session,
-    participant: Participant,
-    event: AdverseEvent,
-    submitted: Submitted | None = None,
-) -> dict[str, Any]:
-    submitted = submitted or {}
-    people = queries.users_by_id(session, {event.recorded_by_id, event.assessed_by_id})
-    assessment = submitted.get("assess") or AdverseEventAssessmentForm(
-        prefix="assess",
-        formdata=None,
-        data={
-            "relatedness": event.relatedness or "",
-            "expected": None if event.expected is None else ("yes" if event.expected else "no"),
-            "note": event.assessment_note or "",
-        },
-    )
-    follow_up = submitted.get("follow") or AdverseEventFollowUpForm(
-        prefix="follow",
-        formdata=None,
-        data={
-            "outcome": event.outcome,
-            "resolved_at": event.resolved_at,
-            "reported_at": event.reported_at,
-        },
-    )
-    return {
-        "participant": participant,
-        "event": event,
-        "people": people,
-        "assessment_form": assessment,
-        "follow_up_form": follow_up,
-    }
-
-
 # --- the dashboard --------------------------------------------------------------------------
 
 
 def dashboard_work(session: Session, user: User) -> dict[str, Any]:
     """What is due or overdue, in a fixed number of queries (each list is one query, limited)."""
-    events = queries.open_adverse_events(session, user)
+    events = safety_queries.open_adverse_events(session, user)
     context: dict[str, Any] = {
         "integration_due": queries.integration_due(session, user),
         "report_deadlines": [(e, p) for e, p in events if e.serious and e.reported_at is None],
         "awaiting_assessment": [(e, p) for e, p in events if e.relatedness is None],
-        "alerts": queries.open_alerts(session, user),
+        "alerts": dosing_queries.open_alerts(session, user),
         "therapist_view": user.role == "therapist",
     }
     if user.role == "therapist":

@@ -1,0 +1,108 @@
+"""Dosing records in the JSON API: doses, vital signs, alert acknowledgements, effects."""
+
+from __future__ import annotations
+
+from flask.typing import ResponseReturnValue
+
+from tracker.api import bp
+from tracker.api.openapi import api_route, parse_body
+from tracker.api.schemas import (
+    AcknowledgementIn,
+    AlertOut,
+    DoseIn,
+    DoseOut,
+    EffectsIn,
+    EffectsOut,
+    VitalsIn,
+    VitalsOut,
+)
+from tracker.auth.session import current_actor
+from tracker.db import get_session
+from tracker.dosing import services
+from tracker.security import Permission, authenticated_user, requires
+from tracker.sessions.api import therapy_session_for_api
+
+
+@api_route(
+    bp,
+    "/sessions/<int:session_id>/doses",
+    "POST",
+    tag="dosing",
+    status=201,
+    summary="Record a dose (every dose rule of the protocol applies)",
+    body=DoseIn,
+    response=DoseOut,
+)
+@requires(Permission.SESSIONS_RECORD)
+def dose_record(session_id: int) -> ResponseReturnValue:
+    body = parse_body(DoseIn)
+    dose = services.record_dose(
+        get_session(),
+        current_actor(),
+        therapy_session_for_api(session_id),
+        administered_at=body.administered_at,
+        amount_mg=body.amount_mg,
+        kind=body.kind,
+        breach_justification=body.breach_justification,
+    )
+    return DoseOut.model_validate(dose, from_attributes=True).model_dump(mode="json"), 201
+
+
+@api_route(
+    bp,
+    "/sessions/<int:session_id>/vitals",
+    "POST",
+    tag="dosing",
+    status=201,
+    summary="Record vital signs; each threshold reached raises an alert",
+    body=VitalsIn,
+    response=VitalsOut,
+)
+@requires(Permission.SESSIONS_RECORD)
+def vitals_record(session_id: int) -> ResponseReturnValue:
+    body = parse_body(VitalsIn)
+    reading = services.record_vital_signs(
+        get_session(), current_actor(), therapy_session_for_api(session_id), **body.model_dump()
+    )
+    return VitalsOut.model_validate(reading, from_attributes=True).model_dump(mode="json"), 201
+
+
+@api_route(
+    bp,
+    "/alerts/<int:alert_id>/acknowledgement",
+    "POST",
+    tag="dosing",
+    status=201,
+    summary="Acknowledge a vital-sign alert with a note",
+    body=AcknowledgementIn,
+    response=AlertOut,
+)
+@requires(Permission.SESSIONS_RECORD)
+def alert_acknowledge(alert_id: int) -> ResponseReturnValue:
+    body = parse_body(AcknowledgementIn)
+    alert = services.get_alert(get_session(), authenticated_user(), alert_id)
+    services.acknowledge_alert(get_session(), current_actor(), alert, body.note)
+    return AlertOut.model_validate(alert, from_attributes=True).model_dump(mode="json"), 201
+
+
+@api_route(
+    bp,
+    "/sessions/<int:session_id>/effects",
+    "PUT",
+    tag="dosing",
+    summary="The effects checklist of a dosing session (or 'none observed')",
+    body=EffectsIn,
+    response=EffectsOut,
+)
+@requires(Permission.SESSIONS_RECORD)
+def effects_record(session_id: int) -> ResponseReturnValue:
+    body = parse_body(EffectsIn)
+    record = services.record_effects(
+        get_session(),
+        current_actor(),
+        therapy_session_for_api(session_id),
+        effects=body.effects,
+        none_observed=body.none_observed,
+        note=body.note,
+    )
+    return EffectsOut.model_validate(record, from_attributes=True).model_dump(mode="json")

@@ -1,0 +1,311 @@
+"""Dosing records: doses held to every dose rule of the protocol, vital signs and the alerts
+they raise, the effects checklist. Each function validates every input at once, asks the
+protocol core, changes the rows, appends the audit events and flushes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from tracker.audit.services import Actor, record_event
+from tracker.auth.models import User
+from tracker.db import utcnow
+from tracker.dosing.models import (
+    DoseAdministration,
+    SessionEffects,
+    VitalSignAlert,
+    VitalSignReading,
+)
+from tracker.dosing.queries import effects_of
+from tracker.errors import InvalidInput, NotFound, RuleViolation
+from tracker.participants.recording import (
+    RECORDING_ROLES,
+    not_future,
+    raise_problems,
+    require_open,
+    require_role,
+    text_field,
+)
+from tracker.protocol import RecordKind, Role, reading_problems
+from tracker.protocol.dosing import (
+    Dose,
+    DoseKind,
+    Reading,
+    breaches,
+    dose_problems,
+    effects_problems,
+)
+from tracker.sessions.models import TherapySession
+from tracker.sessions.services import get_session_for, participant_of
+from tracker.study.services import definition_of
+
+
+def _require_dosing_in_progress(row: TherapySession, moment: datetime, what: str) -> list[str]:
+    problems = []
+    if row.kind != "dosing":
+        problems.append(
+            f"{what} are recorded in dosing sessions only; this is a {row.kind} session."
+        )
+    if row.status in ("cancelled", "missed"):
+        problems.append(f"The session is {row.status}.")
+    if row.started_at is None:
+        problems.append("Start the session (started_at) before recording in it.")
+    elif moment < row.started_at:
+        problems.append(
+            f"{what} at {moment:%H:%M} is before the session started ({row.started_at:%H:%M})."
+        )
+    if row.ended_at is not None and moment > row.ended_at:
+        problems.append(
+            f"{what} at {moment:%H:%M} is after the session ended ({row.ended_at:%H:%M})."
+        )
+    return problems
+
+
+def _latest_reading(
+    session: Session, row: TherapySession, before: datetime
+) -> VitalSignReading | None:
+    return session.scalar(
+        sa.select(VitalSignReading)
+        .where(VitalSignReading.session_id == row.id, VitalSignReading.measured_at <= before)
+        .order_by(VitalSignReading.measured_at.desc())
+        .limit(1)
+    )
+
+
+def record_dose(
+    session: Session,
+    actor: Actor,
+    row: TherapySession,
+    *,
+    administered_at: datetime,
+    amount_mg: int,
+    kind: str,
+    breach_justification: str | None = None,
+) -> DoseAdministration:
+    """A dose administration, held to every dose rule of the protocol (SPEC §2)."""
+    require_role(actor, *RECORDING_ROLES)
+    require_open(participant_of(session, row), RecordKind.DOSE)
+    problems: list[str] = []
+    try:
+        dose_kind = DoseKind(kind)
+    except ValueError:
+        raise InvalidInput(f"kind must be initial or supplemental, not {kind!r}.") from None
+    not_future(administered_at, "administered_at", problems)
+    problems += _require_dosing_in_progress(row, administered_at, "A dose")
+    justification = text_field(breach_justification, "The justification", problems, required=False)
+    if justification and actor.role != Role.INVESTIGATOR.value:
+        problems.append(
+            "Only an investigator can document why a supplemental dose is safe despite a breach."
+        )
+    raise_problems(problems, "The dose was not recorded")
+
+    participant = participant_of(session, row)
+    protocol = definition_of(participant.protocol_version)
+    given = [
+        Dose(DoseKind(d.kind), d.amount_mg, d.administered_at)
+        for d in session.scalars(
+            sa.select(DoseAdministration).where(DoseAdministration.session_id == row.id)
+        )
+    ]
+    latest = _latest_reading(session, row, administered_at)
+    reading = (
+        None
+        if latest is None
+        else Reading(
+            latest.measured_at,
+            latest.systolic,
+            latest.diastolic,
+            latest.heart_rate,
+            latest.temperature_c,
+        )
+    )
+    refusals = dose_problems(
+        Dose(dose_kind, amount_mg, administered_at),
+        given,
+        protocol,
+        latest_reading=reading,
+        breach_justified=bool(justification),
+    )
+    if refusals:
+        raise RuleViolation("The dose is refused: " + " ".join(refusals), list(refusals))
+    dose = DoseAdministration(
+        session_id=row.id,
+        kind=dose_kind.value,
+        amount_mg=amount_mg,
+        administered_at=administered_at,
+        recorded_by_id=actor.user_id,
+        breach_justification=justification,
+        justified_by_id=actor.user_id if justification else None,
+    )
+    session.add(dose)
+    session.flush()
+    record_event(
+        session,
+        actor,
+        "dose.record",
+        "session",
+        row.id,
+        new={
+            "participant": participant.study_id,
+            "kind": dose.kind,
+            "amount_mg": amount_mg,
+            "administered_at": administered_at,
+            "breach_justification": justification,
+        },
+    )
+    return dose
+
+
+def record_vital_signs(
+    session: Session,
+    actor: Actor,
+    row: TherapySession,
+    *,
+    measured_at: datetime,
+    systolic: int,
+    diastolic: int,
+    heart_rate: int,
+    temperature_c: float,
+) -> VitalSignReading:
+    """A vital-sign reading; each threshold it reaches raises an alert to acknowledge."""
+    require_role(actor, *RECORDING_ROLES)
+    require_open(participant_of(session, row), RecordKind.VITAL_SIGNS)
+    problems: list[str] = []
+    not_future(measured_at, "measured_at", problems)
+    problems += _require_dosing_in_progress(row, measured_at, "A reading")
+    problems += reading_problems(systolic, diastolic, heart_rate, temperature_c)
+    raise_problems(problems, "The reading was not recorded")
+    participant = participant_of(session, row)
+    protocol = definition_of(participant.protocol_version)
+    reading = VitalSignReading(
+        session_id=row.id,
+        measured_at=measured_at,
+        systolic=systolic,
+        diastolic=diastolic,
+        heart_rate=heart_rate,
+        temperature_c=round(float(temperature_c), 1),
+        recorded_by_id=actor.user_id,
+    )
+    session.add(reading)
+    session.flush()
+    found = breaches(
+        Reading(measured_at, systolic, diastolic, heart_rate, reading.temperature_c), protocol
+    )
+    for breach in found:
+        session.add(
+            VitalSignAlert(
+                reading_id=reading.id,
+                session_id=row.id,
+                sign=breach.sign.value,
+                value=breach.value,
+                threshold=breach.threshold,
+            )
+        )
+    session.flush()
+    session.refresh(reading)
+    record_event(
+        session,
+        actor,
+        "vitals.record",
+        "session",
+        row.id,
+        new={
+            "participant": participant.study_id,
+            "measured_at": measured_at,
+            "systolic": systolic,
+            "diastolic": diastolic,
+            "heart_rate": heart_rate,
+            "temperature_c": reading.temperature_c,
+            "alerts": [b.sign.value for b in found],
+        },
+    )
+    return reading
+
+
+def acknowledge_alert(
+    session: Session, actor: Actor, alert: VitalSignAlert, note: str
+) -> VitalSignAlert:
+    """Someone has seen the breach and says what was done; the note is required."""
+    require_role(actor, *RECORDING_ROLES)
+    problems: list[str] = []
+    text = text_field(note, "The acknowledgement note", problems)
+    if alert.acknowledged_at is not None:
+        problems.append("The alert is already acknowledged.")
+    raise_problems(problems, "The alert was not acknowledged")
+    alert.acknowledged_at = utcnow()
+    alert.acknowledged_by_id = actor.user_id
+    alert.acknowledgement = text
+    session.flush()
+    record_event(
+        session,
+        actor,
+        "alert.acknowledge",
+        "session",
+        alert.session_id,
+        new={"alert": alert.id, "sign": alert.sign, "value": alert.value, "note": text},
+    )
+    return alert
+
+
+def get_alert(session: Session, user: User, alert_id: int) -> VitalSignAlert:
+    alert = session.get(VitalSignAlert, alert_id)
+    if alert is None:
+        raise NotFound(f"No alert {alert_id}.")
+    get_session_for(session, user, alert.session_id)
+    return alert
+
+
+def record_effects(
+    session: Session,
+    actor: Actor,
+    row: TherapySession,
+    *,
+    effects: Sequence[str],
+    none_observed: bool,
+    note: str | None = None,
+) -> SessionEffects:
+    """The effects checklist of a dosing session (pleasant and abuse-related effects included)."""
+    require_role(actor, *RECORDING_ROLES)
+    require_open(participant_of(session, row), RecordKind.EFFECTS)
+    problems = list(effects_problems(list(effects), none_observed))
+    if row.kind != "dosing":
+        problems.append("The effects checklist belongs to dosing sessions.")
+    text = text_field(note, "The note", problems, required=False)
+    raise_problems(problems, "The effects were not recorded")
+    existing = effects_of(session, row.id)
+    old = None
+    if existing is None:
+        existing = SessionEffects(
+            session_id=row.id,
+            effects=sorted(effects),
+            none_observed=none_observed,
+            note=text,
+            recorded_by_id=actor.user_id,
+        )
+        session.add(existing)
+    else:
+        old = {
+            "effects": existing.effects,
+            "none_observed": existing.none_observed,
+            "note": existing.note,
+        }
+        existing.effects, existing.none_observed, existing.note = (
+            sorted(effects),
+            none_observed,
+            text,
+        )
+        existing.recorded_by_id, existing.recorded_at = actor.user_id, utcnow()  # type: ignore[assignment]
+    session.flush()
+    record_event(
+        session,
+        actor,
+        "effects.record",
+        "session",
+        row.id,
+        old=old,
+        new={"effects": sorted(effects), "none_observed": none_observed, "note": text},
+    )
+    return existing

@@ -1,0 +1,36 @@
+"""What every page view shares: the signed-in user, and running a submitted form through one
+service so that a refusal lands on the form with every reason and its status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask_login import current_user
+from flask_wtf import FlaskForm
+
+from tracker.auth.models import User
+from tracker.errors import DomainError
+
+
+def signed_in_user() -> User:
+    return current_user._get_current_object()  # type: ignore[no-any-return]
+
+
+def form_error(form: FlaskForm, error: DomainError) -> None:
+    form.form_errors.extend(error.details or [error.message])
+
+
+def attempt(form: FlaskForm, action: Callable[[], Any]) -> tuple[Any, int]:
+    """Validate the form and run the service: (result, 0) when done, else (None, status)."""
+    if not form.validate_on_submit():
+        return None, 400
+    try:
+        return action(), 0
+    except DomainError as error:
+        form_error(form, error)
+        return None, error.status
+
+
+def yes(value: str | None) -> bool:
+    return value == "yes"
