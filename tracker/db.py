@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -36,6 +37,21 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The execution option that marks an engine (and its connections) as reading only.
 READS_ONLY = "tracker_reads_only"
+
+
+def enum_column(enum: type[StrEnum], length: int = 20) -> sa.Enum:
+    """A column holding one of the protocol core's enumerations: stored as the member's value
+    in a VARCHAR (the table's named CHECK constraint lists the allowed values, so the schema
+    stays the one the migrations made) and read back as the member, so code compares members,
+    never string literals."""
+    return sa.Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
 
 
 def utcnow() -> datetime:

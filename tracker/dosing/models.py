@@ -7,8 +7,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from tracker.db import Base, utcnow
+from tracker.db import Base, enum_column, utcnow
 from tracker.protocol import plausible_check
+from tracker.protocol.dosing import DoseKind
 from tracker.sessions.models import RecordedInSession
 
 
@@ -22,7 +23,7 @@ class DoseAdministration(RecordedInSession, Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     session_id: Mapped[int] = mapped_column(sa.ForeignKey("therapy_sessions.id"), index=True)
-    kind: Mapped[str] = mapped_column(sa.String(20))
+    kind: Mapped[DoseKind] = mapped_column(enum_column(DoseKind))
     amount_mg: Mapped[int]
     administered_at: Mapped[datetime]
     recorded_by_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))

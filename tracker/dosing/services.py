@@ -29,7 +29,7 @@ from tracker.participants.recording import (
     require_role,
     text_field,
 )
-from tracker.protocol import RecordKind, Role, reading_problems
+from tracker.protocol import RecordKind, Role, SessionKind, SessionStatus, reading_problems
 from tracker.protocol.dosing import (
     Dose,
     DoseKind,
@@ -45,11 +45,11 @@ from tracker.study.services import definition_of
 
 def _require_dosing_in_progress(row: TherapySession, moment: datetime, what: str) -> list[str]:
     problems = []
-    if row.kind != "dosing":
+    if row.kind != SessionKind.DOSING:
         problems.append(
             f"{what} are recorded in dosing sessions only; this is a {row.kind} session."
         )
-    if row.status in ("cancelled", "missed"):
+    if row.status in (SessionStatus.CANCELLED, SessionStatus.MISSED):
         problems.append(f"The session is {row.status}.")
     if row.started_at is None:
         problems.append("Start the session (started_at) before recording in it.")
@@ -271,7 +271,7 @@ def record_effects(
     require_role(actor, *RECORDING_ROLES)
     require_open(participant_of(session, row), RecordKind.EFFECTS)
     problems = list(effects_problems(list(effects), none_observed))
-    if row.kind != "dosing":
+    if row.kind != SessionKind.DOSING:
         problems.append("The effects checklist belongs to dosing sessions.")
     text = text_field(note, "The note", problems, required=False)
     raise_problems(problems, "The effects were not recorded")

@@ -17,6 +17,8 @@ from tracker.protocol import (
     DosingSessionFacts,
     PregnancyTestStatus,
     ProtocolDefinition,
+    SessionKind,
+    SessionStatus,
     pregnancy_test_required,
 )
 from tracker.protocol.dosing import Dose, DoseKind, dosing_session_facts
@@ -64,9 +66,9 @@ def current_dosing_session(
     candidates = [
         s
         for s in sessions
-        if s.kind == "dosing"
+        if s.kind == SessionKind.DOSING
         and s.cycle == participant.cycle
-        and s.status in ("scheduled", "completed")
+        and s.status in (SessionStatus.SCHEDULED, SessionStatus.COMPLETED)
     ]
     return max(candidates, key=lambda s: (s.scheduled_at, s.id), default=None)
 
@@ -84,7 +86,7 @@ def dosing_facts_of(
     times = [r.measured_at for r in record.readings]
     return dosing_session_facts(
         protocol,
-        completed=dosing.status == "completed",
+        completed=dosing.status == SessionStatus.COMPLETED,
         ended_at=dosing.ended_at,
         doses=doses,
         reading_times=times,
@@ -104,15 +106,19 @@ def session_facts(
     caller has them already) and, for the current dosing session, its doses and readings."""
     if records is None:
         records = load_session_records(session, participant.id)
-    completed = [s for s in records.sessions if s.status == "completed"]
-    preparation = sum(1 for s in completed if s.kind == "preparation")
+    completed = [s for s in records.sessions if s.status == SessionStatus.COMPLETED]
+    preparation = sum(1 for s in completed if s.kind == SessionKind.PREPARATION)
     integration = sum(
-        1 for s in completed if s.kind == "integration" and s.cycle == participant.cycle
+        1 for s in completed if s.kind == SessionKind.INTEGRATION and s.cycle == participant.cycle
     )
 
     now = utcnow()
     last_dosing = max(
-        (s.started_at for s in completed if s.kind == "dosing" and s.started_at is not None),
+        (
+            s.started_at
+            for s in completed
+            if s.kind == SessionKind.DOSING and s.started_at is not None
+        ),
         default=None,
     )
     days = None if last_dosing is None else (now.date() - last_dosing.date()).days

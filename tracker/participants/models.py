@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tracker.auth.models import User
-from tracker.db import Base, utcnow
+from tracker.db import Base, enum_column, utcnow
 from tracker.protocol import State, WithdrawalCategory, pregnancy_test_required
 from tracker.sites.models import Site
 from tracker.study.models import ProtocolVersion
@@ -59,8 +59,8 @@ class Participant(Base):
     protocol_version_id: Mapped[int] = mapped_column(sa.ForeignKey("protocol_versions.id"))
     sex: Mapped[str] = mapped_column(sa.String(10))
     year_of_birth: Mapped[int]
-    state: Mapped[str] = mapped_column(sa.String(20), default=State.SCREENING.value)
-    held_from: Mapped[str | None] = mapped_column(sa.String(20))
+    state: Mapped[State] = mapped_column(enum_column(State), default=State.SCREENING)
+    held_from: Mapped[State | None] = mapped_column(enum_column(State))
     cycle: Mapped[int] = mapped_column(default=0)
     withdrawal_category: Mapped[str | None] = mapped_column(sa.String(30))
     # Recorded for every participant who is not male; None (not recorded yet) counts as yes:
@@ -183,8 +183,8 @@ class TransitionEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_id: Mapped[int] = mapped_column(sa.ForeignKey("participants.id"), index=True)
     transition: Mapped[str] = mapped_column(sa.String(40))
-    from_state: Mapped[str] = mapped_column(sa.String(20))
-    to_state: Mapped[str] = mapped_column(sa.String(20))
+    from_state: Mapped[State] = mapped_column(enum_column(State))
+    to_state: Mapped[State] = mapped_column(enum_column(State))
     cycle_before: Mapped[int]
     cycle_after: Mapped[int]
     version_after: Mapped[int]

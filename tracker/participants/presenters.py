@@ -81,7 +81,7 @@ def phase_counts(counts: dict[str, int]) -> tuple[list[PhaseCounts], int, int]:
         PhaseCounts(phase, PHASE_TITLES[phase], [(s.value, counts[s.value]) for s in states])
         for phase, states in PHASE_STATES.items()
     ]
-    return phases, counts[State.ON_HOLD.value], sum(counts.values())
+    return phases, counts[State.ON_HOLD], sum(counts.values())
 
 
 @dataclass
@@ -143,7 +143,7 @@ def worklist(
     )
     rows = session.execute(
         visible.add_columns(consented.label("consented"), signed_hash.label("signed_hash"))
-        .where(Participant.state == State.SCREENING.value)
+        .where(Participant.state == State.SCREENING)
         .order_by(Participant.enrolled_at, Participant.id)
         .limit(limit)
     ).all()
@@ -151,7 +151,7 @@ def worklist(
     on_hold = list(
         session.scalars(
             visible.options(without_protocol_text())
-            .where(Participant.state == State.ON_HOLD.value)
+            .where(Participant.state == State.ON_HOLD)
             .order_by(Participant.updated_at, Participant.id)
             .limit(limit)
         )
@@ -205,7 +205,7 @@ def worklist(
         items.append(item)
     return Worklist(
         screening=items,
-        screening_total=counts[State.SCREENING.value],
+        screening_total=counts[State.SCREENING],
         on_hold=on_hold,
-        on_hold_total=counts[State.ON_HOLD.value],
+        on_hold_total=counts[State.ON_HOLD],
     )

@@ -31,6 +31,7 @@ from tracker.participants.models import (
 from tracker.protocol import ChecklistAnswer as CoreAnswer
 from tracker.protocol import (
     ChecklistEvaluation,
+    ChecklistOutcome,
     ItemKind,
     ProtocolDefinition,
     Role,
@@ -134,7 +135,7 @@ def enrol_participant(
         sex=sex,
         year_of_birth=year_of_birth,
         childbearing_potential=childbearing_potential,
-        state=State.SCREENING.value,
+        state=State.SCREENING,
         cycle=0,
         version=1,
     )
@@ -310,7 +311,7 @@ def checklist_state(session: Session, participant: Participant) -> ChecklistStat
 
 
 def _require_screening(participant: Participant, what: str) -> None:
-    if participant.state != State.SCREENING.value:
+    if participant.state != State.SCREENING:
         raise RuleViolation(
             f"The checklist can only be {what} during screening; {participant.study_id} is in "
             f"{participant.state.replace('_', ' ')}.",
@@ -533,7 +534,7 @@ def sign_checklist(
             "'I confirm the eligibility assessment')."
         )
     state = checklist_state(session, participant)
-    if state.evaluation.outcome.value == "incomplete":
+    if state.evaluation.outcome == ChecklistOutcome.INCOMPLETE:
         raise RuleViolation(
             "An incomplete checklist cannot be signed.", list(state.evaluation.reasons)
         )
@@ -595,9 +596,9 @@ def record_consent(
     if problems:
         raise InvalidInput(" ".join(problems), problems)
     if participant.state in {
-        State.COMPLETED.value,
-        State.SCREEN_FAILED.value,
-        State.WITHDRAWN.value,
+        State.COMPLETED,
+        State.SCREEN_FAILED,
+        State.WITHDRAWN,
     }:
         raise RuleViolation(
             f"{participant.study_id} is closed ({participant.state}).",

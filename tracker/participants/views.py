@@ -223,7 +223,7 @@ def render_participant(
         transition_table=TRANSITIONS,
         conflict=conflict,
         review_kind=ItemKind.REVIEW,
-        screening=participant.state == State.SCREENING.value,
+        screening=participant.state == State.SCREENING,
         **sections,
     ), status
 
@@ -365,7 +365,7 @@ def checklist(participant_id: int) -> ResponseReturnValue:
         participant=participant,
         checklist=state,
         form=form,
-        screening=participant.state == State.SCREENING.value,
+        screening=participant.state == State.SCREENING,
     ), status
 
 
@@ -407,7 +407,7 @@ def _render_review(
         checklist=state,
         assessment_forms=forms,
         signature_form=signature_form or SignatureForm(prefix="signature", formdata=None),
-        screening=participant.state == State.SCREENING.value,
+        screening=participant.state == State.SCREENING,
     ), status
 
 

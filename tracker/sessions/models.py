@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tracker.auth.models import User
-from tracker.db import Base, utcnow
+from tracker.db import Base, enum_column, utcnow
 from tracker.protocol import SessionKind, SessionStatus
 
 SESSION_KINDS = tuple(kind.value for kind in SessionKind)
@@ -51,12 +51,14 @@ class TherapySession(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_id: Mapped[int] = mapped_column(sa.ForeignKey("participants.id"))
-    kind: Mapped[str] = mapped_column(sa.String(20))
+    kind: Mapped[SessionKind] = mapped_column(enum_column(SessionKind))
     cycle: Mapped[int]
     scheduled_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
-    status: Mapped[str] = mapped_column(sa.String(20), default="scheduled")
+    status: Mapped[SessionStatus] = mapped_column(
+        enum_column(SessionStatus), default=SessionStatus.SCHEDULED
+    )
     overnight_stay: Mapped[bool | None]
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

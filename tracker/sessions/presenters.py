@@ -22,7 +22,7 @@ from tracker.notes.presenters import amend_forms, note_threads
 from tracker.participants import queries as participant_queries
 from tracker.participants.models import Participant
 from tracker.participants.presenters import therapist_choices as choices_of
-from tracker.protocol import CLOSED_STATES, SESSION_KIND_FOR_STATE, State, open_for
+from tracker.protocol import CLOSED_STATES, SESSION_KIND_FOR_STATE, SessionKind, State, open_for
 from tracker.safety import queries as safety_queries
 from tracker.safety.forms import (
     AdverseEventForm,
@@ -73,7 +73,7 @@ def participant_sections(
     screens = safety_queries.screens_of(session, participant.id)
     pregnancy_tests = safety_queries.pregnancy_tests_of(session, participant.id)
     threads = note_threads(notes_queries.notes_of(session, participant.id))
-    dosing_rows = [s for s in sessions if s.kind == "dosing"]
+    dosing_rows = [s for s in sessions if s.kind == SessionKind.DOSING]
     dosing_records = dosing_queries.dosing_records_of(session, [s.id for s in dosing_rows])
     people = participant_queries.people_of_page(
         session,
@@ -155,7 +155,7 @@ def session_page(
     submitted: Submitted | None = None,
 ) -> dict[str, Any]:
     submitted = submitted or {}
-    dosing = row.kind == "dosing"
+    dosing = row.kind == SessionKind.DOSING
     record = dosing_queries.dosing_record(session, row) if dosing else None
     notes = [n for n in notes_queries.notes_of(session, participant.id) if n.session_id == row.id]
     threads = note_threads(notes)

@@ -12,6 +12,7 @@ from tracker.auth.models import User
 from tracker.db import utcnow
 from tracker.participants.models import Participant
 from tracker.participants.queries import visibility, visible_to, without_protocol_text
+from tracker.protocol import CLOSED_STATES, SessionKind, SessionStatus, State
 from tracker.sessions.models import RecordedInSession, TherapySession
 
 
@@ -70,23 +71,23 @@ def integration_due(
         sa.select(sa.func.max(TherapySession.ended_at))
         .where(
             TherapySession.participant_id == Participant.id,
-            TherapySession.kind == "dosing",
+            TherapySession.kind == SessionKind.DOSING,
             TherapySession.cycle == Participant.cycle,
-            TherapySession.status == "completed",
+            TherapySession.status == SessionStatus.COMPLETED,
         )
         .scalar_subquery()
     )
     integrated = sa.exists().where(
         TherapySession.participant_id == Participant.id,
-        TherapySession.kind == "integration",
+        TherapySession.kind == SessionKind.INTEGRATION,
         TherapySession.cycle == Participant.cycle,
-        TherapySession.status == "completed",
+        TherapySession.status == SessionStatus.COMPLETED,
     )
     rows = session.execute(
         visible_to(user)
         .options(without_protocol_text())
         .add_columns(ended.label("ended"))
-        .where(Participant.state == "integration", ended.is_not(None), ~integrated)
+        .where(Participant.state == State.INTEGRATION, ended.is_not(None), ~integrated)
         .order_by(sa.literal_column("ended"), Participant.id)
         .limit(limit)
     )
@@ -111,7 +112,7 @@ def active_participants(session: Session, user: User, limit: int = 50) -> list[P
         session.scalars(
             visible_to(user)
             .options(without_protocol_text())
-            .where(Participant.state.not_in(["completed", "screen_failed", "withdrawn"]))
+            .where(Participant.state.not_in(CLOSED_STATES))
             .order_by(Participant.study_id)
             .limit(limit)
         )

@@ -33,6 +33,7 @@ from tracker.protocol import (
     RecordKind,
     Role,
     SessionChange,
+    SessionKind,
     SessionStatus,
     State,
     session_change_problems,
@@ -109,13 +110,13 @@ def schedule_session(
             + (f"; only {allowed} sessions can." if allowed else "; no sessions can.")
         )
         raise RuleViolation(reason, [reason])
-    if kind == "dosing":
+    if kind == SessionKind.DOSING:
         existing = session.scalar(
             sa.select(TherapySession.id).where(
                 TherapySession.participant_id == participant.id,
-                TherapySession.kind == "dosing",
+                TherapySession.kind == SessionKind.DOSING,
                 TherapySession.cycle == participant.cycle,
-                TherapySession.status.in_(["scheduled", "completed"]),
+                TherapySession.status.in_([SessionStatus.SCHEDULED, SessionStatus.COMPLETED]),
             )
         )
         if existing is not None:
@@ -127,7 +128,7 @@ def schedule_session(
         kind=kind,
         cycle=participant.cycle,
         scheduled_at=scheduled_at,
-        status="scheduled",
+        status=SessionStatus.SCHEDULED,
         created_by_id=actor.user_id,
         therapists=people,
     )
@@ -209,7 +210,7 @@ def update_session(
 
     row.started_at = new_start
     row.ended_at = new_end
-    row.status = new_status
+    row.status = SessionStatus(new_status)
     if overnight_stay is not UNSET:
         row.overnight_stay = overnight_stay  # type: ignore[assignment]
     if people is not None:

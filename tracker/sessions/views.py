@@ -24,7 +24,7 @@ from tracker.pages import attempt, signed_in_user
 from tracker.participants import queries as participant_queries
 from tracker.participants.models import Participant
 from tracker.participants.views import render_participant
-from tracker.protocol import Role
+from tracker.protocol import Role, SessionKind
 from tracker.security import Permission, requires
 from tracker.sessions import presenters, services
 from tracker.sessions.forms import ScheduleSessionForm, SessionRecordForm
@@ -62,7 +62,7 @@ def back_to_participant(participant: Participant, anchor: str) -> ResponseReturn
 def schedule(participant_id: int) -> ResponseReturnValue:
     participant = participant_for_page(participant_id)
     form = ScheduleSessionForm(prefix="schedule")
-    form.kind.choices = [(k, label_of(k)) for k in ("preparation", "dosing", "integration")]
+    form.kind.choices = [(k, label_of(k)) for k in SessionKind]
     form.set_therapist_choices(presenters.therapist_choices(get_session(), participant.site_id))
     row, status = attempt(
         form,
@@ -115,7 +115,7 @@ def update(session_id: int) -> ResponseReturnValue:
     form = SessionRecordForm(prefix="record")
     form.set_therapist_choices(presenters.therapist_choices(get_session(), participant.site_id))
     overnight: dict[str, Any] = {}
-    if row.kind == "dosing":
+    if row.kind == SessionKind.DOSING:
         value = form.overnight_stay.data
         overnight["overnight_stay"] = {"yes": True, "no": False}.get(value or "")
     result, status = attempt(
