@@ -11,8 +11,6 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user
-from flask_wtf import FlaskForm
 from wtforms.fields.choices import SelectChoice
 
 from tracker.auth.models import SITELESS_ROLES, User
@@ -20,6 +18,7 @@ from tracker.auth.session import current_actor
 from tracker.db import get_session
 from tracker.errors import Conflict, DomainError, RuleViolation
 from tracker.extensions import password_check_limit
+from tracker.pages import form_error, signed_in_user
 from tracker.participants import queries, services, transitions
 from tracker.participants.facts import SessionRecords
 from tracker.participants.forms import (
@@ -66,16 +65,8 @@ def _phase_label(participant: Participant) -> str:
     return phase_label(participant)
 
 
-def _user() -> User:
-    return current_user._get_current_object()  # type: ignore[no-any-return]
-
-
 def _participant(participant_id: int) -> Participant:
-    return queries.get_participant(get_session(), _user(), participant_id)
-
-
-def _form_error(form: FlaskForm, error: DomainError) -> None:
-    form.form_errors.extend(error.details or [error.message])
+    return queries.get_participant(get_session(), signed_in_user(), participant_id)
 
 
 def _therapist_choices(site_id: int) -> list[tuple[str, str]]:
@@ -88,7 +79,7 @@ def _therapist_choices(site_id: int) -> list[tuple[str, str]]:
 @bp.route("/")
 @requires(Permission.PARTICIPANTS_VIEW)
 def participant_list() -> ResponseReturnValue:
-    user = _user()
+    user = signed_in_user()
     form = ParticipantFilterForm(formdata=request.args)
     study_wide = user.role in SITELESS_ROLES
     if study_wide:
@@ -118,7 +109,7 @@ def participant_list() -> ResponseReturnValue:
 @bp.route("/new", methods=["GET", "POST"])
 @requires(Permission.PARTICIPANTS_ENROL)
 def enrol() -> ResponseReturnValue:
-    user = _user()
+    user = signed_in_user()
     site = user.site
     if site is None:  # pragma: no cover - the enrolling roles are site-bound
         abort(403, description="Only site staff enrol participants.")
@@ -137,7 +128,7 @@ def enrol() -> ResponseReturnValue:
                 childbearing_potential=childbearing_value(form.childbearing_potential.data),
             )
         except DomainError as error:
-            _form_error(form, error)
+            form_error(form, error)
         else:
             flash(f"{participant.study_id} enrolled; screening starts.", "success")
             return redirect(url_for("participants.detail", participant_id=participant.id))
@@ -179,7 +170,7 @@ def render_participant(
     """The participant page; ``sections`` carries the session and safety sections with a
     submitted form that failed (``tracker.sessions.presenters.participant_sections``)."""
     session = get_session()
-    user = _user()
+    user = signed_in_user()
     if sections is None:
         sections = participant_sections(session, user, participant)
     checklist = services.checklist_state(session, participant)
@@ -257,7 +248,7 @@ def record_childbearing(participant_id: int) -> ResponseReturnValue:
                 form.reason.data or "",
             )
         except DomainError as error:
-            _form_error(form, error)
+            form_error(form, error)
             return render_participant(participant, status=error.status, childbearing_form=form)
         flash(f"Childbearing potential of {participant.study_id} recorded.", "success")
         return redirect(url_for("participants.detail", participant_id=participant.id))
@@ -276,7 +267,7 @@ def set_therapists(participant_id: int) -> ResponseReturnValue:
                 get_session(), current_actor(), participant, form.therapists.data or []
             )
         except DomainError as error:
-            _form_error(form, error)
+            form_error(form, error)
         else:
             names = ", ".join(t.username for t in assigned) or "none"
             flash(f"Therapists of {participant.study_id}: {names}.", "success")
@@ -314,10 +305,10 @@ def apply_transition(participant_id: int, name: str) -> ResponseReturnValue:
         )
         return render_participant(participant, status=409, conflict=f"{message} ({error.message})")
     except RuleViolation as error:
-        _form_error(form, error)
+        form_error(form, error)
         return render_participant(participant, status=422, submitted=form, submitted_name=name)
     except DomainError as error:
-        _form_error(form, error)
+        form_error(form, error)
         return render_participant(
             participant, status=error.status, submitted=form, submitted_name=name
         )
@@ -353,7 +344,7 @@ def checklist(participant_id: int) -> ResponseReturnValue:
                 get_session(), current_actor(), participant, form.answers()
             )
         except DomainError as error:
-            _form_error(form, error)
+            form_error(form, error)
             status = error.status
         else:
             flash(f"Checklist of {participant.study_id} saved.", "success")
@@ -434,7 +425,7 @@ def assess(participant_id: int, code: str) -> ResponseReturnValue:
                 form.rationale.data or "",
             )
         except DomainError as error:
-            _form_error(form, error)
+            form_error(form, error)
             status = error.status
         else:
             question = state.definition.item(code).question
@@ -454,7 +445,7 @@ def sign(participant_id: int) -> ResponseReturnValue:
         try:
             signature = services.sign_checklist(
                 get_session(),
-                _user(),
+                signed_in_user(),
                 current_actor(),
                 participant,
                 form.password.data or "",
@@ -463,7 +454,7 @@ def sign(participant_id: int) -> ResponseReturnValue:
         except DomainError as error:
             # A wrong password's failure count and audit event are committed by the edge
             # with this 4xx (tracker.auth.services.check_password); nothing else is.
-            _form_error(form, error)
+            form_error(form, error)
             status = error.status
         else:
             flash(
@@ -495,7 +486,7 @@ def consent(participant_id: int) -> ResponseReturnValue:
                 form.signed_on.data,
             )
         except DomainError as error:
-            _form_error(form, error)
+            form_error(form, error)
             status = error.status
         else:
             flash(f"Consent of {participant.study_id} recorded.", "success")
