@@ -21,7 +21,7 @@ from tracker.protocol import (
     SessionStatus,
     pregnancy_test_required,
 )
-from tracker.protocol.dosing import Dose, DoseKind, dosing_session_facts
+from tracker.protocol.dosing import Dose, DoseKind, days_between_dosings, dosing_session_facts
 from tracker.safety import queries as safety_queries
 from tracker.safety.models import AdverseEvent, PregnancyTest
 from tracker.sessions import queries as session_queries
@@ -121,7 +121,7 @@ def session_facts(
         ),
         default=None,
     )
-    days = None if last_dosing is None else (now.date() - last_dosing.date()).days
+    days = None if last_dosing is None else days_between_dosings(last_dosing, now)
 
     pregnancy = PregnancyTestStatus.NOT_APPLICABLE
     if pregnancy_test_required(participant.sex, participant.childbearing_potential):

@@ -12,7 +12,15 @@ from enum import StrEnum
 from itertools import pairwise
 
 from tracker.protocol.definition import ProtocolDefinition
-from tracker.protocol.dosing import Dose, DoseKind, Reading, dose_problems, dosing_session_facts
+from tracker.protocol.dosing import (
+    Dose,
+    DoseKind,
+    Reading,
+    days_between_dosings,
+    dose_problems,
+    dosing_session_facts,
+    within_dosing_interval,
+)
 from tracker.protocol.facts import DosingSessionFacts
 
 
@@ -294,8 +302,8 @@ def c04_dosing_interval(
     evidence = []
     for before, after in pairwise(dosings):
         assert before.started_at and after.started_at
-        days = (after.started_at.date() - before.started_at.date()).days
-        if not low <= days <= high:
+        days = days_between_dosings(before.started_at, after.started_at)
+        if not within_dosing_interval(days, protocol):
             evidence.append(
                 Evidence(after.label, f"{low} to {high} days after {before.label}", f"{days} days")
             )

@@ -222,6 +222,18 @@ class AdverseEventOutcome(StrEnum):
 SERIOUS_REPORT_HOURS = 24
 
 
+def days_between_dosings(last: datetime, then: datetime) -> int:
+    """Whole calendar days from one dosing session's start to a later moment: the measure the
+    dosing-interval guard and compliance check C04 both use."""
+    return (then.date() - last.date()).days
+
+
+def within_dosing_interval(days: int, protocol: ProtocolDefinition) -> bool:
+    """Whether ``days`` after the last dosing session falls in the protocol's window."""
+    schedule = protocol.schedule
+    return schedule.dosing_interval_min_days <= days <= schedule.dosing_interval_max_days
+
+
 def serious_report_due(aware_at: datetime) -> datetime:
     """A serious adverse event is reported within 24 h of the site becoming aware of it."""
     return aware_at + timedelta(hours=SERIOUS_REPORT_HOURS)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from tracker.protocol.checklist import ChecklistOutcome
 from tracker.protocol.definition import ProtocolDefinition
+from tracker.protocol.dosing import within_dosing_interval
 from tracker.protocol.facts import ParticipantFacts, PregnancyTestStatus
 from tracker.protocol.failures import NEVER_OVERRIDABLE, GuardCode, GuardFailure
 
@@ -116,12 +117,12 @@ def dosing_interval_respected(
     days = facts.days_since_last_dosing
     if days is None:
         message = f"{window}; the date of the last dosing session is not recorded."
+    elif within_dosing_interval(days, protocol):
+        return _PASSED
     elif days < low:
         message = f"{window}; only {_count(days, 'day')} {'has' if days == 1 else 'have'} passed."
-    elif days > high:
-        message = f"{window}; {_count(days, 'day')} have passed."
     else:
-        return _PASSED
+        message = f"{window}; {_count(days, 'day')} have passed."
     return _fail(GuardCode.DOSING_INTERVAL, message, protocol)
 
 

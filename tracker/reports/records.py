@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapped, Session
 
 from tracker.auth.models import User
 from tracker.dosing.models import (
@@ -43,48 +44,32 @@ from tracker.sessions.models import TherapySession, session_therapists
 
 BATCH = 200
 
-
-def _pairs(rows: Iterable[Any]) -> dict[Any, Any]:
-    return {key: value for key, value in rows}
-
-
+K = TypeVar("K")
 T = TypeVar("T")
 
 
-def _grouped(rows: Iterable[tuple[int, T]]) -> dict[int, list[T]]:
-    groups: dict[int, list[T]] = defaultdict(list)
+def _grouped(rows: Iterable[tuple[K, T]]) -> dict[K, list[T]]:
+    groups: dict[K, list[T]] = defaultdict(list)
     for key, value in rows:
         groups[key].append(value)
     return groups
 
 
-def load_records(session: Session, participants: Sequence[Participant]) -> list[ParticipantRecord]:
-    """The compliance records of ``participants`` in a fixed number of queries."""
-    ids = [p.id for p in participants]
-    if not ids:
-        return []
-    consents = _pairs(
-        session.execute(
-            sa.select(Consent.participant_id, sa.func.min(Consent.signed_on))
-            .where(Consent.participant_id.in_(ids))
-            .group_by(Consent.participant_id)
-        )
+def _earliest(
+    session: Session, participant_column: Mapped[int], moment: Mapped[Any], ids: Sequence[int]
+) -> dict[int, Any]:
+    """The earliest ``moment`` per participant."""
+    rows = session.execute(
+        sa.select(participant_column, sa.func.min(moment))
+        .where(participant_column.in_(ids))
+        .group_by(participant_column)
     )
-    first_answer = _pairs(
-        session.execute(
-            sa.select(ChecklistAnswer.participant_id, sa.func.min(ChecklistAnswer.answered_at))
-            .where(ChecklistAnswer.participant_id.in_(ids))
-            .group_by(ChecklistAnswer.participant_id)
-        )
-    )
-    first_screen = _pairs(
-        session.execute(
-            sa.select(SuicidalityScreen.participant_id, sa.func.min(SuicidalityScreen.screened_at))
-            .where(SuicidalityScreen.participant_id.in_(ids))
-            .group_by(SuicidalityScreen.participant_id)
-        )
-    )
-    # The signature that counts for dosing: the earliest eligible one (C02 checks its voiding).
+    return {participant_id: earliest for participant_id, earliest in rows}
+
+
+def _counting_signatures(session: Session, ids: Sequence[int]) -> dict[int, ChecklistSignature]:
+    """The signature that counts for dosing: the earliest eligible one (C02 checks its voiding),
+    else the earliest."""
     signatures: dict[int, ChecklistSignature] = {}
     for signature in session.scalars(
         sa.select(ChecklistSignature)
@@ -94,158 +79,226 @@ def load_records(session: Session, participants: Sequence[Participant]) -> list[
         current = signatures.get(signature.participant_id)
         if current is None or (current.outcome != "eligible" and signature.outcome == "eligible"):
             signatures[signature.participant_id] = signature
+    return signatures
 
-    sessions = list(
-        session.execute(
-            sa.select(TherapySession.__table__)
-            .where(TherapySession.participant_id.in_(ids))
-            .order_by(TherapySession.participant_id, TherapySession.scheduled_at)
-        )
+
+@dataclass(frozen=True)
+class _SessionRecords:
+    """The per-session rows of one batch, keyed by session id."""
+
+    therapists: dict[int, int]
+    doses: dict[int, list[DoseRecord]]
+    readings: dict[int, list[ReadingRecord]]
+    alerts: dict[int, list[AlertRecord]]
+    effects: set[int]
+
+
+def _session_records(session: Session, session_ids: Sequence[int]) -> _SessionRecords:
+    if not session_ids:
+        return _SessionRecords({}, {}, {}, {}, set())
+    therapists = session.execute(
+        sa.select(session_therapists.c.session_id, sa.func.count())
+        .where(session_therapists.c.session_id.in_(session_ids))
+        .group_by(session_therapists.c.session_id)
     )
-    session_ids = [s.id for s in sessions]
-    therapists = (
-        _pairs(
-            session.execute(
-                sa.select(session_therapists.c.session_id, sa.func.count())
-                .where(session_therapists.c.session_id.in_(session_ids))
-                .group_by(session_therapists.c.session_id)
-            )
-        )
-        if session_ids
-        else {}
+    doses = session.execute(
+        sa.select(
+            DoseAdministration.session_id,
+            DoseAdministration.id,
+            DoseAdministration.kind,
+            DoseAdministration.amount_mg,
+            DoseAdministration.administered_at,
+            DoseAdministration.breach_justification.is_not(None),
+        ).where(DoseAdministration.session_id.in_(session_ids))
     )
-    doses = (
-        _grouped(
-            [
-                (d.session_id, d)
-                for d in session.execute(
-                    sa.select(DoseAdministration.__table__).where(
-                        DoseAdministration.session_id.in_(session_ids)
-                    )
-                )
-            ]
-        )
-        if session_ids
-        else {}
+    readings = session.execute(
+        sa.select(
+            VitalSignReading.session_id,
+            VitalSignReading.id,
+            VitalSignReading.measured_at,
+            VitalSignReading.systolic,
+            VitalSignReading.diastolic,
+            VitalSignReading.heart_rate,
+            VitalSignReading.temperature_c,
+        ).where(VitalSignReading.session_id.in_(session_ids))
     )
-    readings = (
-        _grouped(
-            [
-                (r.session_id, r)
-                for r in session.execute(
-                    sa.select(VitalSignReading.__table__).where(
-                        VitalSignReading.session_id.in_(session_ids)
-                    )
-                )
-            ]
-        )
-        if session_ids
-        else {}
+    alerts = session.execute(
+        sa.select(
+            VitalSignAlert.session_id,
+            VitalSignAlert.id,
+            VitalSignAlert.sign,
+            VitalSignAlert.value,
+            VitalSignAlert.acknowledged_at.is_not(None),
+        ).where(VitalSignAlert.session_id.in_(session_ids))
     )
-    alerts = (
-        _grouped(
-            [
-                (a.session_id, a)
-                for a in session.execute(
-                    sa.select(VitalSignAlert.__table__).where(
-                        VitalSignAlert.session_id.in_(session_ids)
-                    )
-                )
-            ]
-        )
-        if session_ids
-        else {}
+    effects = session.scalars(
+        sa.select(SessionEffects.session_id).where(SessionEffects.session_id.in_(session_ids))
     )
-    effects = (
-        set(
-            session.scalars(
-                sa.select(SessionEffects.session_id).where(
-                    SessionEffects.session_id.in_(session_ids)
-                )
-            )
-        )
-        if session_ids
-        else set()
+    return _SessionRecords(
+        therapists={session_id: count for session_id, count in therapists},
+        doses=_grouped(
+            (session_id, DoseRecord(id_, kind, amount, at, justified))
+            for session_id, id_, kind, amount, at, justified in doses
+        ),
+        readings=_grouped(
+            (session_id, ReadingRecord(id_, at, systolic, diastolic, rate, float(temperature)))
+            for session_id, id_, at, systolic, diastolic, rate, temperature in readings
+        ),
+        alerts=_grouped(
+            (session_id, AlertRecord(id_, sign, float(value), acknowledged))
+            for session_id, id_, sign, value, acknowledged in alerts
+        ),
+        effects=set(effects),
     )
 
-    investigators = {
-        u for u in session.scalars(sa.select(User.id).where(User.role == "investigator"))
-    }
-    events = _grouped(
-        [
-            (e.participant_id, e)
-            for e in session.execute(
-                sa.select(AdverseEvent.__table__).where(AdverseEvent.participant_id.in_(ids))
-            )
-        ]
-    )
-    overrides = _grouped(
-        [
-            (t.participant_id, t)
-            for t in session.execute(
-                sa.select(TransitionEvent.__table__).where(
-                    TransitionEvent.participant_id.in_(ids), TransitionEvent.override.is_(True)
-                )
-            )
-        ]
-    )
-    deviations = _grouped(
-        [
-            (d.transition_event_id, d)
-            for d in session.execute(
-                sa.select(ProtocolDeviation.__table__, User.role.label("approver_role"))
-                .join(User, User.id == ProtocolDeviation.approved_by_id)
-                .where(ProtocolDeviation.participant_id.in_(ids))
-            )
-        ]
-    )
 
+def _sessions_by_participant(
+    session: Session, ids: Sequence[int]
+) -> tuple[dict[int, list[SessionRecord]], dict[int, datetime]]:
+    """Each participant's session records in schedule order, and the first session's start."""
+    rows = session.execute(
+        sa.select(
+            TherapySession.participant_id,
+            TherapySession.id,
+            TherapySession.kind,
+            TherapySession.cycle,
+            TherapySession.status,
+            TherapySession.started_at,
+            TherapySession.ended_at,
+            TherapySession.overnight_stay,
+        )
+        .where(TherapySession.participant_id.in_(ids))
+        .order_by(TherapySession.participant_id, TherapySession.scheduled_at)
+    ).all()
+    per_session = _session_records(session, [row.id for row in rows])
     by_participant: dict[int, list[SessionRecord]] = defaultdict(list)
     first_session: dict[int, datetime] = {}
-    for row in sessions:
-        if row.started_at is not None and (
-            row.participant_id not in first_session
-            or row.started_at < first_session[row.participant_id]
+    for participant_id, id_, kind, cycle, status, started_at, ended_at, overnight in rows:
+        if started_at is not None and (
+            participant_id not in first_session or started_at < first_session[participant_id]
         ):
-            first_session[row.participant_id] = row.started_at
-        by_participant[row.participant_id].append(
+            first_session[participant_id] = started_at
+        by_participant[participant_id].append(
             SessionRecord(
-                id=row.id,
-                kind=row.kind,
-                cycle=row.cycle,
-                status=row.status,
-                started_at=row.started_at,
-                ended_at=row.ended_at,
-                therapists_present=int(therapists.get(row.id, 0)),
-                overnight_stay=row.overnight_stay,
-                doses=tuple(
-                    DoseRecord(
-                        d.id,
-                        d.kind,
-                        d.amount_mg,
-                        d.administered_at,
-                        d.breach_justification is not None,
-                    )
-                    for d in doses.get(row.id, [])
-                ),
-                readings=tuple(
-                    ReadingRecord(
-                        r.id,
-                        r.measured_at,
-                        r.systolic,
-                        r.diastolic,
-                        r.heart_rate,
-                        float(r.temperature_c),
-                    )
-                    for r in readings.get(row.id, [])
-                ),
-                alerts=tuple(
-                    AlertRecord(a.id, a.sign, float(a.value), a.acknowledged_at is not None)
-                    for a in alerts.get(row.id, [])
-                ),
-                effects_recorded=row.id in effects,
+                id=id_,
+                kind=kind,
+                cycle=cycle,
+                status=status,
+                started_at=started_at,
+                ended_at=ended_at,
+                therapists_present=per_session.therapists.get(id_, 0),
+                overnight_stay=overnight,
+                doses=tuple(per_session.doses.get(id_, [])),
+                readings=tuple(per_session.readings.get(id_, [])),
+                alerts=tuple(per_session.alerts.get(id_, [])),
+                effects_recorded=id_ in per_session.effects,
             )
         )
+    return by_participant, first_session
+
+
+def _adverse_events(session: Session, ids: Sequence[int]) -> dict[int, list[AdverseEventRecord]]:
+    investigators = set(session.scalars(sa.select(User.id).where(User.role == "investigator")))
+    rows = session.execute(
+        sa.select(
+            AdverseEvent.participant_id,
+            AdverseEvent.id,
+            AdverseEvent.term,
+            AdverseEvent.grade,
+            AdverseEvent.serious,
+            AdverseEvent.relatedness,
+            AdverseEvent.assessed_by_id,
+            AdverseEvent.report_due_at,
+            AdverseEvent.reported_at,
+        ).where(AdverseEvent.participant_id.in_(ids))
+    )
+    return _grouped(
+        (
+            participant_id,
+            AdverseEventRecord(
+                id_,
+                term,
+                grade,
+                serious,
+                relatedness,
+                assessed_by in investigators,
+                due_at,
+                reported_at,
+            ),
+        )
+        for (
+            participant_id,
+            id_,
+            term,
+            grade,
+            serious,
+            relatedness,
+            assessed_by,
+            due_at,
+            reported_at,
+        ) in rows
+    )
+
+
+def _overrides(session: Session, ids: Sequence[int]) -> dict[int, list[OverrideRecord]]:
+    """The transitions applied with an override, with the deviations recorded for each."""
+    deviations = _grouped(
+        (event_id, (code, reason, approver_role))
+        for event_id, code, reason, approver_role in session.execute(
+            sa.select(
+                ProtocolDeviation.transition_event_id,
+                ProtocolDeviation.guard_code,
+                ProtocolDeviation.reason,
+                User.role,
+            )
+            .join(User, User.id == ProtocolDeviation.approved_by_id)
+            .where(ProtocolDeviation.participant_id.in_(ids))
+        )
+    )
+    rows = session.execute(
+        sa.select(
+            TransitionEvent.participant_id,
+            TransitionEvent.id,
+            TransitionEvent.transition,
+            TransitionEvent.occurred_at,
+            TransitionEvent.guard_results,
+        ).where(TransitionEvent.participant_id.in_(ids), TransitionEvent.override.is_(True))
+    )
+    return _grouped(
+        (
+            participant_id,
+            OverrideRecord(
+                id_,
+                transition,
+                occurred_at,
+                tuple(
+                    failure["code"]
+                    for check in guard_results
+                    for failure in check.get("overridden", [])
+                ),
+                tuple(deviations.get(id_, [])),
+            ),
+        )
+        for participant_id, id_, transition, occurred_at, guard_results in rows
+    )
+
+
+def load_records(session: Session, participants: Sequence[Participant]) -> list[ParticipantRecord]:
+    """The compliance records of ``participants`` in a fixed number of queries."""
+    ids = [p.id for p in participants]
+    if not ids:
+        return []
+    consents = _earliest(session, Consent.participant_id, Consent.signed_on, ids)
+    first_answer = _earliest(
+        session, ChecklistAnswer.participant_id, ChecklistAnswer.answered_at, ids
+    )
+    first_screen = _earliest(
+        session, SuicidalityScreen.participant_id, SuicidalityScreen.screened_at, ids
+    )
+    signatures = _counting_signatures(session, ids)
+    sessions, first_session = _sessions_by_participant(session, ids)
+    events = _adverse_events(session, ids)
+    overrides = _overrides(session, ids)
 
     records = []
     for participant in participants:
@@ -254,23 +307,7 @@ def load_records(session: Session, participants: Sequence[Participant]) -> list[
             t for t in (first_answer.get(pid), first_screen.get(pid), first_session.get(pid)) if t
         ]
         signed = signatures.get(pid)
-        override_records = []
-        interval_reasons = []
-        for event in overrides.get(pid, []):
-            codes = tuple(
-                failure["code"]
-                for check in event.guard_results
-                for failure in check.get("overridden", [])
-            )
-            devs = tuple(
-                (d.guard_code, d.reason, d.approver_role) for d in deviations.get(event.id, [])
-            )
-            override_records.append(
-                OverrideRecord(event.id, event.transition, event.occurred_at, codes, devs)
-            )
-            interval_reasons += [
-                f"{code}: {reason}" for code, reason, _ in devs if code == "dosing_interval"
-            ]
+        applied = overrides.get(pid, [])
         records.append(
             ParticipantRecord(
                 study_id=participant.study_id,
@@ -282,22 +319,15 @@ def load_records(session: Session, participants: Sequence[Participant]) -> list[
                 checklist_signature_voided_at=signed.voided_at if signed else None,
                 checklist_signed_by=signed.printed_name if signed else None,
                 checklist_signature_meaning=signed.meaning if signed else None,
-                sessions=tuple(by_participant.get(pid, [])),
-                adverse_events=tuple(
-                    AdverseEventRecord(
-                        e.id,
-                        e.term,
-                        e.grade,
-                        e.serious,
-                        e.relatedness,
-                        e.assessed_by_id in investigators,
-                        e.report_due_at,
-                        e.reported_at,
-                    )
-                    for e in events.get(pid, [])
+                sessions=tuple(sessions.get(pid, [])),
+                adverse_events=tuple(events.get(pid, [])),
+                overrides=tuple(applied),
+                interval_deviations=tuple(
+                    f"{code}: {reason}"
+                    for override in applied
+                    for code, reason, _ in override.deviations
+                    if code == "dosing_interval"
                 ),
-                overrides=tuple(override_records),
-                interval_deviations=tuple(interval_reasons),
             )
         )
     return records
