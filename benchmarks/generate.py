@@ -130,7 +130,7 @@ TEAM_SLOTS = ("coordinator", "investigator", "therapist_a", "therapist_b")
 
 
 def _extras(
-    session: Session, team: Team, participant: Participant, side_effect: bool, adverse: bool
+    db: Session, team: Team, participant: Participant, side_effect: bool, adverse: bool
 ) -> None:
     """Records a history does not make by itself: a side effect, an assessed mild event (while
     the participant is open: a closed one takes no new record)."""
@@ -138,7 +138,7 @@ def _extras(
         return
     if side_effect:
         safety_services.record_side_effect(
-            session,
+            db,
             team.as_therapist(),
             participant,
             term="Jaw clenching",
@@ -148,7 +148,7 @@ def _extras(
         )
     if adverse:
         event = safety_services.record_adverse_event(
-            session,
+            db,
             team.as_therapist(),
             participant,
             term="Headache",
@@ -159,7 +159,7 @@ def _extras(
             description="Tension headache the evening after dosing; paracetamol given.",
         )
         safety_services.assess_adverse_event(
-            session,
+            db,
             team.as_investigator,
             event,
             relatedness="possible",
@@ -169,12 +169,12 @@ def _extras(
 
 
 def _history(
-    session: Session, team: Team, rng: random.Random, kind: str, sex: str
+    db: Session, team: Team, rng: random.Random, kind: str, sex: str
 ) -> Iterator[datetime]:
     """One template history of ``kind`` (a stage of tracker.histories, or a closing)."""
     if kind in ("screen_failed", "withdrawn"):
         participant = enrol_participant(
-            session,
+            db,
             team.as_coordinator,
             site=team.coordinator.site,
             sex=sex,
@@ -183,10 +183,10 @@ def _history(
         )
         yield clock.now() + timedelta(days=rng.randint(2, 5))
         if kind == "screen_failed":
-            screen(session, team, participant, rng, yes={"bipolar_i": "Bipolar I since 2016"})
+            screen(db, team, participant, rng, yes={"bipolar_i": "Bipolar I since 2016"})
             yield clock.now() + timedelta(days=2)
             apply_transition(
-                session,
+                db,
                 team.as_coordinator,
                 participant,
                 "fail_screening",
@@ -194,10 +194,10 @@ def _history(
                 reason="Exclusion: bipolar I disorder",
             )
             return
-        screen(session, team, participant, rng, answered=12)
+        screen(db, team, participant, rng, answered=12)
         yield clock.now() + timedelta(days=4)
         apply_transition(
-            session,
+            db,
             team.as_coordinator,
             participant,
             "withdraw",
@@ -208,13 +208,13 @@ def _history(
         return
     stage, _, variant = kind.partition("+")
     history = protocol_history(
-        session, team, rng, stage, serious_event_in_cycle=1 if variant == "sae" else None
+        db, team, rng, stage, serious_event_in_cycle=1 if variant == "sae" else None
     )
     yield from history
     if variant in ("side", "ae"):
-        participant = session.scalar(sa.select(Participant).order_by(Participant.id.desc()))
+        participant = db.scalar(sa.select(Participant).order_by(Participant.id.desc()))
         assert participant is not None
-        _extras(session, team, participant, side_effect=True, adverse=variant == "ae")
+        _extras(db, team, participant, side_effect=True, adverse=variant == "ae")
 
 
 # Kinds of history and how often each occurs in a generated study.
@@ -280,13 +280,13 @@ def _build_templates(variants: int, seed: int) -> list[Template]:
     origin = (clock.now() - timedelta(days=TEMPLATE_ORIGIN_DAYS)).replace(microsecond=0)
     templates = []
     try:
-        with Session(engine) as session:
+        with Session(engine) as db:
             clock.start_simulation(origin - timedelta(days=1))
-            site = create_site(session, SEED_ACTOR, "TPL", "Template site")
+            site = create_site(db, SEED_ACTOR, "TPL", "Template site")
 
             def member(name: str, role: str) -> User:
                 return create_user(
-                    session,
+                    db,
                     SEED_ACTOR,
                     username=name,
                     role=role,
@@ -305,7 +305,7 @@ def _build_templates(variants: int, seed: int) -> list[Template]:
                 ],
                 investigator_password=BENCH_PASSWORD,
             )
-            current_protocol_version(session)
+            current_protocol_version(db)
             slots = dict(
                 zip(
                     TEAM_SLOTS, (team.coordinator, team.investigator, *team.therapists), strict=True
@@ -316,12 +316,12 @@ def _build_templates(variants: int, seed: int) -> list[Template]:
                 for variant in range(variants):
                     clock.reset()
                     clock.start_simulation(origin)
-                    first_seq = head(session)[0] + 1
+                    first_seq = head(db)[0] + 1
                     sex = "female" if variant % 2 == 0 else "male"
-                    run_one(_history(session, team, rng, kind, sex))
-                    session.flush()
-                    templates.append(_extract(session, kind, first_seq, slots, origin))
-            session.rollback()
+                    run_one(_history(db, team, rng, kind, sex))
+                    db.flush()
+                    templates.append(_extract(db, kind, first_seq, slots, origin))
+            db.rollback()
     finally:
         clock.reset()
         engine.dispose()
@@ -329,10 +329,10 @@ def _build_templates(variants: int, seed: int) -> list[Template]:
 
 
 def _extract(
-    session: Session, kind: str, first_seq: int, slots: dict[str, User], origin: datetime
+    db: Session, kind: str, first_seq: int, slots: dict[str, User], origin: datetime
 ) -> Template:
     tables = Base.metadata.tables
-    participant = session.scalar(sa.select(Participant).order_by(Participant.id.desc()))
+    participant = db.scalar(sa.select(Participant).order_by(Participant.id.desc()))
     assert participant is not None
     pid = participant.id
     rows: dict[str, list[dict[str, Any]]] = {}
@@ -348,7 +348,7 @@ def _extract(
             )
             query = sa.select(table).where(table.c.session_id.in_(owned))
         order = table.c.id if "id" in table.c else table.c.session_id
-        rows[name] = [dict(r._mapping) for r in session.execute(query.order_by(order))]
+        rows[name] = [dict(r._mapping) for r in db.execute(query.order_by(order))]
     local = {
         name: {row["id"]: index for index, row in enumerate(found)}
         for name, found in rows.items()
@@ -357,9 +357,7 @@ def _extract(
     audit = AuditEvent.__table__
     events = [
         dict(r._mapping)
-        for r in session.execute(
-            sa.select(audit).where(audit.c.seq >= first_seq).order_by(audit.c.seq)
-        )
+        for r in db.execute(sa.select(audit).where(audit.c.seq >= first_seq).order_by(audit.c.seq))
     ]
     moments = [e["occurred_at"] for e in events]
     return Template(
@@ -406,19 +404,19 @@ def sites_for(participants: int) -> int:
 
 
 def create_study_team(
-    session: Session, site_count: int, rng: random.Random
+    db: Session, site_count: int, rng: random.Random
 ) -> dict[int, list[dict[str, Member]]]:
     """Sites, and per site a coordinator, an investigator and three therapists (teams of four
     drawn from them); an auditor and a data manager for the whole study."""
     teams: dict[int, list[dict[str, Member]]] = {}
     for number in range(1, site_count + 1):
         code = f"S{number:02d}"
-        site = create_site(session, SEED_ACTOR, code, f"Study site {number}")
+        site = create_site(db, SEED_ACTOR, code, f"Study site {number}")
         people: dict[str, list[User]] = {"coordinator": [], "investigator": [], "therapist": []}
         for role, count in (("coordinator", 1), ("investigator", 1), ("therapist", 3)):
             for index in range(1, count + 1):
                 user = create_user(
-                    session,
+                    db,
                     SEED_ACTOR,
                     username=f"{code.lower()}-{role}{index}",
                     role=role,
@@ -448,7 +446,7 @@ def create_study_team(
         ]
     for username, role in (("auditor", "auditor"), ("datamanager", "admin")):
         create_user(
-            session,
+            db,
             SEED_ACTOR,
             username=username,
             role=role,
@@ -695,19 +693,19 @@ def seed(
     origin = templates[0].origin
     engine = create_engine(database_url)
     try:
-        with Session(engine) as session, fast_password_hashing():
-            if session.scalar(sa.select(sa.func.count()).select_from(Participant)):
+        with Session(engine) as db, fast_password_hashing():
+            if db.scalar(sa.select(sa.func.count()).select_from(Participant)):
                 raise RuntimeError("the database already has participants; seed an empty one")
             clock.start_simulation(origin - timedelta(days=2))
             try:
-                protocol = current_protocol_version(session)
-                teams = create_study_team(session, sites_for(participants), rng)
+                protocol = current_protocol_version(db)
+                teams = create_study_team(db, sites_for(participants), rng)
             finally:
                 clock.reset()
-            session.commit()
-            sites = {s.id: s.code for s in session.scalars(sa.select(Site))}
+            db.commit()
+            sites = {s.id: s.code for s in db.scalars(sa.select(Site))}
             protocol_version_id = protocol.id
-            last_seq, last_hash = head(session)
+            last_seq, last_hash = head(db)
         plan = plan_study(templates, participants, sites, teams, datetime.now(UTC), rng)
         counters: dict[str, int] = {}
         with engine.begin() as connection:

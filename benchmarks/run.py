@@ -345,8 +345,8 @@ def audit_export(url: str) -> None:
 
     def export() -> int:
         size = 0
-        with Session(engine) as session:
-            for chunk in AuditCsv(session):
+        with Session(engine) as db:
+            for chunk in AuditCsv(db):
                 size += len(chunk)
         return size
 
@@ -405,27 +405,27 @@ def transitions(url: str) -> None:
     def audited() -> None:
         pid = ids[position["i"] % len(ids)]
         position["i"] += 1
-        with Session(engine) as session:
-            participant = session.get(Participant, pid)
+        with Session(engine) as db:
+            participant = db.get(Participant, pid)
             assert participant is not None
             apply_transition(
-                session,
+                db,
                 actor,
                 participant,
                 "place_on_hold",
                 expected_version=participant.version,
                 reason="benchmark",
             )
-            session.rollback()
+            db.rollback()
 
     def bare() -> None:
         pid = ids[position["i"] % len(ids)]
         position["i"] += 1
-        with Session(engine) as session:
-            version = session.scalar(
+        with Session(engine) as db:
+            version = db.scalar(
                 sa.text("SELECT version FROM participants WHERE id = :p"), {"p": pid}
             )
-            result = session.execute(
+            result = db.execute(
                 sa.text(
                     "UPDATE participants SET state = 'on_hold', held_from = state, "
                     "version = version + 1 WHERE id = :p AND version = :v"
@@ -433,7 +433,7 @@ def transitions(url: str) -> None:
                 {"p": pid, "v": version},
             )
             assert result.rowcount == 1
-            session.rollback()
+            db.rollback()
 
     audited_s = timed(audited)
     bare_s = timed(bare)

@@ -72,10 +72,10 @@ def prepare(path: Path, participants: int) -> tuple[str, int]:
     seed(url, participants)
     database = Database(create_engine(url))
     try:
-        with database.session_scope() as session:
-            user = session.scalars(sa.select(User).where(User.username == READER_USER)).one()
-            token = create_api_token(session, Actor.system("benchmark"), user)
-            participant_id = session.scalars(
+        with database.session_scope() as db:
+            user = db.scalars(sa.select(User).where(User.username == READER_USER)).one()
+            token = create_api_token(db, Actor.system("benchmark"), user)
+            participant_id = db.scalars(
                 sa.select(Participant.id).where(Participant.site_id == user.site_id).limit(1)
             ).one()
     finally:

@@ -9,7 +9,7 @@ from flask import Flask, Response, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.routing import IntegerConverter, Map
 
-from tracker import db
+from tracker import db as database
 from tracker.config import Settings, check_shared_state, load_settings, server_workers
 from tracker.paths import SOURCE_ROOT as ROOT  # noqa: F401 (the checkout, for tests and tools)
 from tracker.paths import STATIC, TEMPLATES
@@ -68,7 +68,7 @@ def create_app(
 
     app.jinja_env.globals["can"] = lambda name: can(Permission(name))
 
-    db.init_app(app, settings.database_url)
+    database.init_app(app, settings.database_url)
     _init_checkpoints(app, settings)
     _init_extensions(app)
     _register_blueprints(app)
@@ -102,7 +102,7 @@ def _init_checkpoints(app: Flask, settings: Settings) -> None:
 
 
 def _init_extensions(app: Flask) -> None:
-    from tracker.auth.session import init_login
+    from tracker.auth.signin import init_login
     from tracker.extensions import csrf, limiter
 
     csrf.init_app(app)
@@ -193,16 +193,16 @@ def _register_request_edges(app: Flask) -> None:
         """One commit per request when it went well; a rollback when it did not, except that
         a refused password check keeps its own record (the failure count and its audit
         event, written before anything else in the request)."""
-        if not db.has_session():
+        if not database.has_db():
             return response
-        session = db.get_session()
-        if response.status_code >= 400 and not session.info.pop(COMMIT_REFUSAL, False):
-            session.rollback()
+        db = database.get_db()
+        if response.status_code >= 400 and not db.info.pop(COMMIT_REFUSAL, False):
+            db.rollback()
             return response
         try:
-            session.commit()
+            db.commit()
         except SQLAlchemyError:
-            session.rollback()
+            db.rollback()
             app.logger.exception("commit failed")
             from tracker.http_errors import json_error
             from tracker.security import is_api_request

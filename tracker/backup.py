@@ -51,8 +51,8 @@ def verify_file(path: Path, store: CheckpointStore | None = None) -> Verificatio
     reaches (a backup is older than the newest checkpoints by nature)."""
     engine = create_engine(f"sqlite:///{path}")
     try:
-        with Session(engine) as session:
-            return verify(session, store, reached_only=True)
+        with Session(engine) as db:
+            return verify(db, store, reached_only=True)
     finally:
         engine.dispose()
 
@@ -118,9 +118,9 @@ def restore_sqlite(
         superseded = store.supersede_after(result.events)
         engine = create_engine(database_url)
         try:
-            with Session(engine) as session, session.begin():
+            with Session(engine) as db, db.begin():
                 record_event(
-                    session,
+                    db,
                     actor,
                     "db.restore",
                     "database",
@@ -133,7 +133,7 @@ def restore_sqlite(
                     },
                     reason="restored from an older backup; loss accepted",
                 )
-                seq, head_hash = head(session)
+                seq, head_hash = head(db)
             store.write(seq, head_hash, "restore")
         finally:
             engine.dispose()

@@ -179,8 +179,8 @@ def sites_create(code: str, name: str) -> None:
     from tracker.sites.services import create_site
 
     try:
-        with _database().session_scope() as session:
-            site = create_site(session, cli_actor(), code, name)
+        with _database().session_scope() as db:
+            site = create_site(db, cli_actor(), code, name)
             click.echo(f"Site {site.code} created: {site.name}")
     except DomainError as error:
         _fail(error.message)
@@ -217,10 +217,10 @@ def users_create(
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        with _database().session_scope() as session:
-            site = get_site_by_code(session, site_code) if site_code else None
+        with _database().session_scope() as db:
+            site = get_site_by_code(db, site_code) if site_code else None
             user = create_user(
-                session,
+                db,
                 cli_actor(),
                 username=username,
                 role=role,
@@ -264,10 +264,8 @@ def users_token(username: str, expires_in: timedelta) -> None:
     from tracker.errors import DomainError
 
     try:
-        with _database().session_scope() as session:
-            raw = create_api_token(
-                session, cli_actor(), get_user_by_username(session, username), expires_in
-            )
+        with _database().session_scope() as db:
+            raw = create_api_token(db, cli_actor(), get_user_by_username(db, username), expires_in)
     except DomainError as error:
         _fail(error.message)
     click.echo(raw)
@@ -282,8 +280,8 @@ def users_revoke_tokens(username: str) -> None:
     from tracker.errors import DomainError
 
     try:
-        with _database().session_scope() as session:
-            count = revoke_api_tokens(session, cli_actor(), get_user_by_username(session, username))
+        with _database().session_scope() as db:
+            count = revoke_api_tokens(db, cli_actor(), get_user_by_username(db, username))
     except DomainError as error:
         _fail(error.message)
     click.echo(f"{count} token(s) revoked.")
@@ -316,9 +314,9 @@ def participants_childbearing(study_id: str, value: str, username: str, reason: 
     from tracker.participants.services import record_childbearing_potential
 
     try:
-        with _database().session_scope() as session:
-            user = get_user_by_username(session, username)
-            participant = session.scalar(
+        with _database().session_scope() as db:
+            user = get_user_by_username(db, username)
+            participant = db.scalar(
                 sa.select(Participant).where(Participant.study_id == study_id.strip().upper())
             )
             if participant is None or (user.site_id and participant.site_id != user.site_id):
@@ -329,7 +327,7 @@ def participants_childbearing(study_id: str, value: str, username: str, reason: 
                 role=actor.role,
                 user_id=actor.user_id,
             )
-            record_childbearing_potential(session, actor, participant, value == "yes", reason)
+            record_childbearing_potential(db, actor, participant, value == "yes", reason)
     except DomainError as error:
         _fail(error.message)
     click.echo(f"{study_id}: childbearing potential {value}.")
@@ -350,8 +348,8 @@ def audit_verify() -> None:
     the first bad event or the checkpoint the chain contradicts."""
     from tracker.audit.services import verify
 
-    with _database().session_scope() as session:
-        result = verify(session, _checkpoints())
+    with _database().session_scope() as db:
+        result = verify(db, _checkpoints())
     if result.ok:
         click.echo(
             f"OK: {result.events} events, head {result.head}, "
@@ -369,8 +367,8 @@ def audit_checkpoint() -> None:
     """Sign a checkpoint of the chain's head now (the app also writes them on activity)."""
     from tracker.audit.services import head
 
-    with _database().session_scope() as session:
-        seq, head_hash = head(session)
+    with _database().session_scope() as db:
+        seq, head_hash = head(db)
     checkpoint = _checkpoints().write(seq, head_hash, "command")
     if checkpoint is None:
         click.echo("The audit trail is empty: there is no head to sign.")
@@ -402,9 +400,9 @@ def audit_export(fmt: str, output: Path) -> None:
     from tracker.audit.services import record_event
 
     database = _database()
-    with database.session_scope() as session:
+    with database.session_scope() as db:
         record_event(
-            session,
+            db,
             cli_actor(),
             "audit.export",
             "audit_trail",
@@ -412,10 +410,10 @@ def audit_export(fmt: str, output: Path) -> None:
             new={"format": fmt, "file": output.name},
         )
     with (
-        database.session_scope() as session,
+        database.session_scope() as db,
         output.open("w", encoding="utf-8", newline="") as handle,
     ):
-        export = AuditCsv(session)
+        export = AuditCsv(db)
         for chunk in export:
             handle.write(chunk)
     click.echo(f"{export.events} events written to {output}")
@@ -446,17 +444,17 @@ def report_compliance(
     flt = compliance.ReportFilter(site=site, state=state, failures_only=failures_only)
     actor = cli_actor()
     database = _database()
-    with database.session_scope() as session:
-        header = compliance.report_header(session, actor.username, flt)
-        compliance.record_export(session, actor, fmt, flt, header)
-    with database.session_scope() as session:
+    with database.session_scope() as db:
+        header = compliance.report_header(db, actor.username, flt)
+        compliance.record_export(db, actor, fmt, flt, header)
+    with database.session_scope() as db:
         summary = compliance.Summary()
         if fmt == "pdf":
             with output.open("wb") as handle:
-                write_report_pdf(session, None, flt, header, summary, handle)
+                write_report_pdf(db, None, flt, header, summary, handle)
         else:
             with output.open("w", encoding="utf-8", newline="") as handle:
-                for chunk in report_text(session, None, flt, header, fmt, summary):
+                for chunk in report_text(db, None, flt, header, fmt, summary):
                     handle.write(chunk)
     click.echo(
         f"{summary.participants} participants written to {output} (audit head {header.audit_head})"

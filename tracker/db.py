@@ -143,8 +143,8 @@ class ReadOnlySessionWrite(RuntimeError):
     """A session made for reading was asked to write: a programming error, caught by tests."""
 
 
-def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
-    if session.new or session.dirty or session.deleted:
+def _refuse_writes(db: Session, _context: Any, _instances: Any) -> None:
+    if db.new or db.dirty or db.deleted:
         raise ReadOnlySessionWrite(
             "a read-only unit of work tried to write; make the change in write_unit(session)"
         )
@@ -185,23 +185,23 @@ class Database:
     def read_session(self) -> Session:
         """A session of its own that only reads: on SQLite it takes no write lock, on
         PostgreSQL its transaction is READ ONLY. The caller closes it."""
-        session = self.read_session_factory()
-        if session.get_bind().dialect.name == "postgresql":
-            session.connection().exec_driver_sql("SET TRANSACTION READ ONLY")
-        return session
+        db = self.read_session_factory()
+        if db.get_bind().dialect.name == "postgresql":
+            db.connection().exec_driver_sql("SET TRANSACTION READ ONLY")
+        return db
 
     @contextmanager
     def session_scope(self) -> Iterator[Session]:
         """A unit of work outside a request (CLI): commit on success, roll back on error."""
-        session = self.session_factory()
+        db = self.session_factory()
         try:
-            yield session
-            session.commit()
+            yield db
+            db.commit()
         except BaseException:
-            session.rollback()
+            db.rollback()
             raise
         finally:
-            session.close()
+            db.close()
 
 
 def init_app(app: Flask, database_url: str) -> Database:
@@ -210,12 +210,12 @@ def init_app(app: Flask, database_url: str) -> Database:
 
     @app.teardown_appcontext
     def _close_session(exc: BaseException | None) -> None:
-        session: Session | None = g.pop("db_session", None)
-        if session is not None:
-            if exc is not None or session.in_transaction():
+        db: Session | None = g.pop("db_session", None)
+        if db is not None:
+            if exc is not None or db.in_transaction():
                 # Anything not committed by the edge is abandoned, never half-kept.
-                session.rollback()
-            session.close()
+                db.rollback()
+            db.close()
 
     return database
 
@@ -229,7 +229,7 @@ def _request_reads_only() -> bool:
     return has_request_context() and request.method in READ_METHODS
 
 
-def get_session() -> Session:
+def get_db() -> Session:
     """The session of the current request (or app context), created on first use. A request
     that only reads (GET, HEAD, OPTIONS) gets a session that reads only."""
     if "db_session" not in g:
@@ -238,23 +238,23 @@ def get_session() -> Session:
             database.read_session_factory if _request_reads_only() else database.session_factory
         )
         g.db_session = factory()
-    session: Session = g.db_session
-    return session
+    db: Session = g.db_session
+    return db
 
 
 @contextmanager
-def write_unit(session: Session) -> Iterator[Session]:
+def write_unit(db: Session) -> Iterator[Session]:
     """Where a change is made by code that reads with ``session``. That session itself, unless
     it is a session that only reads (a GET request's): then a short unit of work of its own,
     committed at once, so the read never holds the write lock. ``session`` may not see the
     change (a SQLite read keeps its snapshot): take over a row with ``merge(row, load=False)``."""
-    if not session.info.get(READS_ONLY):
-        yield session
+    if not db.info.get(READS_ONLY):
+        yield db
         return
     with get_database().session_scope() as writes:
         yield writes
-    if session.in_transaction():
-        session.rollback()
+    if db.in_transaction():
+        db.rollback()
 
 
 def stream_reading(produce: Callable[[Session], Iterator[T]]) -> Iterator[T]:
@@ -264,15 +264,15 @@ def stream_reading(produce: Callable[[Session], Iterator[T]]) -> Iterator[T]:
     database = get_database()
 
     def stream() -> Iterator[T]:
-        session = database.read_session()
+        db = database.read_session()
         try:
-            yield from produce(session)
+            yield from produce(db)
         finally:
-            session.rollback()
-            session.close()
+            db.rollback()
+            db.close()
 
     return stream()
 
 
-def has_session() -> bool:
+def has_db() -> bool:
     return "db_session" in g

@@ -79,13 +79,13 @@ def load_demo(database: Database, instance_path: Path) -> str:
 
 def _load(database: Database, actor: Actor) -> str:
     passwords: dict[str, str] = {}
-    with database.session_scope() as session:
-        sites = {code: create_site(session, actor, code, name) for code, name in DEMO_SITES}
+    with database.session_scope() as db:
+        sites = {code: create_site(db, actor, code, name) for code, name in DEMO_SITES}
         lines = ["Demo logins (generated for this installation):", ""]
         for username, role, site_code, printed_name in DEMO_USERS:
             password = passwords[username] = "-".join(secrets.token_hex(3) for _ in range(3))
             create_user(
-                session,
+                db,
                 actor,
                 username=username,
                 role=role,
@@ -99,13 +99,11 @@ def _load(database: Database, actor: Actor) -> str:
                 f"  {username:<14} {password:<22} {role}{' at ' + site_code if site_code else ''}"
             )
         text = "\n".join(lines) + "\n"
-        _demo_participants(
-            session, {u.username: u for u in session.scalars(sa.select(User))}, passwords
-        )
+        _demo_participants(db, {u.username: u for u in db.scalars(sa.select(User))}, passwords)
     return text
 
 
-def _demo_participants(session: Session, users: dict[str, User], passwords: dict[str, str]) -> None:
+def _demo_participants(db: Session, users: dict[str, User], passwords: dict[str, str]) -> None:
     """Participants in every state, with histories made by the same services the pages use,
     interleaved on one simulated timeline that ends before the real now."""
     team = Team(
@@ -133,28 +131,26 @@ def _demo_participants(session: Session, users: dict[str, User], passwords: dict
         histories.append(
             starting_at(
                 end - timedelta(days=days),
-                functools.partial(protocol_history, session, team, rng, stage),
+                functools.partial(protocol_history, db, team, rng, stage),
             )
         )
     histories.append(
         starting_at(
             end - timedelta(days=70),
-            lambda: protocol_history(session, team, rng, "completed", serious_event_in_cycle=1),
+            lambda: protocol_history(db, team, rng, "completed", serious_event_in_cycle=1),
         )
     )
-    histories.append(
-        starting_at(end - timedelta(days=40), lambda: _screen_failures(session, team, rng))
-    )
-    histories.append(starting_at(end - timedelta(days=60), lambda: _withdrawal(session, team, rng)))
+    histories.append(starting_at(end - timedelta(days=40), lambda: _screen_failures(db, team, rng)))
+    histories.append(starting_at(end - timedelta(days=60), lambda: _withdrawal(db, team, rng)))
     run_histories(histories, until=end - timedelta(hours=1))
 
 
-def _screen_failures(session: Session, team: Team, rng: random.Random) -> Iterator[datetime]:
-    excluded = _enrol(session, team, rng)
-    screen(session, team, excluded, rng, yes={"bipolar_i": "Bipolar I disorder diagnosed 2016"})
+def _screen_failures(db: Session, team: Team, rng: random.Random) -> Iterator[datetime]:
+    excluded = _enrol(db, team, rng)
+    screen(db, team, excluded, rng, yes={"bipolar_i": "Bipolar I disorder diagnosed 2016"})
     yield clock.now() + timedelta(days=2)
     apply_transition(
-        session,
+        db,
         team.as_coordinator,
         excluded,
         "fail_screening",
@@ -162,9 +158,9 @@ def _screen_failures(session: Session, team: Team, rng: random.Random) -> Iterat
         reason="Exclusion: bipolar I disorder",
     )
     yield clock.now() + timedelta(days=3)
-    risky = _enrol(session, team, rng)
+    risky = _enrol(db, team, rng)
     screen(
-        session,
+        db,
         team,
         risky,
         rng,
@@ -172,7 +168,7 @@ def _screen_failures(session: Session, team: Team, rng: random.Random) -> Iterat
     )
     yield clock.now() + timedelta(days=1)
     assess_review_item(
-        session,
+        db,
         team.as_investigator,
         risky,
         "cardiovascular_risk_factors",
@@ -180,7 +176,7 @@ def _screen_failures(session: Session, team: Team, rng: random.Random) -> Iterat
         "Combined risk factors too high for the cardiovascular load of dosing.",
     )
     apply_transition(
-        session,
+        db,
         team.as_investigator,
         risky,
         "fail_screening",
@@ -189,21 +185,21 @@ def _screen_failures(session: Session, team: Team, rng: random.Random) -> Iterat
     )
 
 
-def _withdrawal(session: Session, team: Team, rng: random.Random) -> Iterator[datetime]:
-    participant = _enrol(session, team, rng)
-    make_eligible(session, team, participant, rng)
+def _withdrawal(db: Session, team: Team, rng: random.Random) -> Iterator[datetime]:
+    participant = _enrol(db, team, rng)
+    make_eligible(db, team, participant, rng)
     yield clock.now() + timedelta(days=3)
     apply_transition(
-        session,
+        db,
         team.as_coordinator,
         participant,
         "confirm_eligibility",
         expected_version=participant.version,
     )
     yield clock.now() + timedelta(days=6)
-    simple_session(session, team, participant, "preparation")
+    simple_session(db, team, participant, "preparation")
     safety_services.record_side_effect(
-        session,
+        db,
         team.as_therapist(),
         participant,
         term="Insomnia",
@@ -213,7 +209,7 @@ def _withdrawal(session: Session, team: Team, rng: random.Random) -> Iterator[da
     )
     yield clock.now() + timedelta(days=10)
     apply_transition(
-        session,
+        db,
         team.as_investigator,
         participant,
         "withdraw",
@@ -223,9 +219,9 @@ def _withdrawal(session: Session, team: Team, rng: random.Random) -> Iterator[da
     )
 
 
-def _enrol(session: Session, team: Team, rng: random.Random) -> Participant:
+def _enrol(db: Session, team: Team, rng: random.Random) -> Participant:
     return enrol_participant(
-        session,
+        db,
         team.as_coordinator,
         site=team.site,
         sex=rng.choice(["female", "male"]),

@@ -85,14 +85,12 @@ class Team:
         return actor_for(self.therapists[index % len(self.therapists)])
 
 
-def _move(session: Session, who: Actor, participant: Participant, name: str, **kwargs: Any) -> None:
-    apply_transition(
-        session, who, participant, name, expected_version=participant.version, **kwargs
-    )
+def _move(db: Session, who: Actor, participant: Participant, name: str, **kwargs: Any) -> None:
+    apply_transition(db, who, participant, name, expected_version=participant.version, **kwargs)
 
 
 def screen(
-    session: Session,
+    db: Session,
     team: Team,
     participant: Participant,
     rng: random.Random,
@@ -101,8 +99,8 @@ def screen(
     answered: int | None = None,
 ) -> None:
     """Consent first (before any study procedure), then the checklist answers."""
-    if not consents_of(session, participant.id):
-        record_consent(session, team.as_coordinator, participant, "ICF v2.1", clock.now().date())
+    if not consents_of(db, participant.id):
+        record_consent(db, team.as_coordinator, participant, "ICF v2.1", clock.now().date())
     items = [i.code for i in definition_of(participant.protocol_version).checklist]
     answers: dict[str, tuple[str | bool | None, str | None]] = {
         code: ("no", None) for code in items
@@ -111,22 +109,20 @@ def screen(
         answers[code] = ("yes", note)
     if answered is not None:
         answers = dict(list(answers.items())[:answered])
-    record_checklist_answers(session, team.as_coordinator, participant, answers)
+    record_checklist_answers(db, team.as_coordinator, participant, answers)
 
 
-def make_eligible(
-    session: Session, team: Team, participant: Participant, rng: random.Random
-) -> None:
+def make_eligible(db: Session, team: Team, participant: Participant, rng: random.Random) -> None:
     """Consent, the checklist (with a review item acceptable), the signature."""
     screen(
-        session,
+        db,
         team,
         participant,
         rng,
         yes={"controlled_hypertension": "Amlodipine 5 mg; 128/82 mmHg at screening"},
     )
     assess_review_item(
-        session,
+        db,
         team.as_investigator,
         participant,
         "controlled_hypertension",
@@ -134,7 +130,7 @@ def make_eligible(
         "Controlled for 3 years; watch blood pressure closely during dosing.",
     )
     sign_checklist(
-        session,
+        db,
         team.investigator,
         team.as_investigator,
         participant,
@@ -142,7 +138,7 @@ def make_eligible(
         SIGNATURE_MEANING,
     )
     safety_services.record_suicidality_screen(
-        session,
+        db,
         team.as_coordinator,
         participant,
         ideation=False,
@@ -153,7 +149,7 @@ def make_eligible(
 
 
 def simple_session(
-    session: Session,
+    db: Session,
     team: Team,
     participant: Participant,
     kind: str,
@@ -166,7 +162,7 @@ def simple_session(
     start = now - timedelta(hours=hours, minutes=10)
     therapist = team.as_therapist()
     row = session_services.schedule_session(
-        session,
+        db,
         team.as_coordinator,
         participant,
         kind=kind,
@@ -174,7 +170,7 @@ def simple_session(
         therapists=[t.username for t in team.therapists],
     )
     session_services.update_session(
-        session,
+        db,
         therapist,
         row,
         started_at=start,
@@ -183,7 +179,7 @@ def simple_session(
     )
     if kind == "integration":
         safety_services.record_suicidality_screen(
-            session,
+            db,
             therapist,
             participant,
             ideation=False,
@@ -193,12 +189,12 @@ def simple_session(
             session_id=row.id,
         )
     if note:
-        notes_services.add_note(session, therapist, participant, note, session_id=row.id)
+        notes_services.add_note(db, therapist, participant, note, session_id=row.id)
     return row
 
 
 def dosing_session(
-    session: Session,
+    db: Session,
     team: Team,
     participant: Participant,
     rng: random.Random,
@@ -215,14 +211,14 @@ def dosing_session(
     start = now - timedelta(hours=hours)
     therapist = team.as_therapist()
     row = session_services.schedule_session(
-        session,
+        db,
         team.as_coordinator,
         participant,
         kind="dosing",
         scheduled_at=start,
         therapists=[t.username for t in team.therapists[:2]],
     )
-    session_services.update_session(session, therapist, row, started_at=start)
+    session_services.update_session(db, therapist, row, started_at=start)
     protocol = definition_of(participant.protocol_version)
     initial_at = start + timedelta(minutes=30)
     moment = start + timedelta(minutes=10)
@@ -242,7 +238,7 @@ def dosing_session(
     for when in reading_times:
         if not dosed and when > initial_at:
             dosing_services.record_dose(
-                session,
+                db,
                 therapist,
                 row,
                 administered_at=initial_at,
@@ -252,7 +248,7 @@ def dosing_session(
             dosed = True
         if not supplemental_done and when > supplemental_at:
             dosing_services.record_dose(
-                session,
+                db,
                 therapist,
                 row,
                 administered_at=supplemental_at,
@@ -262,7 +258,7 @@ def dosing_session(
             supplemental_done = True
         high = when == breach_at
         reading = dosing_services.record_vital_signs(
-            session,
+            db,
             therapist,
             row,
             measured_at=when,
@@ -273,7 +269,7 @@ def dosing_session(
         )
         for alert in reading.alerts:
             dosing_services.acknowledge_alert(
-                session,
+                db,
                 team.as_therapist(1),
                 alert,
                 "Participant calm; rechecked after 10 minutes, trending down. "
@@ -282,7 +278,7 @@ def dosing_session(
     if finish:
         chosen = sorted(rng.sample(sorted(EFFECT_CODES), k=rng.randint(1, 4)))
         dosing_services.record_effects(
-            session,
+            db,
             therapist,
             row,
             effects=chosen,
@@ -290,7 +286,7 @@ def dosing_session(
             note="Recorded with the participant at the end of the session.",
         )
         safety_services.record_suicidality_screen(
-            session,
+            db,
             therapist,
             participant,
             ideation=False,
@@ -300,25 +296,25 @@ def dosing_session(
             session_id=row.id,
         )
         session_services.update_session(
-            session, therapist, row, ended_at=end, status="completed", overnight_stay=True
+            db, therapist, row, ended_at=end, status="completed", overnight_stay=True
         )
     return row
 
 
-def start_cycle(session: Session, team: Team, participant: Participant) -> None:
+def start_cycle(db: Session, team: Team, participant: Participant) -> None:
     if pregnancy_test_required(participant.sex, participant.childbearing_potential):
         safety_services.record_pregnancy_test(
-            session,
+            db,
             team.as_coordinator,
             participant,
             tested_at=clock.now() - timedelta(hours=3),
             result="negative",
         )
-    _move(session, team.as_coordinator, participant, "start_dosing")
+    _move(db, team.as_coordinator, participant, "start_dosing")
 
 
 def protocol_history(
-    session: Session,
+    db: Session,
     team: Team,
     rng: random.Random,
     stage: str,
@@ -329,7 +325,7 @@ def protocol_history(
     """One participant taken from enrolment to ``stage`` (see STAGES)."""
     goal = STAGES.index(stage)
     participant = enrol_participant(
-        session,
+        db,
         team.as_coordinator,
         site=team.site,
         sex=rng.choice(["female", "male"]),
@@ -340,27 +336,27 @@ def protocol_history(
         return
     yield clock.now() + timedelta(days=rng.randint(2, 5))
     if goal == STAGES.index("checklist_partial"):
-        screen(session, team, participant, rng, answered=9)
+        screen(db, team, participant, rng, answered=9)
         return
     if goal == STAGES.index("awaiting_assessment"):
         screen(
-            session,
+            db,
             team,
             participant,
             rng,
             yes={"bipolar_ii": "Hypomanic episode 2012, stable since"},
         )
         return
-    make_eligible(session, team, participant, rng)
+    make_eligible(db, team, participant, rng)
     if goal == STAGES.index("ready_to_confirm"):
         return
     yield clock.now() + timedelta(days=rng.randint(1, 4))
-    _move(session, team.as_coordinator, participant, "confirm_eligibility")
+    _move(db, team.as_coordinator, participant, "confirm_eligibility")
     protocol = definition_of(participant.protocol_version)
     for number in range(protocol.schedule.preparation_sessions):
         yield clock.now() + timedelta(days=rng.randint(5, 8))
         simple_session(
-            session,
+            db,
             team,
             participant,
             "preparation",
@@ -372,18 +368,18 @@ def protocol_history(
         return
     for cycle in range(1, protocol.schedule.dosing_cycles + 1):
         yield clock.now() + timedelta(days=rng.randint(3, 6) if cycle == 1 else 0)
-        start_cycle(session, team, participant)
+        start_cycle(db, team, participant)
         if goal == STAGES.index("dosing_in_progress"):
             yield clock.now() + timedelta(days=1, hours=4)
-            dosing_session(session, team, participant, rng, hours=4, finish=False)
+            dosing_session(db, team, participant, rng, hours=4, finish=False)
             return
         yield clock.now() + timedelta(days=1, hours=10)
-        dosing_session(session, team, participant, rng, breach=cycle == 2)
-        _move(session, team.as_therapist(), participant, "complete_dosing")
+        dosing_session(db, team, participant, rng, breach=cycle == 2)
+        _move(db, team.as_therapist(), participant, "complete_dosing")
         if serious_event_in_cycle == cycle:
             yield clock.now() + timedelta(hours=30)
             safety_services.record_adverse_event(
-                session,
+                db,
                 team.as_therapist(),
                 participant,
                 term="Hypertensive urgency",
@@ -398,10 +394,10 @@ def protocol_history(
         # The first integration session within 24 h of the dosing, then weekly.
         for number, gap in enumerate((timedelta(hours=14), timedelta(days=6), timedelta(days=7))):
             yield clock.now() + gap
-            row = simple_session(session, team, participant, "integration")
+            row = simple_session(db, team, participant, "integration")
             if notes and number == 0:
                 note = notes_services.add_note(
-                    session,
+                    db,
                     team.as_therapist(),
                     participant,
                     "Integration: processed themes of safety and self-compassion.",
@@ -409,7 +405,7 @@ def protocol_history(
                 )
                 if cycle == 1:
                     notes_services.amend_note(
-                        session,
+                        db,
                         team.as_therapist(),
                         note,
                         "Integration: processed themes of safety and self-compassion; "
@@ -422,7 +418,7 @@ def protocol_history(
             return
         if cycle < protocol.schedule.dosing_cycles:
             yield clock.now() + timedelta(days=rng.randint(8, 14))
-    _move(session, team.as_coordinator, participant, "complete_protocol")
+    _move(db, team.as_coordinator, participant, "complete_protocol")
 
 
 def run_histories(histories: list[History], until: datetime | None = None) -> None:

@@ -2,7 +2,7 @@
 
 from tracker.api.models import IdempotencyKey
 from tracker.audit.models import AuditEvent
-from tracker.auth.models import ApiToken, LoginSession, User
+from tracker.auth.models import ApiToken, SignIn, User
 from tracker.dosing.models import (
     DoseAdministration,
     SessionEffects,
@@ -34,7 +34,6 @@ __all__ = [
     "Consent",
     "DoseAdministration",
     "IdempotencyKey",
-    "LoginSession",
     "Note",
     "Participant",
     "PregnancyTest",
@@ -43,6 +42,7 @@ __all__ = [
     "ReviewAssessment",
     "SessionEffects",
     "SideEffect",
+    "SignIn",
     "Site",
     "SuicidalityScreen",
     "TherapistAssignment",

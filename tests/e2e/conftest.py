@@ -23,7 +23,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from tests.conftest import make_test_app
 from tests.factories import make_site, make_user
 from tracker import migrate
-from tracker.auth.models import LoginSession, User
+from tracker.auth.models import SignIn, User
 from tracker.db import get_database
 
 if TYPE_CHECKING:
@@ -132,14 +132,14 @@ class LiveServer:
         with get_database(self.app).session_scope() as session:
             return make_site(session, code, name).code
 
-    def open_login_sessions(self, username: str) -> int:
+    def open_sign_ins(self, username: str) -> int:
         """How many login sessions of this user are not ended."""
         with get_database(self.app).session_scope() as session:
             return int(
                 session.scalar(
-                    sa.select(sa.func.count(LoginSession.id))
-                    .join(User, LoginSession.user_id == User.id)
-                    .where(User.username == username, LoginSession.ended_at.is_(None))
+                    sa.select(sa.func.count(SignIn.id))
+                    .join(User, SignIn.user_id == User.id)
+                    .where(User.username == username, SignIn.ended_at.is_(None))
                 )
                 or 0
             )

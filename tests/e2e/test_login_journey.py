@@ -39,7 +39,7 @@ def test_coordinator_signs_in_and_out(
     expect(page.get_by_role("alert")).to_have_text("Invalid username or password.")
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
     expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
-    assert live_server.open_login_sessions(user.username) == 0
+    assert live_server.open_sign_ins(user.username) == 0
     screenshot(page, "wrong-password")
     page.goto("/")
     expect(page).to_have_url(LOGIN_URL)
@@ -51,7 +51,7 @@ def test_coordinator_signs_in_and_out(
     who = page.locator("header .who")
     expect(who).to_contain_text(f"{user.printed_name} · coordinator · S01")
     expect(page.get_by_role("navigation", name="Main")).to_contain_text("Dashboard")
-    assert live_server.open_login_sessions(user.username) == 1
+    assert live_server.open_sign_ins(user.username) == 1
     screenshot(page, "dashboard")
 
     # Signing out ends the session and says so on the login page.
@@ -59,7 +59,7 @@ def test_coordinator_signs_in_and_out(
     expect(page).to_have_url(LOGIN_URL)
     expect(page.get_by_role("status")).to_have_text("You are signed out.")
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
-    assert live_server.open_login_sessions(user.username) == 0
+    assert live_server.open_sign_ins(user.username) == 0
 
     # And the dashboard is closed again.
     page.goto("/")

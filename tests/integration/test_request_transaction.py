@@ -9,7 +9,7 @@ from tests.support.databases import scratch_database
 from tracker import migrate
 from tracker.audit.models import AuditEvent
 from tracker.audit.services import Actor, record_event
-from tracker.db import get_database, get_session
+from tracker.db import get_database, get_db
 from tracker.errors import RuleViolation
 from tracker.security import public
 
@@ -22,7 +22,7 @@ def test_error_after_a_write_leaves_nothing_and_success_commits(backend: str, tm
         @app.route("/_test/write/<outcome>", methods=["POST"])
         @public
         def write(outcome: str) -> str:
-            record_event(get_session(), Actor.system("test"), "test.write", "thing", outcome)
+            record_event(get_db(), Actor.system("test"), "test.write", "thing", outcome)
             if outcome == "crash":
                 raise RuntimeError("boom after the write")
             if outcome == "refused":
@@ -59,7 +59,7 @@ def test_a_pool_with_no_free_connection_is_a_503(backend: str, tmp_path) -> None
         @app.route("/_test/read")
         @public
         def read() -> str:
-            get_session().execute(sa.select(1))
+            get_db().execute(sa.select(1))
             return "ok"
 
         client = app.test_client()
@@ -89,7 +89,7 @@ def test_a_read_request_cannot_write(backend: str, tmp_path) -> None:  # type: i
         @app.route("/_test/read-writes/<how>")
         @public
         def read_writes(how: str) -> str:
-            session = get_session()
+            session = get_db()
             if how == "directly":
                 record_event(session, Actor.system("test"), "test.read_write", "thing", how)
             else:

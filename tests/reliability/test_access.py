@@ -20,7 +20,7 @@ from tests.reliability.servers import ApiClient, CookieBrowser, gunicorn
 from tests.support.databases import scratch_database
 from tracker import clock
 from tracker.audit.models import AuditEvent
-from tracker.auth.models import LoginSession, User
+from tracker.auth.models import SignIn, User
 
 GENEROUS_RATE_LIMIT = {"TRACKER_LOGIN_RATE_LIMIT": "1000 per minute"}
 LOCKED = "locked after repeated failed logins"
@@ -150,7 +150,7 @@ def test_sessions_expire_when_idle(client: FlaskClient, db_session: Session, sig
     response = client.get("/")
     assert response.status_code == 302 and "/login" in response.headers["Location"]
     # Ended on the server, not just forgotten by the browser: travelling back cannot revive it.
-    ended = db_session.scalars(sa.select(LoginSession).where(LoginSession.user_id == user.id)).one()
+    ended = db_session.scalars(sa.select(SignIn).where(SignIn.user_id == user.id)).one()
     db_session.refresh(ended)
     assert ended.end_reason == "idle" and ended.ended_at is not None
     assert (

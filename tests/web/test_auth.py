@@ -12,7 +12,7 @@ from tests.factories import PASSWORD
 from tests.support.databases import scratch_database
 from tracker import migrate
 from tracker.audit.models import AuditEvent
-from tracker.auth.models import LoginSession, User
+from tracker.auth.models import SignIn, User
 from tracker.db import get_database, utcnow
 
 
@@ -123,8 +123,8 @@ def test_idle_session_expires(client: FlaskClient, signed_in, db_session: Sessio
     user = signed_in("therapist")
     assert client.get("/").status_code == 200
     db_session.execute(
-        sa.update(LoginSession)
-        .where(LoginSession.user_id == user.id)
+        sa.update(SignIn)
+        .where(SignIn.user_id == user.id)
         .values(last_seen_at=utcnow() - timedelta(minutes=31))
     )
     db_session.commit()

@@ -16,8 +16,8 @@ from tracker.admin.forms import (
 )
 from tracker.auth import services as users
 from tracker.auth.models import User
-from tracker.auth.session import current_actor
-from tracker.db import get_session
+from tracker.auth.signin import current_actor
+from tracker.db import get_db
 from tracker.errors import DomainError
 from tracker.security import Permission, requires
 from tracker.sites import services as sites
@@ -27,11 +27,11 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 def _site_choices() -> list[tuple[str, str]]:
-    return [(s.code, f"{s.code} — {s.name}") for s in sites.list_sites(get_session())]
+    return [(s.code, f"{s.code} — {s.name}") for s in sites.list_sites(get_db())]
 
 
 def _chosen_site(code: str | None) -> Site | None:
-    return None if not code or code == NO_SITE else sites.get_site_by_code(get_session(), code)
+    return None if not code or code == NO_SITE else sites.get_site_by_code(get_db(), code)
 
 
 def _form_error(form: FlaskForm, error: DomainError) -> None:
@@ -41,7 +41,7 @@ def _form_error(form: FlaskForm, error: DomainError) -> None:
 @bp.route("/users")
 @requires(Permission.USERS_MANAGE)
 def user_list() -> ResponseReturnValue:
-    return render_template("admin/users.html", users=users.list_users(get_session()))
+    return render_template("admin/users.html", users=users.list_users(get_db()))
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -53,7 +53,7 @@ def user_create() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             user = users.create_user(
-                get_session(),
+                get_db(),
                 current_actor(),
                 username=form.username.data or "",
                 role=form.role.data or "",
@@ -101,19 +101,19 @@ def _render_detail(
 @bp.route("/users/<int:user_id>")
 @requires(Permission.USERS_MANAGE)
 def user_detail(user_id: int) -> ResponseReturnValue:
-    user = users.get_user(get_session(), user_id)
+    user = users.get_user(get_db(), user_id)
     return _render_detail(user, *_detail_forms(user))
 
 
 @bp.route("/users/<int:user_id>/role", methods=["POST"])
 @requires(Permission.USERS_MANAGE)
 def user_change_role(user_id: int) -> ResponseReturnValue:
-    user = users.get_user(get_session(), user_id)
+    user = users.get_user(get_db(), user_id)
     role_form, active_form, reset_form = _detail_forms(user)
     if role_form.validate_on_submit():
         try:
             users.change_role(
-                get_session(),
+                get_db(),
                 current_actor(),
                 user,
                 role_form.role.data or "",
@@ -131,12 +131,12 @@ def user_change_role(user_id: int) -> ResponseReturnValue:
 @bp.route("/users/<int:user_id>/active", methods=["POST"])
 @requires(Permission.USERS_MANAGE)
 def user_set_active(user_id: int) -> ResponseReturnValue:
-    user = users.get_user(get_session(), user_id)
+    user = users.get_user(get_db(), user_id)
     role_form, active_form, reset_form = _detail_forms(user)
     if active_form.validate_on_submit():
         try:
             users.set_active(
-                get_session(),
+                get_db(),
                 current_actor(),
                 user,
                 not user.is_active,
@@ -153,12 +153,12 @@ def user_set_active(user_id: int) -> ResponseReturnValue:
 @bp.route("/users/<int:user_id>/password", methods=["POST"])
 @requires(Permission.USERS_MANAGE)
 def user_reset_password(user_id: int) -> ResponseReturnValue:
-    user = users.get_user(get_session(), user_id)
+    user = users.get_user(get_db(), user_id)
     role_form, active_form, reset_form = _detail_forms(user)
     if reset_form.validate_on_submit():
         try:
             users.set_password(
-                get_session(),
+                get_db(),
                 current_actor(),
                 user,
                 reset_form.new_password.data or "",
@@ -182,7 +182,7 @@ def site_list() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             site = sites.create_site(
-                get_session(), current_actor(), form.code.data or "", form.name.data or ""
+                get_db(), current_actor(), form.code.data or "", form.name.data or ""
             )
         except DomainError as error:
             _form_error(form, error)
@@ -191,6 +191,4 @@ def site_list() -> ResponseReturnValue:
             return redirect(url_for("admin.site_list"))
     if form.is_submitted():
         status = 400
-    return render_template(
-        "admin/sites.html", sites=sites.list_sites(get_session()), form=form
-    ), status
+    return render_template("admin/sites.html", sites=sites.list_sites(get_db()), form=form), status

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, g, request
 from flask_login import current_user
 
 from tracker.api import idempotency
-from tracker.auth.session import load_bearer_user
+from tracker.auth.signin import load_bearer_user
 from tracker.extensions import csrf
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

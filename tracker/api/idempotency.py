@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tracker.api.models import IdempotencyKey
-from tracker.db import get_session
+from tracker.db import get_db
 from tracker.errors import Conflict, InvalidInput, RuleViolation
 from tracker.security import authenticated_user
 
@@ -42,8 +42,8 @@ def _valid_key(raw: str) -> str:
     return key
 
 
-def _stored(session: Session, user_id: int, key: str) -> IdempotencyKey | None:
-    return session.scalar(
+def _stored(db: Session, user_id: int, key: str) -> IdempotencyKey | None:
+    return db.scalar(
         sa.select(IdempotencyKey).where(
             IdempotencyKey.user_id == user_id, IdempotencyKey.key == key
         )
@@ -74,19 +74,19 @@ def begin() -> Response | None:
     if user is None:
         return None  # the view answers 401
     fingerprint = _fingerprint()
-    session = get_session()
-    row = _stored(session, user.id, key)
+    db = get_db()
+    row = _stored(db, user.id, key)
     if row is not None:
         return _replay(row, fingerprint)
     claim = IdempotencyKey(
         user_id=user.id, key=key, method=request.method, path=request.path, body_hash=fingerprint
     )
     try:
-        with session.begin_nested():
-            session.add(claim)
+        with db.begin_nested():
+            db.add(claim)
     except IntegrityError:
         # Another request with this key committed while this one waited for it.
-        row = _stored(session, user.id, key)
+        row = _stored(db, user.id, key)
         if row is None or row.status_code is None:
             raise Conflict(f"A request with this {HEADER} is in progress; retry shortly.") from None
         return _replay(row, fingerprint)
@@ -102,5 +102,5 @@ def finish(response: Response) -> Response:
         claim.status_code = response.status_code
         claim.response_body = response.get_data(as_text=True)
         claim.location = response.headers.get("Location")
-        get_session().flush()
+        get_db().flush()
     return response

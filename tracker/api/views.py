@@ -11,7 +11,7 @@ from tracker.api.openapi import api_route, build_openapi
 from tracker.api.schemas import (
     Health,
 )
-from tracker.db import get_session
+from tracker.db import get_db
 from tracker.security import public
 
 
@@ -21,7 +21,7 @@ from tracker.security import public
 @public
 def health() -> ResponseReturnValue:
     try:
-        get_session().execute(sa.text("SELECT 1"))
+        get_db().execute(sa.text("SELECT 1"))
     except sa.exc.OperationalError:
         return Health(status="unavailable", database="unreachable").model_dump(), 503
     return Health(status="ok", database="ok").model_dump()

@@ -37,7 +37,7 @@ def _stored_json(text: str | None) -> str:
 
 
 def audit_rows(
-    session: Session, filters: Sequence[sa.ColumnElement[bool]] = ()
+    db: Session, filters: Sequence[sa.ColumnElement[bool]] = ()
 ) -> Iterator[tuple[Any, ...]]:
     table = AuditEvent.__table__
     columns = [
@@ -47,7 +47,7 @@ def audit_rows(
         for column in table.c
     ]
     query = sa.select(*columns).where(*filters).order_by(table.c.seq)
-    for row in session.execute(query.execution_options(yield_per=EXPORT_BATCH)):
+    for row in db.execute(query.execution_options(yield_per=EXPORT_BATCH)):
         yield (
             row.seq,
             row.occurred_at.isoformat(),
@@ -114,8 +114,8 @@ class AuditCsv:
     times faster than rows through Python; elsewhere the csv module writes the same text (a
     test holds the two to the same bytes)."""
 
-    def __init__(self, session: Session, filters: Sequence[sa.ColumnElement[bool]] = ()) -> None:
-        self.session = session
+    def __init__(self, db: Session, filters: Sequence[sa.ColumnElement[bool]] = ()) -> None:
+        self.session = db
         self.filters = filters
         self.events = 0
 

@@ -76,16 +76,16 @@ def participant_clause(
 
 
 def events_page(
-    session: Session, audit_filter: AuditFilter, before_seq: int | None, limit: int
+    db: Session, audit_filter: AuditFilter, before_seq: int | None, limit: int
 ) -> list[AuditEvent]:
     """One page of events, newest first; pass the last seq seen as ``before_seq`` for the next."""
     query = sa.select(AuditEvent).where(*audit_filter.clauses())
     if before_seq is not None:
         query = query.where(AuditEvent.seq < before_seq)
-    return list(session.scalars(query.order_by(AuditEvent.seq.desc()).limit(limit)))
+    return list(db.scalars(query.order_by(AuditEvent.seq.desc()).limit(limit)))
 
 
-def events_after(session: Session, after_seq: int, limit: int) -> list[AuditEvent]:
+def events_after(db: Session, after_seq: int, limit: int) -> list[AuditEvent]:
     """Events in chain order after ``after_seq`` (the API's incremental read)."""
     query = (
         sa.select(AuditEvent)
@@ -93,10 +93,8 @@ def events_after(session: Session, after_seq: int, limit: int) -> list[AuditEven
         .order_by(AuditEvent.seq)
         .limit(limit)
     )
-    return list(session.scalars(query))
+    return list(db.scalars(query))
 
 
-def distinct_actions(session: Session) -> list[str]:
-    return list(
-        session.scalars(sa.select(AuditEvent.action).distinct().order_by(AuditEvent.action))
-    )
+def distinct_actions(db: Session) -> list[str]:
+    return list(db.scalars(sa.select(AuditEvent.action).distinct().order_by(AuditEvent.action)))

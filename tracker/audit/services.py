@@ -41,26 +41,26 @@ class Actor:
         return cls(username=name, role="system")
 
 
-def _lock_chain(session: Session) -> None:
+def _lock_chain(db: Session) -> None:
     """Serialise appends so two writers never take the same predecessor.
 
     PostgreSQL: a transaction-scoped advisory lock, released at commit or rollback.
     SQLite: every transaction already began with BEGIN IMMEDIATE, so there is one writer.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.select(sa.func.pg_advisory_xact_lock(AUDIT_APPEND_LOCK_KEY)))
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(sa.select(sa.func.pg_advisory_xact_lock(AUDIT_APPEND_LOCK_KEY)))
 
 
-def head(session: Session) -> tuple[int, str]:
+def head(db: Session) -> tuple[int, str]:
     """The last sequence number and hash (0 and the genesis hash for an empty trail)."""
-    row = session.execute(
+    row = db.execute(
         sa.select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
     ).first()
     return (0, GENESIS_HASH) if row is None else (row.seq, row.hash)
 
 
 def record_event(
-    session: Session,
+    db: Session,
     actor: Actor,
     action: str,
     entity_type: str,
@@ -71,8 +71,8 @@ def record_event(
     reason: str | None = None,
 ) -> AuditEvent:
     """Append one event to the chain and flush it; the caller's transaction commits it."""
-    _lock_chain(session)
-    last_seq, last_hash = head(session)
+    _lock_chain(db)
+    last_seq, last_hash = head(db)
     event = AuditEvent(
         seq=last_seq + 1,
         occurred_at=utcnow(),
@@ -89,12 +89,12 @@ def record_event(
         prev_hash=last_hash,
     )
     event.hash = compute_hash(last_hash, event)
-    session.add(event)
-    session.flush()
+    db.add(event)
+    db.flush()
     # The head this transaction will commit: the checkpoint listener signs it after commit.
-    session.info[APPENDED_HEAD] = (event.seq, event.hash)
+    db.info[APPENDED_HEAD] = (event.seq, event.hash)
     if action in CHECKPOINTED_ACTIONS:
-        request_checkpoint(session, CHECKPOINTED_ACTIONS[action])
+        request_checkpoint(db, CHECKPOINTED_ACTIONS[action])
     return event
 
 
@@ -105,7 +105,7 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, An
 
 
 def verify(
-    session: Session, store: CheckpointStore | None = None, *, reached_only: bool = False
+    db: Session, store: CheckpointStore | None = None, *, reached_only: bool = False
 ) -> VerificationResult:
     """Verify the whole trail, streaming it in sequence order, and hold it against every
     signed checkpoint in ``store`` (with ``reached_only``, those it reaches: a backup is
@@ -123,7 +123,7 @@ def verify(
     # Plain rows, not ORM objects: nothing accumulates in the identity map on a long trail.
     table = AuditEvent.__table__
     query = sa.select(table).order_by(table.c.seq).execution_options(yield_per=VERIFY_BATCH)
-    with session.execute(query) as rows:  # closes the server-side cursor on an early stop
+    with db.execute(query) as rows:  # closes the server-side cursor on an early stop
         result = verify_chain(noting_hashes(rows))
     result = replace(result, checkpoints=len(checkpoints))
     if not result.ok:
@@ -145,15 +145,15 @@ def checkpoint_store() -> CheckpointStore | None:
     return current_app.extensions.get(CHECKPOINTS) if has_app_context() else None
 
 
-def request_checkpoint(session: Session, reason: str) -> None:
+def request_checkpoint(db: Session, reason: str) -> None:
     """Ask for a checkpoint when this session's transaction commits (an export, a report)."""
-    session.info[CHECKPOINT_REASON] = reason
+    db.info[CHECKPOINT_REASON] = reason
 
 
 @sa.event.listens_for(Session, "after_commit")
-def _checkpoint_committed_head(session: Session) -> None:
-    head_written = session.info.pop(APPENDED_HEAD, None)
-    reason = session.info.pop(CHECKPOINT_REASON, None)
+def _checkpoint_committed_head(db: Session) -> None:
+    head_written = db.info.pop(APPENDED_HEAD, None)
+    reason = db.info.pop(CHECKPOINT_REASON, None)
     store = checkpoint_store()
     if head_written is not None and store is not None:
         seq, head_hash = head_written
@@ -161,6 +161,6 @@ def _checkpoint_committed_head(session: Session) -> None:
 
 
 @sa.event.listens_for(Session, "after_rollback")
-def _forget_rolled_back_head(session: Session) -> None:
-    session.info.pop(APPENDED_HEAD, None)
-    session.info.pop(CHECKPOINT_REASON, None)
+def _forget_rolled_back_head(db: Session) -> None:
+    db.info.pop(APPENDED_HEAD, None)
+    db.info.pop(CHECKPOINT_REASON, None)

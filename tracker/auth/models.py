@@ -68,9 +68,11 @@ class User(Base):
         return f"<User {self.username} {self.role}>"
 
 
-class LoginSession(Base):
-    """One browser login. The cookie carries a random id whose hash is stored here, so that a
-    logout, a password change or a disabled account ends the session on every worker."""
+class SignIn(Base):
+    """One browser sign-in. The cookie carries a random id whose hash is stored here, so that a
+    logout, a password change or a disabled account ends the sign-in on every worker. (The
+    table keeps its first-release name, ``login_sessions``: renaming it would be a migration
+    with nothing in it for a user.)"""
 
     __tablename__ = "login_sessions"
 

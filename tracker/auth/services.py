@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from tracker.audit.services import Actor, record_event
-from tracker.auth.models import SITELESS_ROLES, ApiToken, LoginSession, User
+from tracker.auth.models import SITELESS_ROLES, ApiToken, SignIn, User
 from tracker.auth.passwords import (
     burn_time,
     hash_password,
@@ -60,28 +60,28 @@ def _check_role_and_site(role: str, site: Site | None) -> list[str]:
     return problems
 
 
-def get_user(session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
+def get_user(db: Session, user_id: int) -> User:
+    user = db.get(User, user_id)
     if user is None:
         raise NotFound("No such user.")
     return user
 
 
-def get_user_by_username(session: Session, username: str) -> User:
-    user = session.scalar(sa.select(User).where(User.username == username.strip().lower()))
+def get_user_by_username(db: Session, username: str) -> User:
+    user = db.scalar(sa.select(User).where(User.username == username.strip().lower()))
     if user is None:
         raise NotFound(f"No user named {username!r}.")
     return user
 
 
-def list_users(session: Session) -> list[User]:
-    return list(session.scalars(sa.select(User).order_by(User.username)))
+def list_users(db: Session) -> list[User]:
+    return list(db.scalars(sa.select(User).order_by(User.username)))
 
 
-def _check_printed_name_free(session: Session, printed_name: str) -> None:
+def _check_printed_name_free(db: Session, printed_name: str) -> None:
     """A signature's printed name must identify one person: no two users share one (the
     case and the spacing of a name do not make it another)."""
-    taken = session.scalar(
+    taken = db.scalar(
         sa.select(User.username).where(sa.func.lower(User.printed_name) == printed_name.lower())
     )
     if taken is not None:
@@ -93,7 +93,7 @@ def _check_printed_name_free(session: Session, printed_name: str) -> None:
 
 
 def create_user(
-    session: Session,
+    db: Session,
     actor: Actor,
     *,
     username: str,
@@ -119,9 +119,9 @@ def create_user(
     problems += password_problems(password, username)
     if problems:
         raise InvalidInput("The user cannot be created: " + " ".join(problems), problems)
-    if session.scalar(sa.select(User.id).where(User.username == username)) is not None:
+    if db.scalar(sa.select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"The username {username!r} is taken.")
-    _check_printed_name_free(session, printed_name)
+    _check_printed_name_free(db, printed_name)
     user = User(
         username=username,
         role=role,
@@ -130,14 +130,14 @@ def create_user(
         password_hash=hash_password(password),
         password_temporary=temporary,
     )
-    session.add(user)
-    session.flush()
-    record_event(session, actor, "user.create", "user", user.id, new=_user_values(user))
+    db.add(user)
+    db.flush()
+    record_event(db, actor, "user.create", "user", user.id, new=_user_values(user))
     return user
 
 
 def change_role(
-    session: Session, actor: Actor, user: User, role: str, site: Site | None, reason: str
+    db: Session, actor: Actor, user: User, role: str, site: Site | None, reason: str
 ) -> User:
     """Change a user's role and site; their open sessions end so the new rights apply at once."""
     problems = _check_role_and_site(role, site)
@@ -150,12 +150,12 @@ def change_role(
     before = _user_values(user)
     user.role = role
     user.site = site
-    session.flush()
+    db.flush()
     after = _user_values(user)
     if before == after:
         return user
     record_event(
-        session,
+        db,
         actor,
         "user.role_change",
         "user",
@@ -164,11 +164,11 @@ def change_role(
         new=after,
         reason=reason.strip(),
     )
-    end_user_sessions(session, user, "role_changed")
+    end_user_sessions(db, user, "role_changed")
     return user
 
 
-def set_active(session: Session, actor: Actor, user: User, active: bool, reason: str) -> User:
+def set_active(db: Session, actor: Actor, user: User, active: bool, reason: str) -> User:
     """Disable or re-enable an account; disabling ends every session of the user."""
     if not reason.strip():
         raise InvalidInput("A reason is required to enable or disable an account.")
@@ -180,9 +180,9 @@ def set_active(session: Session, actor: Actor, user: User, active: bool, reason:
     if active:
         user.failed_login_count = 0
         user.locked_until = None
-    session.flush()
+    db.flush()
     record_event(
-        session,
+        db,
         actor,
         "user.enable" if active else "user.disable",
         "user",
@@ -192,12 +192,12 @@ def set_active(session: Session, actor: Actor, user: User, active: bool, reason:
         reason=reason.strip(),
     )
     if not active:
-        end_user_sessions(session, user, "disabled")
-        _revoke_tokens(session, user)
+        end_user_sessions(db, user, "disabled")
+        _revoke_tokens(db, user)
     return user
 
 
-def set_password(session: Session, actor: Actor, user: User, password: str, reason: str) -> User:
+def set_password(db: Session, actor: Actor, user: User, password: str, reason: str) -> User:
     """Set a new password (own change or an admin's reset). Every session and API token of
     the user ends; a password someone else set is temporary until its owner replaces it."""
     problems = password_problems(password, user.username)
@@ -211,18 +211,18 @@ def set_password(session: Session, actor: Actor, user: User, password: str, reas
     user.password_temporary = not own
     user.failed_login_count = 0
     user.locked_until = None
-    session.flush()
+    db.flush()
     action = "user.password_change" if own else "user.password_reset"
-    record_event(session, actor, action, "user", user.id, new={"temporary": not own}, reason=reason)
-    end_user_sessions(session, user, "password_changed")
-    _end_tokens(session, actor, user, "password changed" if own else "password reset")
+    record_event(db, actor, action, "user", user.id, new={"temporary": not own}, reason=reason)
+    end_user_sessions(db, user, "password_changed")
+    _end_tokens(db, actor, user, "password changed" if own else "password reset")
     return user
 
 
-def end_user_sessions(session: Session, user: User, reason: str) -> int:
-    result = session.execute(
-        sa.update(LoginSession)
-        .where(LoginSession.user_id == user.id, LoginSession.ended_at.is_(None))
+def end_user_sessions(db: Session, user: User, reason: str) -> int:
+    result = db.execute(
+        sa.update(SignIn)
+        .where(SignIn.user_id == user.id, SignIn.ended_at.is_(None))
         .values(ended_at=utcnow(), end_reason=reason)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -260,7 +260,7 @@ class PasswordRefused(RuleViolation):
     locked. Every wrong password gets this same answer."""
 
 
-def check_password(session: Session, user: User, actor: Actor, password: str, purpose: str) -> None:
+def check_password(db: Session, user: User, actor: Actor, password: str, purpose: str) -> None:
     """Re-authenticate ``user`` before an act that needs it. Must run before the act writes
     anything: a failure counts towards the account's lockout and is audited, and the edge
     commits that record alone with the 4xx answer. Reaching the limit locks the account
@@ -269,7 +269,7 @@ def check_password(session: Session, user: User, actor: Actor, password: str, pu
     now = utcnow()
     if user.locked_until is not None and user.locked_until > now:
         burn_time(password)
-        _refusal(session, actor, user, purpose, "account locked")
+        _refusal(db, actor, user, purpose, "account locked")
         raise PasswordRefused(
             "This account is locked after repeated wrong passwords; ask an administrator or "
             "wait for the lock to end.",
@@ -278,18 +278,18 @@ def check_password(session: Session, user: User, actor: Actor, password: str, pu
     if verify_password(user.password_hash, password or ""):
         if user.failed_login_count:
             user.failed_login_count = 0
-            session.flush()
+            db.flush()
         return
-    _count_failure(session, user)
-    _refusal(session, actor, user, purpose, "wrong password")
-    if _lock_at_limit(session, user, policy.max_failures, policy.lockout, "wrong passwords"):
-        end_user_sessions(session, user, "locked")
+    _count_failure(db, user)
+    _refusal(db, actor, user, purpose, "wrong password")
+    if _lock_at_limit(db, user, policy.max_failures, policy.lockout, "wrong passwords"):
+        end_user_sessions(db, user, "locked")
     raise PasswordRefused(f"{WRONG_PASSWORD} Nothing was {purpose}.", [WRONG_PASSWORD])
 
 
-def _refusal(session: Session, actor: Actor, user: User, purpose: str, reason: str) -> None:
+def _refusal(db: Session, actor: Actor, user: User, purpose: str, reason: str) -> None:
     record_event(
-        session,
+        db,
         actor,
         "auth.password_check_failed",
         "user",
@@ -297,36 +297,36 @@ def _refusal(session: Session, actor: Actor, user: User, purpose: str, reason: s
         new={"purpose": purpose},
         reason=reason,
     )
-    session.info[COMMIT_REFUSAL] = True
+    db.info[COMMIT_REFUSAL] = True
 
 
-def _count_failure(session: Session, user: User) -> None:
+def _count_failure(db: Session, user: User) -> None:
     """One more wrong password, counted in SQL so that concurrent failures on several
     workers all count (logins and passwords asked again share the counter)."""
-    session.execute(
+    db.execute(
         sa.update(User)
         .where(User.id == user.id)
         .values(failed_login_count=User.failed_login_count + 1)
     )
-    session.refresh(user)
+    db.refresh(user)
 
 
 def _lock_at_limit(
-    session: Session, user: User, max_failures: int, lockout: timedelta, what: str
+    db: Session, user: User, max_failures: int, lockout: timedelta, what: str
 ) -> bool:
     """Lock the account once its failures reach the limit (audited); True if it did."""
     if user.failed_login_count < max_failures:
         return False
-    _lock(session, user, utcnow() + lockout, f"{max_failures} {what}")
+    _lock(db, user, utcnow() + lockout, f"{max_failures} {what}")
     return True
 
 
-def _lock(session: Session, user: User, until: datetime, reason: str) -> None:
+def _lock(db: Session, user: User, until: datetime, reason: str) -> None:
     user.locked_until = until
     user.failed_login_count = 0
-    session.flush()
+    db.flush()
     record_event(
-        session,
+        db,
         Actor.system(),
         "auth.account_locked",
         "user",
@@ -351,11 +351,11 @@ GENERIC_REFUSAL = "Invalid username or password."
 @dataclass(frozen=True)
 class LoginResult:
     user: User
-    session_token: str
+    sign_in_token: str
 
 
 def authenticate(
-    session: Session,
+    db: Session,
     username: str,
     password: str,
     *,
@@ -369,18 +369,16 @@ def authenticate(
     """
     username = username.strip().lower()[:64]
     now = utcnow()
-    user = session.scalar(sa.select(User).where(User.username == username).with_for_update(of=User))
+    user = db.scalar(sa.select(User).where(User.username == username).with_for_update(of=User))
     anonymous = Actor(username=username or "(blank)", role=None, ip_address=ip_address)
     if user is None:
         burn_time(password)
-        record_event(
-            session, anonymous, "auth.login_failed", "user", None, reason="unknown username"
-        )
+        record_event(db, anonymous, "auth.login_failed", "user", None, reason="unknown username")
         raise LoginRefused(GENERIC_REFUSAL)
     actor = actor_for(user, ip_address)
     if user.locked_until is not None and user.locked_until > now:
         burn_time(password)
-        record_event(session, actor, "auth.login_failed", "user", user.id, reason="account locked")
+        record_event(db, actor, "auth.login_failed", "user", user.id, reason="account locked")
         minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
         raise LoginRefused(
             f"This account is locked after repeated failed logins; try again in {minutes} minutes "
@@ -388,13 +386,11 @@ def authenticate(
         )
     if not verify_password(user.password_hash, password) or not user.is_active:
         if not user.is_active:
-            record_event(
-                session, actor, "auth.login_failed", "user", user.id, reason="account disabled"
-            )
+            record_event(db, actor, "auth.login_failed", "user", user.id, reason="account disabled")
             raise LoginRefused(GENERIC_REFUSAL)
-        _count_failure(session, user)
-        record_event(session, actor, "auth.login_failed", "user", user.id, reason="wrong password")
-        _lock_at_limit(session, user, max_failures, lockout, "failed logins")
+        _count_failure(db, user)
+        record_event(db, actor, "auth.login_failed", "user", user.id, reason="wrong password")
+        _lock_at_limit(db, user, max_failures, lockout, "failed logins")
         raise LoginRefused(GENERIC_REFUSAL)
 
     if needs_rehash(user.password_hash):
@@ -402,8 +398,8 @@ def authenticate(
     user.failed_login_count = 0
     user.locked_until = None
     token = secrets.token_urlsafe(32)
-    session.add(
-        LoginSession(
+    db.add(
+        SignIn(
             user=user,
             token_hash=sha256_hex(token),
             ip_address=ip_address,
@@ -411,26 +407,24 @@ def authenticate(
             last_seen_at=now,
         )
     )
-    session.flush()
-    record_event(session, actor, "auth.login", "user", user.id)
-    return LoginResult(user=user, session_token=token)
+    db.flush()
+    record_event(db, actor, "auth.login", "user", user.id)
+    return LoginResult(user=user, sign_in_token=token)
 
 
-def load_login_session(session: Session, token: str, idle: timedelta) -> User | None:
+def load_sign_in(db: Session, token: str, idle: timedelta) -> User | None:
     """The user of a live login session, or None; an idle session is ended here. Its two
     writes (ending it, its last-seen time at most once a minute) go through ``write_unit``,
     so a page that only reads takes no write lock."""
-    login = session.scalar(
-        sa.select(LoginSession).where(LoginSession.token_hash == sha256_hex(token))
-    )
+    login = db.scalar(sa.select(SignIn).where(SignIn.token_hash == sha256_hex(token)))
     if login is None or login.ended_at is not None or not login.user.is_active:
         return None
     now = utcnow()
     if now - login.last_seen_at > idle:
-        with write_unit(session) as writes:
+        with write_unit(db) as writes:
             ended = writes.execute(
-                sa.update(LoginSession)
-                .where(LoginSession.id == login.id, LoginSession.ended_at.is_(None))
+                sa.update(SignIn)
+                .where(SignIn.id == login.id, SignIn.ended_at.is_(None))
                 .values(ended_at=now, end_reason="idle")
                 .execution_options(synchronize_session=False)
             )
@@ -440,18 +434,18 @@ def load_login_session(session: Session, token: str, idle: timedelta) -> User | 
                 )
         return None
     if now - login.last_seen_at > LAST_SEEN_RESOLUTION:
-        _touch(session, LoginSession.last_seen_at, login.id)
+        _touch(db, SignIn.last_seen_at, login.id)
     return login.user
 
 
 def _touch(
-    session: Session,
+    db: Session,
     column: sa.orm.InstrumentedAttribute[datetime | None] | sa.orm.InstrumentedAttribute[datetime],
     row_id: int,
 ) -> None:
     """Write a last-seen or last-used time (in ``write_unit``: a read may be the one to)."""
     table = column.class_
-    with write_unit(session) as writes:
+    with write_unit(db) as writes:
         writes.execute(
             sa.update(table)
             .where(table.id == row_id)
@@ -460,15 +454,13 @@ def _touch(
         )
 
 
-def logout(session: Session, token: str, actor: Actor) -> None:
-    login = session.scalar(
-        sa.select(LoginSession).where(LoginSession.token_hash == sha256_hex(token))
-    )
+def logout(db: Session, token: str, actor: Actor) -> None:
+    login = db.scalar(sa.select(SignIn).where(SignIn.token_hash == sha256_hex(token)))
     if login is not None and login.ended_at is None:
         login.ended_at = utcnow()
         login.end_reason = "logout"
-        session.flush()
-        record_event(session, actor, "auth.logout", "user", login.user_id)
+        db.flush()
+        record_event(db, actor, "auth.logout", "user", login.user_id)
 
 
 # --- API tokens -----------------------------------------------------------------------------
@@ -479,7 +471,7 @@ MAX_TOKEN_LIFETIME = timedelta(days=366)
 
 
 def create_api_token(
-    session: Session, actor: Actor, user: User, expires_in: timedelta = DEFAULT_TOKEN_LIFETIME
+    db: Session, actor: Actor, user: User, expires_in: timedelta = DEFAULT_TOKEN_LIFETIME
 ) -> str:
     """Make a new bearer token for ``user``; the plain token is returned once and never stored.
     It expires (90 days unless told), and ends when the user's password changes."""
@@ -500,10 +492,10 @@ def create_api_token(
         prefix=raw[: len(TOKEN_PREFIX) + 6],
         expires_at=utcnow() + expires_in,
     )
-    session.add(token)
-    session.flush()
+    db.add(token)
+    db.flush()
     record_event(
-        session,
+        db,
         actor,
         "api_token.create",
         "user",
@@ -513,14 +505,14 @@ def create_api_token(
     return raw
 
 
-def revoke_api_tokens(session: Session, actor: Actor, user: User) -> int:
-    count = _revoke_tokens(session, user)
-    record_event(session, actor, "api_token.revoke", "user", user.id, new={"revoked": count})
+def revoke_api_tokens(db: Session, actor: Actor, user: User) -> int:
+    count = _revoke_tokens(db, user)
+    record_event(db, actor, "api_token.revoke", "user", user.id, new={"revoked": count})
     return count
 
 
-def _revoke_tokens(session: Session, user: User) -> int:
-    result = session.execute(
+def _revoke_tokens(db: Session, user: User) -> int:
+    result = db.execute(
         sa.update(ApiToken)
         .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
@@ -528,11 +520,11 @@ def _revoke_tokens(session: Session, user: User) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def _end_tokens(session: Session, actor: Actor, user: User, reason: str) -> None:
-    count = _revoke_tokens(session, user)
+def _end_tokens(db: Session, actor: Actor, user: User, reason: str) -> None:
+    count = _revoke_tokens(db, user)
     if count:
         record_event(
-            session,
+            db,
             actor,
             "api_token.revoke",
             "user",
@@ -542,15 +534,15 @@ def _end_tokens(session: Session, actor: Actor, user: User, reason: str) -> None
         )
 
 
-def authenticate_token(session: Session, raw: str) -> User | None:
+def authenticate_token(db: Session, raw: str) -> User | None:
     """The user of a live bearer token, or None; its last use is written once a minute."""
     if not raw.startswith(TOKEN_PREFIX) or len(raw) > 128:
         return None
-    token = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == sha256_hex(raw)))
+    token = db.scalar(sa.select(ApiToken).where(ApiToken.token_hash == sha256_hex(raw)))
     if token is None or token.revoked_at is not None or not token.user.is_active:
         return None
     if token.expires_at <= utcnow() or token.user.password_temporary:
         return None
     if token.last_used_at is None or utcnow() - token.last_used_at > LAST_SEEN_RESOLUTION:
-        _touch(session, ApiToken.last_used_at, token.id)
+        _touch(db, ApiToken.last_used_at, token.id)
     return token.user

@@ -8,13 +8,13 @@ from flask_login import current_user
 
 from tracker.auth import services
 from tracker.auth.forms import ChangePasswordForm, LoginForm
-from tracker.auth.session import (
-    begin_browser_session,
+from tracker.auth.signin import (
+    begin_sign_in,
     client_address,
     current_actor,
-    end_browser_session,
+    end_sign_in,
 )
-from tracker.db import get_session
+from tracker.db import get_db
 from tracker.errors import InvalidInput
 from tracker.extensions import limiter, password_check_limit
 from tracker.security import Permission, public, requires
@@ -52,7 +52,7 @@ def login() -> ResponseReturnValue:
         policy = services.lockout_policy()
         try:
             result = services.authenticate(
-                get_session(),
+                get_db(),
                 form.username.data or "",
                 form.password.data or "",
                 ip_address=client_address(),
@@ -63,7 +63,7 @@ def login() -> ResponseReturnValue:
             # Rendered with 200 so the edge commits the audited failure and the lockout count.
             error = refused.message
         else:
-            begin_browser_session(result)
+            begin_sign_in(result)
             if result.user.password_temporary:
                 flash(
                     "Your password was set by an administrator. Choose your own before you "
@@ -78,7 +78,7 @@ def login() -> ResponseReturnValue:
 @bp.route("/logout", methods=["POST"])
 @requires(Permission.ACCOUNT_MANAGE_OWN)
 def logout() -> ResponseReturnValue:
-    end_browser_session(current_user._get_current_object())
+    end_sign_in(current_user._get_current_object())
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
 
@@ -91,10 +91,10 @@ def change_password() -> ResponseReturnValue:
     user = current_user._get_current_object()
     status = 200
     if form.validate_on_submit():
-        session = get_session()
+        db = get_db()
         try:
             services.check_password(
-                session, user, current_actor(), form.current_password.data or "", "changed"
+                db, user, current_actor(), form.current_password.data or "", "changed"
             )
         except services.PasswordRefused as refused:
             form.current_password.errors.append(refused.message)
@@ -102,7 +102,7 @@ def change_password() -> ResponseReturnValue:
         else:
             try:
                 services.set_password(
-                    session,
+                    db,
                     current_actor(),
                     user,
                     form.new_password.data or "",
@@ -113,7 +113,7 @@ def change_password() -> ResponseReturnValue:
                 status = 400
             else:
                 # Every session ended with the change, this one included: sign in again.
-                end_browser_session(user)
+                end_sign_in(user)
                 flash("Your password is changed. Sign in with the new password.", "success")
                 return redirect(url_for("auth.login"))
     elif request.method == "POST":

@@ -16,8 +16,8 @@ from tracker.api.schemas import (
     VitalsIn,
     VitalsOut,
 )
-from tracker.auth.session import current_actor
-from tracker.db import get_session
+from tracker.auth.signin import current_actor
+from tracker.db import get_db
 from tracker.dosing import services
 from tracker.security import Permission, authenticated_user, requires
 from tracker.sessions.api import therapy_session_for_api
@@ -37,7 +37,7 @@ from tracker.sessions.api import therapy_session_for_api
 def dose_record(session_id: int) -> ResponseReturnValue:
     body = parse_body(DoseIn)
     dose = services.record_dose(
-        get_session(),
+        get_db(),
         current_actor(),
         therapy_session_for_api(session_id),
         administered_at=body.administered_at,
@@ -62,7 +62,7 @@ def dose_record(session_id: int) -> ResponseReturnValue:
 def vitals_record(session_id: int) -> ResponseReturnValue:
     body = parse_body(VitalsIn)
     reading = services.record_vital_signs(
-        get_session(), current_actor(), therapy_session_for_api(session_id), **body.model_dump()
+        get_db(), current_actor(), therapy_session_for_api(session_id), **body.model_dump()
     )
     return VitalsOut.model_validate(reading, from_attributes=True).model_dump(mode="json"), 201
 
@@ -80,8 +80,8 @@ def vitals_record(session_id: int) -> ResponseReturnValue:
 @requires(Permission.SESSIONS_RECORD)
 def alert_acknowledge(alert_id: int) -> ResponseReturnValue:
     body = parse_body(AcknowledgementIn)
-    alert = services.get_alert(get_session(), authenticated_user(), alert_id)
-    services.acknowledge_alert(get_session(), current_actor(), alert, body.note)
+    alert = services.get_alert(get_db(), authenticated_user(), alert_id)
+    services.acknowledge_alert(get_db(), current_actor(), alert, body.note)
     return AlertOut.model_validate(alert, from_attributes=True).model_dump(mode="json"), 201
 
 
@@ -98,7 +98,7 @@ def alert_acknowledge(alert_id: int) -> ResponseReturnValue:
 def effects_record(session_id: int) -> ResponseReturnValue:
     body = parse_body(EffectsIn)
     record = services.record_effects(
-        get_session(),
+        get_db(),
         current_actor(),
         therapy_session_for_api(session_id),
         effects=body.effects,

@@ -32,16 +32,16 @@ class DosingRecord:
         return [a for r in self.readings for a in r.alerts if a.acknowledged_at is None]
 
 
-def effects_of(session: Session, session_id: int) -> SessionEffects | None:
-    return session.scalar(sa.select(SessionEffects).where(SessionEffects.session_id == session_id))
+def effects_of(db: Session, session_id: int) -> SessionEffects | None:
+    return db.scalar(sa.select(SessionEffects).where(SessionEffects.session_id == session_id))
 
 
-def dosing_record(session: Session, row: TherapySession) -> DosingRecord:
+def dosing_record(db: Session, row: TherapySession) -> DosingRecord:
     """One dosing session's doses, readings and effects checklist (the session page's)."""
-    return dosing_records_of(session, [row.id])[row.id]
+    return dosing_records_of(db, [row.id])[row.id]
 
 
-def dosing_records_of(session: Session, session_ids: list[int]) -> dict[int, DosingRecord]:
+def dosing_records_of(db: Session, session_ids: list[int]) -> dict[int, DosingRecord]:
     """The doses, the effects checklist and the readings (with their alerts) of several
     dosing sessions, in two queries whatever their number: the doses and the checklist are
     outer-joined onto the sessions (one checklist per session, so one row per dose)."""
@@ -50,7 +50,7 @@ def dosing_records_of(session: Session, session_ids: list[int]) -> dict[int, Dos
     doses: dict[int, list[DoseAdministration]] = {i: [] for i in session_ids}
     effects: dict[int, SessionEffects | None] = dict.fromkeys(session_ids)
     readings: dict[int, list[VitalSignReading]] = {i: [] for i in session_ids}
-    rows = session.execute(
+    rows = db.execute(
         sa.select(TherapySession.id, DoseAdministration, SessionEffects)
         .select_from(TherapySession)
         .outerjoin(DoseAdministration, DoseAdministration.session_id == TherapySession.id)
@@ -62,7 +62,7 @@ def dosing_records_of(session: Session, session_ids: list[int]) -> dict[int, Dos
         if dose is not None:
             doses[session_id].append(dose)
         effects[session_id] = checklist
-    for reading in session.scalars(
+    for reading in db.scalars(
         sa.select(VitalSignReading)
         .options(joinedload(VitalSignReading.alerts))
         .where(VitalSignReading.session_id.in_(session_ids))
@@ -76,9 +76,9 @@ def dosing_records_of(session: Session, session_ids: list[int]) -> dict[int, Dos
 
 
 def open_alerts(
-    session: Session, user: User, limit: int = 50
+    db: Session, user: User, limit: int = 50
 ) -> list[tuple[VitalSignAlert, Participant]]:
-    rows = session.execute(
+    rows = db.execute(
         sa.select(VitalSignAlert, Participant)
         .options(without_protocol_text())
         .join(TherapySession, TherapySession.id == VitalSignAlert.session_id)

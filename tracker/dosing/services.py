@@ -64,10 +64,8 @@ def _require_dosing_in_progress(row: TherapySession, moment: datetime, what: str
     return problems
 
 
-def _latest_reading(
-    session: Session, row: TherapySession, before: datetime
-) -> VitalSignReading | None:
-    return session.scalar(
+def _latest_reading(db: Session, row: TherapySession, before: datetime) -> VitalSignReading | None:
+    return db.scalar(
         sa.select(VitalSignReading)
         .where(VitalSignReading.session_id == row.id, VitalSignReading.measured_at <= before)
         .order_by(VitalSignReading.measured_at.desc())
@@ -76,7 +74,7 @@ def _latest_reading(
 
 
 def record_dose(
-    session: Session,
+    db: Session,
     actor: Actor,
     row: TherapySession,
     *,
@@ -87,7 +85,7 @@ def record_dose(
 ) -> DoseAdministration:
     """A dose administration, held to every dose rule of the protocol (SPEC §2)."""
     require_role(actor, *RECORDING_ROLES)
-    require_open(participant_of(session, row), RecordKind.DOSE)
+    require_open(participant_of(db, row), RecordKind.DOSE)
     problems: list[str] = []
     try:
         dose_kind = DoseKind(kind)
@@ -102,15 +100,15 @@ def record_dose(
         )
     raise_problems(problems, "The dose was not recorded")
 
-    participant = participant_of(session, row)
+    participant = participant_of(db, row)
     protocol = definition_of(participant.protocol_version)
     given = [
         Dose(DoseKind(d.kind), d.amount_mg, d.administered_at)
-        for d in session.scalars(
+        for d in db.scalars(
             sa.select(DoseAdministration).where(DoseAdministration.session_id == row.id)
         )
     ]
-    latest = _latest_reading(session, row, administered_at)
+    latest = _latest_reading(db, row, administered_at)
     reading = (
         None
         if latest is None
@@ -140,10 +138,10 @@ def record_dose(
         breach_justification=justification,
         justified_by_id=actor.user_id if justification else None,
     )
-    session.add(dose)
-    session.flush()
+    db.add(dose)
+    db.flush()
     record_event(
-        session,
+        db,
         actor,
         "dose.record",
         "session",
@@ -160,7 +158,7 @@ def record_dose(
 
 
 def record_vital_signs(
-    session: Session,
+    db: Session,
     actor: Actor,
     row: TherapySession,
     *,
@@ -172,13 +170,13 @@ def record_vital_signs(
 ) -> VitalSignReading:
     """A vital-sign reading; each threshold it reaches raises an alert to acknowledge."""
     require_role(actor, *RECORDING_ROLES)
-    require_open(participant_of(session, row), RecordKind.VITAL_SIGNS)
+    require_open(participant_of(db, row), RecordKind.VITAL_SIGNS)
     problems: list[str] = []
     not_future(measured_at, "measured_at", problems)
     problems += _require_dosing_in_progress(row, measured_at, "A reading")
     problems += reading_problems(systolic, diastolic, heart_rate, temperature_c)
     raise_problems(problems, "The reading was not recorded")
-    participant = participant_of(session, row)
+    participant = participant_of(db, row)
     protocol = definition_of(participant.protocol_version)
     reading = VitalSignReading(
         session_id=row.id,
@@ -189,13 +187,13 @@ def record_vital_signs(
         temperature_c=round(float(temperature_c), 1),
         recorded_by_id=actor.user_id,
     )
-    session.add(reading)
-    session.flush()
+    db.add(reading)
+    db.flush()
     found = breaches(
         Reading(measured_at, systolic, diastolic, heart_rate, reading.temperature_c), protocol
     )
     for breach in found:
-        session.add(
+        db.add(
             VitalSignAlert(
                 reading_id=reading.id,
                 session_id=row.id,
@@ -204,10 +202,10 @@ def record_vital_signs(
                 threshold=breach.threshold,
             )
         )
-    session.flush()
-    session.refresh(reading)
+    db.flush()
+    db.refresh(reading)
     record_event(
-        session,
+        db,
         actor,
         "vitals.record",
         "session",
@@ -226,7 +224,7 @@ def record_vital_signs(
 
 
 def acknowledge_alert(
-    session: Session, actor: Actor, alert: VitalSignAlert, note: str
+    db: Session, actor: Actor, alert: VitalSignAlert, note: str
 ) -> VitalSignAlert:
     """Someone has seen the breach and says what was done; the note is required."""
     require_role(actor, *RECORDING_ROLES)
@@ -238,9 +236,9 @@ def acknowledge_alert(
     alert.acknowledged_at = utcnow()
     alert.acknowledged_by_id = actor.user_id
     alert.acknowledgement = text
-    session.flush()
+    db.flush()
     record_event(
-        session,
+        db,
         actor,
         "alert.acknowledge",
         "session",
@@ -250,16 +248,16 @@ def acknowledge_alert(
     return alert
 
 
-def get_alert(session: Session, user: User, alert_id: int) -> VitalSignAlert:
-    alert = session.get(VitalSignAlert, alert_id)
+def get_alert(db: Session, user: User, alert_id: int) -> VitalSignAlert:
+    alert = db.get(VitalSignAlert, alert_id)
     if alert is None:
         raise NotFound(f"No alert {alert_id}.")
-    get_session_for(session, user, alert.session_id)
+    get_session_for(db, user, alert.session_id)
     return alert
 
 
 def record_effects(
-    session: Session,
+    db: Session,
     actor: Actor,
     row: TherapySession,
     *,
@@ -269,13 +267,13 @@ def record_effects(
 ) -> SessionEffects:
     """The effects checklist of a dosing session (pleasant and abuse-related effects included)."""
     require_role(actor, *RECORDING_ROLES)
-    require_open(participant_of(session, row), RecordKind.EFFECTS)
+    require_open(participant_of(db, row), RecordKind.EFFECTS)
     problems = list(effects_problems(list(effects), none_observed))
     if row.kind != SessionKind.DOSING:
         problems.append("The effects checklist belongs to dosing sessions.")
     text = text_field(note, "The note", problems, required=False)
     raise_problems(problems, "The effects were not recorded")
-    existing = effects_of(session, row.id)
+    existing = effects_of(db, row.id)
     old = None
     if existing is None:
         existing = SessionEffects(
@@ -285,7 +283,7 @@ def record_effects(
             note=text,
             recorded_by_id=actor.user_id,
         )
-        session.add(existing)
+        db.add(existing)
     else:
         old = {
             "effects": existing.effects,
@@ -298,9 +296,9 @@ def record_effects(
             text,
         )
         existing.recorded_by_id, existing.recorded_at = actor.user_id, utcnow()  # type: ignore[assignment]
-    session.flush()
+    db.flush()
     record_event(
-        session,
+        db,
         actor,
         "effects.record",
         "session",

@@ -7,8 +7,8 @@ from __future__ import annotations
 from flask import Blueprint, flash
 from flask.typing import ResponseReturnValue
 
-from tracker.auth.session import current_actor
-from tracker.db import get_session
+from tracker.auth.signin import current_actor
+from tracker.db import get_db
 from tracker.dosing import services
 from tracker.dosing.forms import AcknowledgeForm, DoseForm, EffectsForm, VitalSignsForm
 from tracker.form_fields import label_of
@@ -31,7 +31,7 @@ def vitals(session_id: int) -> ResponseReturnValue:
     reading, status = attempt(
         form,
         lambda: services.record_vital_signs(
-            get_session(),
+            get_db(),
             current_actor(),
             row,
             measured_at=form.measured_at.data,  # type: ignore[arg-type]  # required: set once the form validates
@@ -65,7 +65,7 @@ def dose(session_id: int) -> ResponseReturnValue:
     given, status = attempt(
         form,
         lambda: services.record_dose(
-            get_session(),
+            get_db(),
             current_actor(),
             row,
             administered_at=form.administered_at.data,  # type: ignore[arg-type]  # required: set once the form validates
@@ -88,15 +88,13 @@ def dose(session_id: int) -> ResponseReturnValue:
 @bp.route("/alerts/<int:alert_id>/acknowledgement", methods=["POST"])
 @requires(Permission.SESSIONS_RECORD)
 def acknowledge(alert_id: int) -> ResponseReturnValue:
-    alert = services.get_alert(get_session(), signed_in_user(), alert_id)
+    alert = services.get_alert(get_db(), signed_in_user(), alert_id)
     row, participant = therapy_session_for_page(alert.session_id)
     prefix = f"ack{alert.id}"
     form = AcknowledgeForm(prefix=prefix)
     done, status = attempt(
         form,
-        lambda: services.acknowledge_alert(
-            get_session(), current_actor(), alert, form.note.data or ""
-        ),
+        lambda: services.acknowledge_alert(get_db(), current_actor(), alert, form.note.data or ""),
     )
     if done is None:
         return render_session(row, participant, prefix, form, status)
@@ -112,7 +110,7 @@ def effects(session_id: int) -> ResponseReturnValue:
     done, status = attempt(
         form,
         lambda: services.record_effects(
-            get_session(),
+            get_db(),
             current_actor(),
             row,
             effects=form.effects.data or [],

@@ -4,7 +4,7 @@ from flask import Blueprint, render_template
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from tracker.db import get_session
+from tracker.db import get_db
 from tracker.participants.presenters import phase_counts, worklist
 from tracker.participants.queries import counts_by_state
 from tracker.security import Permission, can, requires
@@ -20,15 +20,15 @@ def dashboard() -> ResponseReturnValue:
     if can(Permission.PARTICIPANTS_VIEW):
         # A bounded number of queries whatever the study's size: one count per state, and the
         # work list of at most WORKLIST_LIMIT participants checked together.
-        session = get_session()
+        db = get_db()
         user = current_user._get_current_object()
-        counts = counts_by_state(session, user)
+        counts = counts_by_state(db, user)
         phases, on_hold, total = phase_counts(counts)
         context = {
             "phases": phases,
             "on_hold_count": on_hold,
             "total": total,
-            "work": worklist(session, user, counts),
-            "due": dashboard_work(session, user),
+            "work": worklist(db, user, counts),
+            "due": dashboard_work(db, user),
         }
     return render_template("main/dashboard.html", **context)

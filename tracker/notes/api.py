@@ -12,8 +12,8 @@ from tracker.api.schemas import (
     NoteList,
     NoteOut,
 )
-from tracker.auth.session import current_actor
-from tracker.db import get_session
+from tracker.auth.signin import current_actor
+from tracker.db import get_db
 from tracker.notes import queries, services
 from tracker.notes.models import Note
 from tracker.participants.models import Participant
@@ -49,10 +49,8 @@ def _note_out(note: Note) -> NoteOut:
 def session_note(session_id: int) -> ResponseReturnValue:
     body = parse_body(NoteIn)
     row = therapy_session_for_api(session_id)
-    participant = get_session().get_one(Participant, row.participant_id)
-    note = services.add_note(
-        get_session(), current_actor(), participant, body.text, session_id=row.id
-    )
+    participant = get_db().get_one(Participant, row.participant_id)
+    note = services.add_note(get_db(), current_actor(), participant, body.text, session_id=row.id)
     return _note_out(note).model_dump(mode="json"), 201
 
 
@@ -70,7 +68,7 @@ def session_note(session_id: int) -> ResponseReturnValue:
 def participant_note(participant_id: int) -> ResponseReturnValue:
     body = parse_body(NoteIn)
     note = services.add_note(
-        get_session(), current_actor(), participant_for_api(participant_id), body.text
+        get_db(), current_actor(), participant_for_api(participant_id), body.text
     )
     return _note_out(note).model_dump(mode="json"), 201
 
@@ -85,7 +83,7 @@ def participant_note(participant_id: int) -> ResponseReturnValue:
 )
 @requires(Permission.PARTICIPANTS_VIEW)
 def note_list(participant_id: int) -> ResponseReturnValue:
-    notes = queries.notes_of(get_session(), participant_for_api(participant_id).id)
+    notes = queries.notes_of(get_db(), participant_for_api(participant_id).id)
     return NoteList(notes=[_note_out(n) for n in notes]).model_dump(mode="json")
 
 
@@ -102,6 +100,6 @@ def note_list(participant_id: int) -> ResponseReturnValue:
 @requires(Permission.SESSIONS_RECORD)
 def note_amend(note_id: int) -> ResponseReturnValue:
     body = parse_body(NoteAmendmentIn)
-    note = services.get_note(get_session(), authenticated_user(), note_id)
-    version = services.amend_note(get_session(), current_actor(), note, body.text, body.reason)
+    note = services.get_note(get_db(), authenticated_user(), note_id)
+    version = services.amend_note(get_db(), current_actor(), note, body.text, body.reason)
     return _note_out(version).model_dump(mode="json"), 201

@@ -8,10 +8,8 @@ from sqlalchemy.orm import Session
 from tracker.notes.models import Note
 
 
-def notes_of(session: Session, participant_id: int) -> list[Note]:
+def notes_of(db: Session, participant_id: int) -> list[Note]:
     """Every version of every note, oldest first; a page groups them by root."""
     return list(
-        session.scalars(
-            sa.select(Note).where(Note.participant_id == participant_id).order_by(Note.id)
-        )
+        db.scalars(sa.select(Note).where(Note.participant_id == participant_id).order_by(Note.id))
     )

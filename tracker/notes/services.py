@@ -23,7 +23,7 @@ from tracker.sessions.services import check_session_of_participant
 
 
 def add_note(
-    session: Session,
+    db: Session,
     actor: Actor,
     participant: Participant,
     text: str,
@@ -36,7 +36,7 @@ def add_note(
     problems: list[str] = []
     body = text_field(text, "The note", problems)
     raise_problems(problems, "The note was not saved")
-    check_session_of_participant(session, participant, session_id)
+    check_session_of_participant(db, participant, session_id)
     note = Note(
         participant_id=participant.id,
         session_id=session_id,
@@ -44,10 +44,10 @@ def add_note(
         text=body or "",
         author_id=actor.user_id,
     )
-    session.add(note)
-    session.flush()
+    db.add(note)
+    db.flush()
     record_event(
-        session,
+        db,
         actor,
         "note.add",
         "participant",
@@ -57,14 +57,14 @@ def add_note(
     return note
 
 
-def amend_note(session: Session, actor: Actor, note: Note, text: str, reason: str) -> Note:
+def amend_note(db: Session, actor: Actor, note: Note, text: str, reason: str) -> Note:
     """A correction: a new version of the note with a reason; earlier versions stay as written."""
     require_role(actor, *RECORDING_ROLES)
     problems: list[str] = []
     body = text_field(text, "The corrected text", problems)
     why = text_field(reason, "The reason for the correction", problems, limit=2000)
     root_id = note.root_id or note.id
-    latest = session.scalar(
+    latest = db.scalar(
         sa.select(Note)
         .where(sa.or_(Note.id == root_id, Note.root_id == root_id))
         .order_by(Note.version.desc())
@@ -85,10 +85,10 @@ def amend_note(session: Session, actor: Actor, note: Note, text: str, reason: st
         amendment_reason=why,
         author_id=actor.user_id,
     )
-    session.add(version)
-    session.flush()
+    db.add(version)
+    db.flush()
     record_event(
-        session,
+        db,
         actor,
         "note.amend",
         "note",
@@ -100,18 +100,18 @@ def amend_note(session: Session, actor: Actor, note: Note, text: str, reason: st
     return version
 
 
-def get_note(session: Session, user: User, note_id: int) -> Note:
-    note = session.get(Note, note_id)
+def get_note(db: Session, user: User, note_id: int) -> Note:
+    note = db.get(Note, note_id)
     if note is None:
         raise NotFound(f"No note {note_id}.")
-    participant_queries.get_participant(session, user, note.participant_id)
+    participant_queries.get_participant(db, user, note.participant_id)
     return note
 
 
-def note_history(session: Session, note: Note) -> list[Note]:
+def note_history(db: Session, note: Note) -> list[Note]:
     root_id = note.root_id or note.id
     return list(
-        session.scalars(
+        db.scalars(
             sa.select(Note)
             .where(sa.or_(Note.id == root_id, Note.root_id == root_id))
             .order_by(Note.version)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, url_for
 from flask.typing import ResponseReturnValue
 
-from tracker.auth.session import current_actor
-from tracker.db import get_session
+from tracker.auth.signin import current_actor
+from tracker.db import get_db
 from tracker.notes import services
 from tracker.notes.forms import AmendNoteForm, NoteForm
 from tracker.notes.presenters import amend_prefix
@@ -32,9 +32,7 @@ def participant_note(participant_id: int) -> ResponseReturnValue:
     form = NoteForm(prefix="note")
     row, status = attempt(
         form,
-        lambda: services.add_note(
-            get_session(), current_actor(), participant, form.text.data or ""
-        ),
+        lambda: services.add_note(get_db(), current_actor(), participant, form.text.data or ""),
     )
     if row is None:
         return render_participant_records(participant, "note", form, status)
@@ -45,14 +43,14 @@ def participant_note(participant_id: int) -> ResponseReturnValue:
 @bp.route("/notes/<int:note_id>/corrections", methods=["POST"])
 @requires(Permission.SESSIONS_RECORD)
 def amend_note(note_id: int) -> ResponseReturnValue:
-    note = services.get_note(get_session(), signed_in_user(), note_id)
+    note = services.get_note(get_db(), signed_in_user(), note_id)
     participant = participant_for_page(note.participant_id)
     prefix = amend_prefix(note.id)
     form = AmendNoteForm(prefix=prefix)
     row, status = attempt(
         form,
         lambda: services.amend_note(
-            get_session(), current_actor(), note, form.text.data or "", form.reason.data or ""
+            get_db(), current_actor(), note, form.text.data or "", form.reason.data or ""
         ),
     )
     if row is None:
@@ -78,7 +76,7 @@ def session_note(session_id: int) -> ResponseReturnValue:
     done, status = attempt(
         form,
         lambda: services.add_note(
-            get_session(), current_actor(), participant, form.text.data or "", session_id=row.id
+            get_db(), current_actor(), participant, form.text.data or "", session_id=row.id
         ),
     )
     if done is None:

@@ -31,8 +31,8 @@ from tracker.api.schemas import (
     TransitionOptionOut,
     TransitionOut,
 )
-from tracker.auth.session import current_actor
-from tracker.db import get_session
+from tracker.auth.signin import current_actor
+from tracker.db import get_db
 from tracker.extensions import password_check_limit
 from tracker.participants import queries, services
 from tracker.participants.models import Participant
@@ -44,7 +44,7 @@ from tracker.study.services import current_protocol_version
 
 
 def _participant(participant_id: int) -> Participant:
-    return queries.get_participant(get_session(), authenticated_user(), participant_id)
+    return queries.get_participant(get_db(), authenticated_user(), participant_id)
 
 
 def _signature(sig) -> SignatureOut:  # type: ignore[no-untyped-def]
@@ -52,9 +52,9 @@ def _signature(sig) -> SignatureOut:  # type: ignore[no-untyped-def]
 
 
 def participant_out(participant: Participant, *, with_checklist: bool = False) -> ParticipantOut:
-    session = get_session()
-    checklist = services.checklist_state(session, participant)
-    consents = queries.consents_of(session, participant.id)
+    db = get_db()
+    checklist = services.checklist_state(db, participant)
+    consents = queries.consents_of(db, participant.id)
     latest_consent = consents[-1] if consents else None
     items = None
     if with_checklist:
@@ -99,7 +99,7 @@ def participant_out(participant: Participant, *, with_checklist: bool = False) -
         pregnancy_tests_required=participant.pregnancy_tests_required,
         protocol_version=f"{protocol.code} v{protocol.version}",
         enrolled_at=participant.enrolled_at,
-        therapists=[u.username for u in queries.assigned_therapists(session, participant.id)],
+        therapists=[u.username for u in queries.assigned_therapists(db, participant.id)],
         eligibility=EligibilityOut(
             outcome=checklist.evaluation.outcome.value,
             reasons=list(checklist.evaluation.reasons),
@@ -143,7 +143,7 @@ def _summary(participant: Participant) -> ParticipantSummary:
 )
 @requires(Permission.PROTOCOL_VIEW)
 def protocol() -> ResponseReturnValue:
-    row = current_protocol_version(get_session())
+    row = current_protocol_version(get_db())
     return ProtocolOut(
         id=row.id,
         code=row.code,
@@ -167,7 +167,7 @@ def protocol() -> ResponseReturnValue:
 def participant_list() -> ResponseReturnValue:
     query = parse_query(ParticipantQuery)
     page = queries.participant_page(
-        get_session(),
+        get_db(),
         authenticated_user(),
         queries.ParticipantFilter(state=query.state, site=query.site),
         query.page,
@@ -194,9 +194,9 @@ def participant_list() -> ResponseReturnValue:
 @requires(Permission.PARTICIPANTS_ENROL)
 def participant_enrol() -> ResponseReturnValue:
     body = parse_body(EnrolIn)
-    site = get_site_by_code(get_session(), body.site)
+    site = get_site_by_code(get_db(), body.site)
     participant = services.enrol_participant(
-        get_session(),
+        get_db(),
         current_actor(),
         site=site,
         sex=body.sex,
@@ -235,7 +235,7 @@ def participant_detail(participant_id: int) -> ResponseReturnValue:
 def participant_therapists(participant_id: int) -> ResponseReturnValue:
     body = parse_body(TherapistsIn)
     users = services.set_therapists(
-        get_session(), current_actor(), _participant(participant_id), body.therapists
+        get_db(), current_actor(), _participant(participant_id), body.therapists
     )
     return TherapistsOut(therapists=[u.username for u in users]).model_dump(mode="json")
 
@@ -254,7 +254,7 @@ def checklist_answers(participant_id: int) -> ResponseReturnValue:
     body = parse_body(ChecklistIn)
     participant = _participant(participant_id)
     services.record_checklist_answers(
-        get_session(),
+        get_db(),
         current_actor(),
         participant,
         {code: (a.answer, a.note) for code, a in body.answers.items()},
@@ -277,7 +277,7 @@ def checklist_assessment(participant_id: int) -> ResponseReturnValue:
     body = parse_body(AssessmentIn)
     participant = _participant(participant_id)
     services.assess_review_item(
-        get_session(), current_actor(), participant, body.item, body.acceptable, body.rationale
+        get_db(), current_actor(), participant, body.item, body.acceptable, body.rationale
     )
     return participant_out(participant, with_checklist=True).model_dump(mode="json"), 201
 
@@ -298,7 +298,7 @@ def checklist_signature(participant_id: int) -> ResponseReturnValue:
     body = parse_body(SignatureIn)
     participant = _participant(participant_id)
     signature = services.sign_checklist(
-        get_session(),
+        get_db(),
         authenticated_user(),
         current_actor(),
         participant,
@@ -321,7 +321,7 @@ def checklist_signature(participant_id: int) -> ResponseReturnValue:
 def childbearing_potential(participant_id: int) -> ResponseReturnValue:
     body = parse_body(ChildbearingPotentialIn)
     participant = services.record_childbearing_potential(
-        get_session(),
+        get_db(),
         current_actor(),
         _participant(participant_id),
         body.childbearing_potential,
@@ -345,7 +345,7 @@ def consent(participant_id: int) -> ResponseReturnValue:
     body = parse_body(ConsentIn)
     participant = _participant(participant_id)
     record = services.record_consent(
-        get_session(), current_actor(), participant, body.version, body.signed_on
+        get_db(), current_actor(), participant, body.version, body.signed_on
     )
     return ConsentOut(
         document_version=record.document_version,
@@ -366,7 +366,7 @@ def consent(participant_id: int) -> ResponseReturnValue:
 @requires(Permission.PARTICIPANTS_VIEW)
 def transition_history(participant_id: int) -> ResponseReturnValue:
     participant = _participant(participant_id)
-    events = queries.transitions_of(get_session(), participant.id)
+    events = queries.transitions_of(get_db(), participant.id)
     return TransitionHistory(
         transitions=[TransitionOut.model_validate(e, from_attributes=True) for e in events]
     ).model_dump(mode="json")
@@ -383,7 +383,7 @@ def transition_history(participant_id: int) -> ResponseReturnValue:
 @requires(Permission.PARTICIPANTS_VIEW)
 def allowed(participant_id: int) -> ResponseReturnValue:
     participant = _participant(participant_id)
-    options = options_for(get_session(), participant, authenticated_user().role)
+    options = options_for(get_db(), participant, authenticated_user().role)
     return AllowedTransitions(
         version=participant.version,
         transitions=[TransitionOptionOut.model_validate(o.to_dict()) for o in options],
@@ -405,7 +405,7 @@ def transition_apply(participant_id: int) -> ResponseReturnValue:
     body = parse_body(TransitionIn)
     participant = _participant(participant_id)
     applied = apply_transition(
-        get_session(),
+        get_db(),
         current_actor(),
         participant,
         body.transition,

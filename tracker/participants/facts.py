@@ -50,12 +50,12 @@ class SessionRecords:
     dosing_records: Mapping[int, DosingRecord] = field(default_factory=dict)
 
 
-def load_session_records(session: Session, participant_id: int) -> SessionRecords:
+def load_session_records(db: Session, participant_id: int) -> SessionRecords:
     """Three indexed reads by participant, whatever the history's length."""
     return SessionRecords(
-        sessions=session_queries.sessions_of(session, participant_id),
-        adverse_events=safety_queries.adverse_events_of(session, participant_id),
-        pregnancy_tests=safety_queries.pregnancy_tests_of(session, participant_id),
+        sessions=session_queries.sessions_of(db, participant_id),
+        adverse_events=safety_queries.adverse_events_of(db, participant_id),
+        pregnancy_tests=safety_queries.pregnancy_tests_of(db, participant_id),
     )
 
 
@@ -74,14 +74,14 @@ def current_dosing_session(
 
 
 def dosing_facts_of(
-    session: Session,
+    db: Session,
     dosing: TherapySession,
     protocol: ProtocolDefinition,
     record: DosingRecord | None = None,
 ) -> DosingSessionFacts:
     """The facts of one dosing session, from its ``record`` when the caller has read it."""
     if record is None:
-        record = dosing_queries.dosing_records_of(session, [dosing.id])[dosing.id]
+        record = dosing_queries.dosing_records_of(db, [dosing.id])[dosing.id]
     doses = [Dose(DoseKind(d.kind), d.amount_mg, d.administered_at) for d in record.doses]
     times = [r.measured_at for r in record.readings]
     return dosing_session_facts(
@@ -97,7 +97,7 @@ def dosing_facts_of(
 
 
 def session_facts(
-    session: Session,
+    db: Session,
     participant: Participant,
     protocol: ProtocolDefinition,
     records: SessionRecords | None = None,
@@ -105,7 +105,7 @@ def session_facts(
     """The guards' session facts, derived from the participant's rows (read here unless the
     caller has them already) and, for the current dosing session, its doses and readings."""
     if records is None:
-        records = load_session_records(session, participant.id)
+        records = load_session_records(db, participant.id)
     completed = [s for s in records.sessions if s.status == SessionStatus.COMPLETED]
     preparation = sum(1 for s in completed if s.kind == SessionKind.PREPARATION)
     integration = sum(
@@ -149,7 +149,7 @@ def session_facts(
         pregnancy_test=pregnancy,
         open_serious_adverse_events=open_saes,
         dosing_session=(
-            dosing_facts_of(session, dosing, protocol, records.dosing_records.get(dosing.id))
+            dosing_facts_of(db, dosing, protocol, records.dosing_records.get(dosing.id))
             if dosing is not None
             else None
         ),

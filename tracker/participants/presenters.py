@@ -123,7 +123,7 @@ def _next_steps(item: ScreeningItem) -> list[str]:
 
 
 def worklist(
-    session: Session, user: User, counts: dict[str, int], limit: int = WORKLIST_LIMIT
+    db: Session, user: User, counts: dict[str, int], limit: int = WORKLIST_LIMIT
 ) -> Worklist:
     """What needs action: the longest-waiting participants in screening (at most ``limit``,
     checked with four queries in all, not several per participant) and those on hold."""
@@ -141,7 +141,7 @@ def worklist(
         .limit(1)
         .scalar_subquery()
     )
-    rows = session.execute(
+    rows = db.execute(
         visible.add_columns(consented.label("consented"), signed_hash.label("signed_hash"))
         .where(Participant.state == State.SCREENING)
         .order_by(Participant.enrolled_at, Participant.id)
@@ -149,7 +149,7 @@ def worklist(
     ).all()
     screening = [participant for participant, _, _ in rows]
     on_hold = list(
-        session.scalars(
+        db.scalars(
             visible.options(without_protocol_text())
             .where(Participant.state == State.ON_HOLD)
             .order_by(Participant.updated_at, Participant.id)
@@ -162,7 +162,7 @@ def worklist(
     answers: dict[int, dict[str, CoreAnswer]] = defaultdict(dict)
     assessments: dict[int, dict[str, CoreAssessment]] = defaultdict(dict)
     if ids:
-        for participant_id, code, answer, note in session.execute(
+        for participant_id, code, answer, note in db.execute(
             sa.select(
                 ChecklistAnswer.participant_id,
                 ChecklistAnswer.item_code,
@@ -171,7 +171,7 @@ def worklist(
             ).where(ChecklistAnswer.participant_id.in_(ids))
         ):
             answers[participant_id][code] = CoreAnswer(code, answer, note or "")
-        for participant_id, code, acceptable, rationale in session.execute(
+        for participant_id, code, acceptable, rationale in db.execute(
             sa.select(
                 ReviewAssessment.participant_id,
                 ReviewAssessment.item_code,

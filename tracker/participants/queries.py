@@ -51,10 +51,10 @@ def visibility(user: User | None) -> list[sa.ColumnElement[bool]]:
 
 
 def get_participant(
-    session: Session, user: User, participant_id: int, *, for_update: bool = False
+    db: Session, user: User, participant_id: int, *, for_update: bool = False
 ) -> Participant:
     query = visible_to(user).where(Participant.id == participant_id)
-    participant = session.scalar(query)
+    participant = db.scalar(query)
     if participant is None:
         raise NotFound(f"No participant {participant_id} that you can see.")
     return participant
@@ -89,7 +89,7 @@ def without_protocol_text() -> sa.orm.interfaces.LoaderOption:
 
 
 def participant_page(
-    session: Session, user: User, flt: ParticipantFilter, page: int, per_page: int
+    db: Session, user: User, flt: ParticipantFilter, page: int, per_page: int
 ) -> Page:
     query = visible_to(user)
     if flt.state:
@@ -102,11 +102,9 @@ def participant_page(
         query = query.where(
             Participant.study_id.contains(flt.search.strip().upper(), autoescape=True)
         )
-    total = (
-        session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())) or 0
-    )
+    total = db.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())) or 0
     items = list(
-        session.scalars(
+        db.scalars(
             query.options(without_protocol_text())
             .order_by(Participant.study_id)
             .limit(per_page)
@@ -116,8 +114,8 @@ def participant_page(
     return Page(items=items, total=total, page=page, per_page=per_page)
 
 
-def counts_by_state(session: Session, user: User) -> dict[str, int]:
-    rows = session.execute(
+def counts_by_state(db: Session, user: User) -> dict[str, int]:
+    rows = db.execute(
         sa.select(Participant.state, sa.func.count())
         .where(*visibility(user))
         .group_by(Participant.state)
@@ -127,17 +125,17 @@ def counts_by_state(session: Session, user: User) -> dict[str, int]:
     return counts
 
 
-def answers_of(session: Session, participant_id: int) -> list[ChecklistAnswer]:
+def answers_of(db: Session, participant_id: int) -> list[ChecklistAnswer]:
     return list(
-        session.scalars(
+        db.scalars(
             sa.select(ChecklistAnswer).where(ChecklistAnswer.participant_id == participant_id)
         )
     )
 
 
-def current_assessments(session: Session, participant_id: int) -> list[ReviewAssessment]:
+def current_assessments(db: Session, participant_id: int) -> list[ReviewAssessment]:
     return list(
-        session.scalars(
+        db.scalars(
             sa.select(ReviewAssessment)
             .where(
                 ReviewAssessment.participant_id == participant_id,
@@ -148,9 +146,9 @@ def current_assessments(session: Session, participant_id: int) -> list[ReviewAss
     )
 
 
-def signatures_of(session: Session, participant_id: int) -> list[ChecklistSignature]:
+def signatures_of(db: Session, participant_id: int) -> list[ChecklistSignature]:
     return list(
-        session.scalars(
+        db.scalars(
             sa.select(ChecklistSignature)
             .where(ChecklistSignature.participant_id == participant_id)
             .order_by(ChecklistSignature.signed_at.desc(), ChecklistSignature.id.desc())
@@ -158,9 +156,9 @@ def signatures_of(session: Session, participant_id: int) -> list[ChecklistSignat
     )
 
 
-def consents_of(session: Session, participant_id: int) -> list[Consent]:
+def consents_of(db: Session, participant_id: int) -> list[Consent]:
     return list(
-        session.scalars(
+        db.scalars(
             sa.select(Consent)
             .where(Consent.participant_id == participant_id)
             .order_by(Consent.recorded_at)
@@ -168,9 +166,9 @@ def consents_of(session: Session, participant_id: int) -> list[Consent]:
     )
 
 
-def transitions_of(session: Session, participant_id: int) -> list[TransitionEvent]:
+def transitions_of(db: Session, participant_id: int) -> list[TransitionEvent]:
     return list(
-        session.scalars(
+        db.scalars(
             sa.select(TransitionEvent)
             .where(TransitionEvent.participant_id == participant_id)
             .order_by(TransitionEvent.version_after)
@@ -178,9 +176,9 @@ def transitions_of(session: Session, participant_id: int) -> list[TransitionEven
     )
 
 
-def assigned_therapists(session: Session, participant_id: int) -> list[User]:
+def assigned_therapists(db: Session, participant_id: int) -> list[User]:
     return list(
-        session.scalars(
+        db.scalars(
             sa.select(User)
             .join(TherapistAssignment, TherapistAssignment.user_id == User.id)
             .where(
@@ -192,9 +190,9 @@ def assigned_therapists(session: Session, participant_id: int) -> list[User]:
     )
 
 
-def therapists_of_site(session: Session, site_id: int) -> list[User]:
+def therapists_of_site(db: Session, site_id: int) -> list[User]:
     return list(
-        session.scalars(
+        db.scalars(
             sa.select(User)
             .where(
                 User.site_id == site_id, User.role == Role.THERAPIST.value, User.is_active.is_(True)
@@ -215,7 +213,7 @@ class People:
 
 
 def people_of_page(
-    session: Session, site_id: int, ids: set[int | None], participant_id: int | None = None
+    db: Session, site_id: int, ids: set[int | None], participant_id: int | None = None
 ) -> People:
     """Every user a page needs, in one query instead of one per purpose."""
     wanted = {i for i in ids if i is not None}
@@ -232,7 +230,7 @@ def people_of_page(
     conditions = [site_therapist, assigned]
     if wanted:
         conditions.append(User.id.in_(wanted))
-    rows = session.execute(
+    rows = db.execute(
         sa.select(User, site_therapist.label("choice"), assigned.label("assigned"))
         .where(sa.or_(*conditions))
         .order_by(User.username)
@@ -245,11 +243,11 @@ def people_of_page(
 
 
 def transitions_with_deviations(
-    session: Session, participant_id: int
+    db: Session, participant_id: int
 ) -> tuple[list[TransitionEvent], dict[int, list[ProtocolDeviation]]]:
     """The participant's transitions in order and the deviations recorded with each, in one
     query."""
-    rows = session.execute(
+    rows = db.execute(
         sa.select(TransitionEvent, ProtocolDeviation)
         .outerjoin(ProtocolDeviation, ProtocolDeviation.transition_event_id == TransitionEvent.id)
         .where(TransitionEvent.participant_id == participant_id)
@@ -264,9 +262,9 @@ def transitions_with_deviations(
     return list(events.values()), deviations
 
 
-def users_by_id(session: Session, ids: set[int | None]) -> dict[int, User]:
+def users_by_id(db: Session, ids: set[int | None]) -> dict[int, User]:
     """The people named on a page's records, in one query."""
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return {}
-    return {u.id: u for u in session.scalars(sa.select(User).where(User.id.in_(wanted)))}
+    return {u.id: u for u in db.scalars(sa.select(User).where(User.id.in_(wanted)))}

@@ -57,9 +57,9 @@ def _require_role(actor: Actor, *roles: Role) -> None:
 # --- enrolment and therapists -------------------------------------------------------------
 
 
-def _next_site_number(session: Session, site: Site) -> int:
+def _next_site_number(db: Session, site: Site) -> int:
     """Atomic per-site counter: concurrent enrolments never get the same number."""
-    number = session.execute(
+    number = db.execute(
         sa.update(Site)
         .where(Site.id == site.id)
         .values(last_participant_number=Site.last_participant_number + 1)
@@ -68,13 +68,11 @@ def _next_site_number(session: Session, site: Site) -> int:
     return int(number)
 
 
-def _therapists_by_username(session: Session, site: Site, usernames: Sequence[str]) -> list[User]:
+def _therapists_by_username(db: Session, site: Site, usernames: Sequence[str]) -> list[User]:
     names = sorted({u.strip().lower() for u in usernames if u and u.strip()})
     if not names:
         return []
-    found = {
-        u.username: u for u in session.scalars(sa.select(User).where(User.username.in_(names)))
-    }
+    found = {u.username: u for u in db.scalars(sa.select(User).where(User.username.in_(names)))}
     problems = []
     for name in names:
         user = found.get(name)
@@ -89,16 +87,16 @@ def _therapists_by_username(session: Session, site: Site, usernames: Sequence[st
     return [found[n] for n in names]
 
 
-def _require_own_site(session: Session, actor: Actor, site: Site) -> None:
+def _require_own_site(db: Session, actor: Actor, site: Site) -> None:
     """Site staff enrol at their own site only (the study-wide roles do not enrol)."""
-    user = session.get(User, actor.user_id) if actor.user_id is not None else None
+    user = db.get(User, actor.user_id) if actor.user_id is not None else None
     if user is not None and user.site_id is not None and user.site_id != site.id:
         own = user.site.code if user.site else "your site"
         raise PermissionDenied(f"You may enrol participants only at your site ({own}).")
 
 
 def enrol_participant(
-    session: Session,
+    db: Session,
     actor: Actor,
     *,
     site: Site,
@@ -112,7 +110,7 @@ def enrol_participant(
     at the enrolling user's own site. Childbearing potential may be recorded now or later;
     until it is recorded as no, a participant who is not male needs pregnancy tests."""
     _require_role(actor, Role.COORDINATOR, Role.INVESTIGATOR)
-    _require_own_site(session, actor, site)
+    _require_own_site(db, actor, site)
     this_year = (today or utcnow().date()).year
     problems = []
     if sex not in SEX_VALUES:
@@ -124,9 +122,9 @@ def enrol_participant(
     problems += childbearing_problems(sex, childbearing_potential)
     if problems:
         raise InvalidInput("The participant cannot be enrolled: " + " ".join(problems), problems)
-    assigned = _therapists_by_username(session, site, therapists)
-    protocol = current_protocol_version(session)
-    number = _next_site_number(session, site)
+    assigned = _therapists_by_username(db, site, therapists)
+    protocol = current_protocol_version(db)
+    number = _next_site_number(db, site)
     participant = Participant(
         study_id=f"{site.code}-{number:04d}",
         site=site,
@@ -139,10 +137,10 @@ def enrol_participant(
         cycle=0,
         version=1,
     )
-    session.add(participant)
-    session.flush()
+    db.add(participant)
+    db.flush()
     record_event(
-        session,
+        db,
         actor,
         "participant.enrol",
         "participant",
@@ -157,12 +155,12 @@ def enrol_participant(
         },
     )
     for therapist in assigned:
-        _assign(session, actor, participant, therapist)
+        _assign(db, actor, participant, therapist)
     return participant
 
 
 def record_childbearing_potential(
-    session: Session, actor: Actor, participant: Participant, value: bool, reason: str
+    db: Session, actor: Actor, participant: Participant, value: bool, reason: str
 ) -> Participant:
     """Record (or correct, with a reason) whether the participant is of childbearing
     potential; audited with the old and the new value."""
@@ -182,9 +180,9 @@ def record_childbearing_potential(
         )
     participant.childbearing_potential = value
     participant.updated_at = utcnow()
-    session.flush()
+    db.flush()
     record_event(
-        session,
+        db,
         actor,
         "participant.childbearing_potential",
         "participant",
@@ -196,15 +194,15 @@ def record_childbearing_potential(
     return participant
 
 
-def _assign(session: Session, actor: Actor, participant: Participant, therapist: User) -> None:
-    session.add(
+def _assign(db: Session, actor: Actor, participant: Participant, therapist: User) -> None:
+    db.add(
         TherapistAssignment(
             participant_id=participant.id, user_id=therapist.id, assigned_by_id=actor.user_id
         )
     )
-    session.flush()
+    db.flush()
     record_event(
-        session,
+        db,
         actor,
         "participant.therapist_assign",
         "participant",
@@ -214,13 +212,13 @@ def _assign(session: Session, actor: Actor, participant: Participant, therapist:
 
 
 def set_therapists(
-    session: Session, actor: Actor, participant: Participant, usernames: Sequence[str]
+    db: Session, actor: Actor, participant: Participant, usernames: Sequence[str]
 ) -> list[User]:
     """Make the assigned therapists exactly ``usernames``; ended assignments stay on record."""
     _require_role(actor, Role.COORDINATOR, Role.INVESTIGATOR)
-    wanted = {u.id: u for u in _therapists_by_username(session, participant.site, usernames)}
+    wanted = {u.id: u for u in _therapists_by_username(db, participant.site, usernames)}
     active = list(
-        session.scalars(
+        db.scalars(
             sa.select(TherapistAssignment).where(
                 TherapistAssignment.participant_id == participant.id,
                 TherapistAssignment.ended_at.is_(None),
@@ -231,9 +229,9 @@ def set_therapists(
     for assignment in active:
         if assignment.user_id not in wanted:
             assignment.ended_at = utcnow()
-            session.flush()
+            db.flush()
             record_event(
-                session,
+                db,
                 actor,
                 "participant.therapist_unassign",
                 "participant",
@@ -242,15 +240,15 @@ def set_therapists(
             )
     for user_id, user in wanted.items():
         if user_id not in current_ids:
-            _assign(session, actor, participant, user)
+            _assign(db, actor, participant, user)
     return sorted(wanted.values(), key=lambda u: u.username)
 
 
 def ensure_therapist_assigned(
-    session: Session, actor: Actor, participant: Participant, therapist: User
+    db: Session, actor: Actor, participant: Participant, therapist: User
 ) -> None:
     """Naming a therapist on a session assigns them too (SPEC §1)."""
-    exists = session.scalar(
+    exists = db.scalar(
         sa.select(TherapistAssignment.id).where(
             TherapistAssignment.participant_id == participant.id,
             TherapistAssignment.user_id == therapist.id,
@@ -258,8 +256,8 @@ def ensure_therapist_assigned(
         )
     )
     if exists is None:
-        _therapists_by_username(session, participant.site, [therapist.username])
-        _assign(session, actor, participant, therapist)
+        _therapists_by_username(db, participant.site, [therapist.username])
+        _assign(db, actor, participant, therapist)
 
 
 # --- the checklist --------------------------------------------------------------------------
@@ -288,15 +286,15 @@ def _core_inputs(
     )
 
 
-def checklist_state(session: Session, participant: Participant) -> ChecklistState:
+def checklist_state(db: Session, participant: Participant) -> ChecklistState:
     definition = definition_of(participant.protocol_version)
-    answers = {a.item_code: a for a in queries.answers_of(session, participant.id)}
-    assessments = {a.item_code: a for a in queries.current_assessments(session, participant.id)}
+    answers = {a.item_code: a for a in queries.answers_of(db, participant.id)}
+    assessments = {a.item_code: a for a in queries.current_assessments(db, participant.id)}
     core_answers, core_assessments = _core_inputs(answers, assessments)
     evaluation = evaluate_checklist(definition.checklist, core_answers, core_assessments)
     content = checklist_content_for_signature(definition.checklist, core_answers, core_assessments)
     content_hash = hashlib.sha256(content.encode("utf-8")).hexdigest()
-    signatures = queries.signatures_of(session, participant.id)
+    signatures = queries.signatures_of(db, participant.id)
     live = next((s for s in signatures if s.voided_at is None), None)
     return ChecklistState(
         definition=definition,
@@ -319,8 +317,8 @@ def _require_screening(participant: Participant, what: str) -> None:
         )
 
 
-def _void_signature(session: Session, actor: Actor, participant: Participant, reason: str) -> None:
-    live = session.scalar(
+def _void_signature(db: Session, actor: Actor, participant: Participant, reason: str) -> None:
+    live = db.scalar(
         sa.select(ChecklistSignature).where(
             ChecklistSignature.participant_id == participant.id,
             ChecklistSignature.voided_at.is_(None),
@@ -329,9 +327,9 @@ def _void_signature(session: Session, actor: Actor, participant: Participant, re
     if live is not None:
         live.voided_at = utcnow()
         live.void_reason = reason
-        session.flush()
+        db.flush()
         record_event(
-            session,
+            db,
             actor,
             "checklist.signature_void",
             "participant",
@@ -342,7 +340,7 @@ def _void_signature(session: Session, actor: Actor, participant: Participant, re
 
 
 def record_checklist_answers(
-    session: Session,
+    db: Session,
     actor: Actor,
     participant: Participant,
     answers: Mapping[str, tuple[str | bool | None, str | None]],
@@ -378,13 +376,13 @@ def record_checklist_answers(
     if not parsed:
         raise InvalidInput("No answers were given.")
 
-    existing = {a.item_code: a for a in queries.answers_of(session, participant.id)}
+    existing = {a.item_code: a for a in queries.answers_of(db, participant.id)}
     Values = dict[str, str | bool | None]
     changed_answers: list[tuple[str, Values | None, Values]] = []
     for code, (value, note) in parsed.items():
         row = existing.get(code)
         if row is None:
-            session.add(
+            db.add(
                 ChecklistAnswer(
                     participant_id=participant.id,
                     item_code=code,
@@ -397,7 +395,7 @@ def record_checklist_answers(
         elif (row.answer, row.note) != (value, note):
             old = {"answer": row.answer, "note": row.note}
             if row.answer != value:
-                _void_assessment(session, participant, code, "the answer changed")
+                _void_assessment(db, participant, code, "the answer changed")
             row.answer, row.note, row.answered_at, row.answered_by_id = (
                 value,
                 note,
@@ -405,10 +403,10 @@ def record_checklist_answers(
                 actor.user_id,
             )
             changed_answers.append((code, old, {"answer": value, "note": note}))
-    session.flush()
+    db.flush()
     for code, old_values, new in changed_answers:
         record_event(
-            session,
+            db,
             actor,
             "checklist.answer",
             "participant",
@@ -417,14 +415,14 @@ def record_checklist_answers(
             new={"item": code, **new},
         )
     if changed_answers:
-        state = checklist_state(session, participant)
+        state = checklist_state(db, participant)
         if state.signature is not None and not state.signature_valid:
-            _void_signature(session, actor, participant, "a checklist answer changed after signing")
-    return checklist_state(session, participant)
+            _void_signature(db, actor, participant, "a checklist answer changed after signing")
+    return checklist_state(db, participant)
 
 
-def _void_assessment(session: Session, participant: Participant, code: str, reason: str) -> None:
-    session.execute(
+def _void_assessment(db: Session, participant: Participant, code: str, reason: str) -> None:
+    db.execute(
         sa.update(ReviewAssessment)
         .where(
             ReviewAssessment.participant_id == participant.id,
@@ -436,7 +434,7 @@ def _void_assessment(session: Session, participant: Participant, code: str, reas
 
 
 def assess_review_item(
-    session: Session,
+    db: Session,
     actor: Actor,
     participant: Participant,
     item_code: str,
@@ -460,7 +458,7 @@ def assess_review_item(
         problems.append(f"The rationale is longer than {MAX_NOTE} characters.")
     if problems:
         raise InvalidInput(" ".join(problems), problems)
-    answer = session.scalar(
+    answer = db.scalar(
         sa.select(ChecklistAnswer).where(
             ChecklistAnswer.participant_id == participant.id, ChecklistAnswer.item_code == item_code
         )
@@ -470,7 +468,7 @@ def assess_review_item(
             f"{item_code} is not answered yes, so there is nothing to assess.",
             [f"{item_code} is not answered yes."],
         )
-    previous = session.scalar(
+    previous = db.scalar(
         sa.select(ReviewAssessment).where(
             ReviewAssessment.participant_id == participant.id,
             ReviewAssessment.item_code == item_code,
@@ -479,7 +477,7 @@ def assess_review_item(
     )
     if previous is not None:
         previous.voided_at, previous.void_reason = utcnow(), "re-assessed"
-    session.add(
+    db.add(
         ReviewAssessment(
             participant_id=participant.id,
             item_code=item_code,
@@ -488,9 +486,9 @@ def assess_review_item(
             assessed_by_id=actor.user_id,
         )
     )
-    session.flush()
+    db.flush()
     record_event(
-        session,
+        db,
         actor,
         "checklist.assess",
         "participant",
@@ -500,15 +498,15 @@ def assess_review_item(
         else None,
         new={"item": item_code, "acceptable": acceptable, "rationale": rationale},
     )
-    state = checklist_state(session, participant)
+    state = checklist_state(db, participant)
     if state.signature is not None and not state.signature_valid:
-        _void_signature(session, actor, participant, "an assessment changed after signing")
-        state = checklist_state(session, participant)
+        _void_signature(db, actor, participant, "an assessment changed after signing")
+        state = checklist_state(db, participant)
     return state
 
 
 def sign_checklist(
-    session: Session,
+    db: Session,
     signer: User,
     actor: Actor,
     participant: Participant,
@@ -519,7 +517,7 @@ def sign_checklist(
     name, UTC time and the SHA-256 of the checklist content as signed."""
     _require_role(actor, Role.INVESTIGATOR)
     # The password first, and the same answer for every wrong one, whatever else is wrong.
-    check_password(session, signer, actor, password, "signed")
+    check_password(db, signer, actor, password, "signed")
     if signer.password_temporary:
         raise RuleViolation(
             "Your password was set by an administrator: choose your own on the password page "
@@ -533,7 +531,7 @@ def sign_checklist(
             "The meaning of the signature is required (for example: "
             "'I confirm the eligibility assessment')."
         )
-    state = checklist_state(session, participant)
+    state = checklist_state(db, participant)
     if state.evaluation.outcome == ChecklistOutcome.INCOMPLETE:
         raise RuleViolation(
             "An incomplete checklist cannot be signed.", list(state.evaluation.reasons)
@@ -543,7 +541,7 @@ def sign_checklist(
             raise RuleViolation(
                 "The checklist is already signed.", ["The checklist is already signed."]
             )
-        _void_signature(session, actor, participant, "superseded by a new signature")
+        _void_signature(db, actor, participant, "superseded by a new signature")
     signature = ChecklistSignature(
         participant_id=participant.id,
         signer_id=signer.id,
@@ -552,10 +550,10 @@ def sign_checklist(
         outcome=state.evaluation.outcome.value,
         content_hash=state.content_hash,
     )
-    session.add(signature)
-    session.flush()
+    db.add(signature)
+    db.flush()
     record_event(
-        session,
+        db,
         actor,
         "checklist.sign",
         "participant",
@@ -575,7 +573,7 @@ def sign_checklist(
 
 
 def record_consent(
-    session: Session,
+    db: Session,
     actor: Actor,
     participant: Participant,
     document_version: str,
@@ -610,10 +608,10 @@ def record_consent(
         signed_on=signed_on,
         obtained_by_id=actor.user_id,
     )
-    session.add(consent)
-    session.flush()
+    db.add(consent)
+    db.flush()
     record_event(
-        session,
+        db,
         actor,
         "consent.record",
         "participant",

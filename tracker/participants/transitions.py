@@ -32,7 +32,7 @@ MAX_REASON = 2000
 
 
 def participant_facts(
-    session: Session,
+    db: Session,
     participant: Participant,
     *,
     checklist: ChecklistState | None = None,
@@ -42,10 +42,10 @@ def participant_facts(
     """The snapshot the guards decide on. A page that has already read the checklist, the
     consents or the session records hands them in; anything missing is read here."""
     if checklist is None:
-        checklist = checklist_state(session, participant)
+        checklist = checklist_state(db, participant)
     if consent_recorded is None:
-        consent_recorded = bool(queries.consents_of(session, participant.id))
-    sessions = session_facts(session, participant, checklist.definition, records)
+        consent_recorded = bool(queries.consents_of(db, participant.id))
+    sessions = session_facts(db, participant, checklist.definition, records)
     return ParticipantFacts(
         state=State(participant.state),
         held_from=State(participant.held_from) if participant.held_from else None,
@@ -64,7 +64,7 @@ def participant_facts(
 
 
 def options_for(
-    session: Session,
+    db: Session,
     participant: Participant,
     role: str,
     *,
@@ -74,7 +74,7 @@ def options_for(
 ) -> list[TransitionOption]:
     """Every transition from the current state, allowed or with every reason why not."""
     facts = participant_facts(
-        session,
+        db,
         participant,
         checklist=checklist,
         consent_recorded=consent_recorded,
@@ -101,7 +101,7 @@ def _parse_category(raw: str | None) -> WithdrawalCategory | None:
 
 
 def apply_transition(
-    session: Session,
+    db: Session,
     actor: Actor,
     participant: Participant,
     name: str,
@@ -130,7 +130,7 @@ def apply_transition(
             [{"expected_version": expected_version, "current_version": participant.version}],
         )
     protocol = definition_of(participant.protocol_version)
-    facts = participant_facts(session, participant)
+    facts = participant_facts(db, participant)
     decision = decide(
         name,
         facts,
@@ -151,7 +151,7 @@ def apply_transition(
     held_from = participant.state if decision.target is State.ON_HOLD else None
     now = utcnow()
     # The version check is in the UPDATE itself: with concurrent writers exactly one matches.
-    result = session.execute(
+    result = db.execute(
         sa.update(Participant)
         .where(Participant.id == participant.id, Participant.version == expected_version)
         .values(
@@ -170,7 +170,7 @@ def apply_transition(
             "reload and decide again.",
             [{"expected_version": expected_version}],
         )
-    session.refresh(participant)
+    db.refresh(participant)
     event = TransitionEvent(
         participant_id=participant.id,
         transition=name,
@@ -189,10 +189,10 @@ def apply_transition(
         guard_results=decision.guard_results(),
         occurred_at=now,
     )
-    session.add(event)
-    session.flush()
+    db.add(event)
+    db.flush()
     for failure in decision.overridden:
-        session.add(
+        db.add(
             ProtocolDeviation(
                 participant_id=participant.id,
                 transition_event_id=event.id,
@@ -203,9 +203,9 @@ def apply_transition(
                 occurred_at=now,
             )
         )
-    session.flush()
+    db.flush()
     record_event(
-        session,
+        db,
         actor,
         f"participant.{name}",
         "participant",
@@ -223,7 +223,7 @@ def apply_transition(
 
 
 def place_on_automatic_hold(
-    session: Session, actor: Actor, participant: Participant, reason: str
+    db: Session, actor: Actor, participant: Participant, reason: str
 ) -> bool:
     """The hook for automatic safety holds (a serious adverse event, a positive suicidality
     screen): called in the transaction that records the finding. Returns False when the
@@ -233,7 +233,7 @@ def place_on_automatic_hold(
     # Every role that records findings may place a hold: the hold is the recorder's own act,
     # marked automatic, so the audit trail names who and in which role.
     apply_transition(
-        session,
+        db,
         actor,
         participant,
         "place_on_hold",

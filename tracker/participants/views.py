@@ -14,8 +14,8 @@ from flask.typing import ResponseReturnValue
 from wtforms.fields.choices import SelectChoice
 
 from tracker.auth.models import SITELESS_ROLES, User
-from tracker.auth.session import current_actor
-from tracker.db import get_session
+from tracker.auth.signin import current_actor
+from tracker.db import get_db
 from tracker.errors import Conflict, DomainError, RuleViolation
 from tracker.extensions import password_check_limit
 from tracker.pages import form_error, signed_in_user
@@ -66,11 +66,11 @@ def _phase_label(participant: Participant) -> str:
 
 
 def _participant(participant_id: int) -> Participant:
-    return queries.get_participant(get_session(), signed_in_user(), participant_id)
+    return queries.get_participant(get_db(), signed_in_user(), participant_id)
 
 
 def _therapist_choices(site_id: int) -> list[tuple[str, str]]:
-    return therapist_choices(get_session(), site_id)
+    return therapist_choices(get_db(), site_id)
 
 
 # --- the list and enrolment ------------------------------------------------------------------
@@ -83,7 +83,7 @@ def participant_list() -> ResponseReturnValue:
     form = ParticipantFilterForm(formdata=request.args)
     study_wide = user.role in SITELESS_ROLES
     if study_wide:
-        form.set_site_choices([s.code for s in sites.list_sites(get_session())])
+        form.set_site_choices([s.code for s in sites.list_sites(get_db())])
     valid = form.validate()
     page_number = request.args.get("page", 1, type=int) or 1
     flt = queries.ParticipantFilter(
@@ -91,9 +91,9 @@ def participant_list() -> ResponseReturnValue:
         site=(form.site.data or None) if valid and study_wide else None,
         search=(form.q.data or "").strip() or None if valid else None,
     )
-    page = queries.participant_page(get_session(), user, flt, max(1, page_number), PER_PAGE)
+    page = queries.participant_page(get_db(), user, flt, max(1, page_number), PER_PAGE)
     if page.page > page.pages:
-        page = queries.participant_page(get_session(), user, flt, page.pages, PER_PAGE)
+        page = queries.participant_page(get_db(), user, flt, page.pages, PER_PAGE)
     arguments = {
         k: v for k, v in (("state", flt.state), ("site", flt.site), ("q", flt.search)) if v
     }
@@ -119,7 +119,7 @@ def enrol() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             participant = services.enrol_participant(
-                get_session(),
+                get_db(),
                 current_actor(),
                 site=site,
                 sex=form.sex.data or "",
@@ -169,17 +169,17 @@ def render_participant(
 ) -> ResponseReturnValue:
     """The participant page; ``sections`` carries the session and safety sections with a
     submitted form that failed (``tracker.sessions.presenters.participant_sections``)."""
-    session = get_session()
+    db = get_db()
     user = signed_in_user()
     if sections is None:
-        sections = participant_sections(session, user, participant)
-    checklist = services.checklist_state(session, participant)
-    consents = queries.consents_of(session, participant.id)
+        sections = participant_sections(db, user, participant)
+    checklist = services.checklist_state(db, participant)
+    consents = queries.consents_of(db, participant.id)
     assigned = sections["assigned"]
     # The guards decide on the rows this page has already read: nothing is read twice.
     options = (
         transitions.options_for(
-            session,
+            db,
             participant,
             user.role,
             checklist=checklist,
@@ -197,7 +197,7 @@ def render_participant(
     forms = _transition_forms(participant, options)
     if submitted is not None and submitted_name in forms:
         forms[submitted_name] = submitted
-    events, deviations = queries.transitions_with_deviations(session, participant.id)
+    events, deviations = queries.transitions_with_deviations(db, participant.id)
     return render_template(
         "participants/detail.html",
         participant=participant,
@@ -241,7 +241,7 @@ def record_childbearing(participant_id: int) -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             services.record_childbearing_potential(
-                get_session(),
+                get_db(),
                 current_actor(),
                 participant,
                 bool(childbearing_value(form.childbearing_potential.data)),
@@ -264,7 +264,7 @@ def set_therapists(participant_id: int) -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             assigned = services.set_therapists(
-                get_session(), current_actor(), participant, form.therapists.data or []
+                get_db(), current_actor(), participant, form.therapists.data or []
             )
         except DomainError as error:
             form_error(form, error)
@@ -288,7 +288,7 @@ def apply_transition(participant_id: int, name: str) -> ResponseReturnValue:
         return render_participant(participant, status=400, submitted=form, submitted_name=name)
     try:
         applied = transitions.apply_transition(
-            get_session(),
+            get_db(),
             current_actor(),
             participant,
             name,
@@ -298,7 +298,7 @@ def apply_transition(participant_id: int, name: str) -> ResponseReturnValue:
             withdrawal_category=form.withdrawal_category.data or None,
         )
     except Conflict as error:
-        get_session().refresh(participant)
+        get_db().refresh(participant)
         message = (
             f"{participant.study_id} changed since you looked at it; nothing was done. "
             "Reload the page, check its current state and decide again."
@@ -328,7 +328,7 @@ def apply_transition(participant_id: int, name: str) -> ResponseReturnValue:
 @requires(Permission.CHECKLIST_ANSWER)
 def checklist(participant_id: int) -> ResponseReturnValue:
     participant = _participant(participant_id)
-    state = services.checklist_state(get_session(), participant)
+    state = services.checklist_state(get_db(), participant)
     form_class = checklist_form_class(state.definition)
     current = {}
     for code, answer in state.answers.items():
@@ -341,7 +341,7 @@ def checklist(participant_id: int) -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             services.record_checklist_answers(
-                get_session(), current_actor(), participant, form.answers()
+                get_db(), current_actor(), participant, form.answers()
             )
         except DomainError as error:
             form_error(form, error)
@@ -388,7 +388,7 @@ def _render_review(
     assessment: tuple[str, AssessmentForm] | None = None,
     signature_form: SignatureForm | None = None,
 ) -> ResponseReturnValue:
-    state = services.checklist_state(get_session(), participant)
+    state = services.checklist_state(get_db(), participant)
     forms = _assessment_forms(state)
     if assessment is not None and assessment[0] in forms:
         forms[assessment[0]] = assessment[1]
@@ -417,7 +417,7 @@ def assess(participant_id: int, code: str) -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             state = services.assess_review_item(
-                get_session(),
+                get_db(),
                 current_actor(),
                 participant,
                 code,
@@ -444,7 +444,7 @@ def sign(participant_id: int) -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             signature = services.sign_checklist(
-                get_session(),
+                get_db(),
                 signed_in_user(),
                 current_actor(),
                 participant,
@@ -479,7 +479,7 @@ def consent(participant_id: int) -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             services.record_consent(
-                get_session(),
+                get_db(),
                 current_actor(),
                 participant,
                 form.document_version.data or "",
@@ -497,5 +497,5 @@ def consent(participant_id: int) -> ResponseReturnValue:
         "participants/consent.html",
         participant=participant,
         form=form,
-        consents=queries.consents_of(get_session(), participant.id),
+        consents=queries.consents_of(get_db(), participant.id),
     ), status

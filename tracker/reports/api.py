@@ -16,7 +16,7 @@ from tracker.api.schemas import (
 )
 from tracker.audit import queries as audit_queries
 from tracker.audit.services import checkpoint_store, verify
-from tracker.db import get_session
+from tracker.db import get_db
 from tracker.errors import InvalidInput
 from tracker.reports import compliance
 from tracker.reports.downloads import export_response, record_export
@@ -35,7 +35,7 @@ from tracker.security import Permission, authenticated_user, requires
 @requires(Permission.AUDIT_VIEW)
 def audit_events() -> ResponseReturnValue:
     query = parse_query(AuditQuery)
-    events = audit_queries.events_after(get_session(), query.after, query.limit)
+    events = audit_queries.events_after(get_db(), query.after, query.limit)
     page = AuditPage(
         events=[AuditEventOut.model_validate(e, from_attributes=True) for e in events],
         next_after=events[-1].seq if len(events) == query.limit else None,
@@ -53,7 +53,7 @@ def audit_events() -> ResponseReturnValue:
 )
 @requires(Permission.AUDIT_VERIFY)
 def audit_verify() -> ResponseReturnValue:
-    return AuditVerification(**verify(get_session(), checkpoint_store()).to_dict()).model_dump(
+    return AuditVerification(**verify(get_db(), checkpoint_store()).to_dict()).model_dump(
         mode="json"
     )
 
@@ -75,8 +75,8 @@ def compliance_report() -> ResponseReturnValue:
     flt = compliance.ReportFilter(
         site=query.site, state=query.state, check=query.check, failures_only=query.failures
     )
-    session = get_session()
+    db = get_db()
     user = authenticated_user()
-    header = compliance.report_header(session, user.printed_name, flt)
+    header = compliance.report_header(db, user.printed_name, flt)
     record_export(query.format, flt, header)
     return export_response(query.format, header, flt, user)

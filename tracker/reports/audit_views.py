@@ -13,8 +13,8 @@ from flask.typing import ResponseReturnValue
 from tracker.audit import queries
 from tracker.audit.export import AuditCsv
 from tracker.audit.services import checkpoint_store, record_event, verify
-from tracker.auth.session import current_actor
-from tracker.db import get_session, stream_reading, utcnow, write_unit
+from tracker.auth.signin import current_actor
+from tracker.db import get_db, stream_reading, utcnow, write_unit
 from tracker.errors import InvalidInput
 from tracker.notes.models import Note
 from tracker.participants.models import Participant
@@ -89,7 +89,7 @@ def audit_value(value: Any) -> str:
 def browse() -> ResponseReturnValue:
     audit_filter = _filter_from_args()
     before = request.args.get("before", type=int)
-    events = queries.events_page(get_session(), audit_filter, before, PAGE_SIZE + 1)
+    events = queries.events_page(get_db(), audit_filter, before, PAGE_SIZE + 1)
     filters: dict[str, Any] = {
         k: v for k, v in request.args.to_dict().items() if k != "before" and v
     }
@@ -104,7 +104,7 @@ def browse() -> ResponseReturnValue:
         newest_url=url_for("audit.browse", **filters) if before is not None else None,
         export_url=url_for("audit.export_csv", **filters),
         filtered=bool(filters),
-        actions=queries.distinct_actions(get_session()),
+        actions=queries.distinct_actions(get_db()),
         args=request.args,
     )
 
@@ -112,7 +112,7 @@ def browse() -> ResponseReturnValue:
 @bp.route("/verify", methods=["POST"])
 @requires(Permission.AUDIT_VERIFY)
 def verify_trail() -> ResponseReturnValue:
-    result = verify(get_session(), checkpoint_store())
+    result = verify(get_db(), checkpoint_store())
     return render_template("audit/verify.html", result=result, checked_at=utcnow())
 
 
@@ -122,7 +122,7 @@ def export_csv() -> ResponseReturnValue:
     audit_filter = _filter_from_args()
     # The export is itself an event, on record (in a unit of work of its own) before the rows
     # stream out; the rows are read in the stream's own read-only transaction.
-    with write_unit(get_session()) as writes:
+    with write_unit(get_db()) as writes:
         record_event(
             writes,
             current_actor(),
@@ -132,7 +132,7 @@ def export_csv() -> ResponseReturnValue:
             new={"format": "csv", "filter": audit_filter.described()},
         )
     clauses = audit_filter.clauses()
-    lines = stream_reading(lambda session: iter(AuditCsv(session, clauses)))
+    lines = stream_reading(lambda db: iter(AuditCsv(db, clauses)))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return Response(
         lines,

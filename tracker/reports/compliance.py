@@ -121,11 +121,11 @@ class Summary:
 
 
 def report_header(
-    session: Session, generated_by: str, flt: ReportFilter, title: str = "Protocol compliance"
+    db: Session, generated_by: str, flt: ReportFilter, title: str = "Protocol compliance"
 ) -> ReportHeader:
     """The header every report states, with the audit trail verified at this moment."""
-    verification = verify(session)
-    protocol = current_protocol_version(session)
+    verification = verify(db)
+    protocol = current_protocol_version(db)
     return ReportHeader(
         title=title,
         protocol=f"{protocol.title} ({protocol.code} v{protocol.version})",
@@ -150,15 +150,15 @@ def _query(user: User | None, flt: ReportFilter) -> sa.Select[Participant]:
     return query
 
 
-def participants_in_scope(session: Session, user: User | None, flt: ReportFilter) -> int:
+def participants_in_scope(db: Session, user: User | None, flt: ReportFilter) -> int:
     """How many participants the report covers (site and state filters; before the
     failures-only and check filters, which need the checks run)."""
     query = _query(user, flt).order_by(None).subquery()
-    return int(session.scalar(sa.select(sa.func.count()).select_from(query)) or 0)
+    return int(db.scalar(sa.select(sa.func.count()).select_from(query)) or 0)
 
 
 def participant_results(
-    session: Session,
+    db: Session,
     user: User | None,
     flt: ReportFilter,
     header: ReportHeader,
@@ -171,8 +171,8 @@ def participant_results(
     study = StudyFacts(
         audit_ok=header.audit_ok, audit_problem=header.audit_problem, now=header.generated_at
     )
-    for chunk in batches(session, _query(user, flt)):
-        records = load_records(session, chunk)
+    for chunk in batches(db, _query(user, flt)):
+        records = load_records(db, chunk)
         for participant, record in zip(chunk, records, strict=True):
             protocol = definition_of(participant.protocol_version)
             results = run_checks(record, protocol, study)
@@ -213,10 +213,10 @@ class Deviation:
 
 
 def deviations(
-    session: Session, user: User | None, flt: ReportFilter, limit: int = 500
+    db: Session, user: User | None, flt: ReportFilter, limit: int = 500
 ) -> list[Deviation]:
     visible = _query(user, flt).subquery()
-    rows = session.execute(
+    rows = db.execute(
         sa.select(ProtocolDeviation, Participant.study_id, User.printed_name)
         .join(Participant, Participant.id == ProtocolDeviation.participant_id)
         .join(User, User.id == ProtocolDeviation.approved_by_id)
@@ -238,10 +238,10 @@ class SafetyItems:
     unacknowledged_alerts: int
 
 
-def open_safety_items(session: Session, user: User | None, flt: ReportFilter) -> SafetyItems:
+def open_safety_items(db: Session, user: User | None, flt: ReportFilter) -> SafetyItems:
     visible = sa.select(_query(user, flt).subquery().c.id)
     now = utcnow()
-    events = session.execute(
+    events = db.execute(
         sa.select(
             sa.func.count().filter(
                 AdverseEvent.serious.is_(True), AdverseEvent.reported_at.is_(None)
@@ -254,7 +254,7 @@ def open_safety_items(session: Session, user: User | None, flt: ReportFilter) ->
             sa.func.count().filter(AdverseEvent.relatedness.is_(None)),
         ).where(AdverseEvent.participant_id.in_(visible))
     ).one()
-    alerts = session.scalar(
+    alerts = db.scalar(
         sa.select(sa.func.count())
         .select_from(VitalSignAlert)
         .join(TherapySession, TherapySession.id == VitalSignAlert.session_id)
@@ -264,11 +264,11 @@ def open_safety_items(session: Session, user: User | None, flt: ReportFilter) ->
 
 
 def record_export(
-    session: Session, actor: Actor, fmt: str, flt: ReportFilter, header: ReportHeader
+    db: Session, actor: Actor, fmt: str, flt: ReportFilter, header: ReportHeader
 ) -> None:
     """Every export is itself an audit event (committed before the file streams out)."""
     record_event(
-        session,
+        db,
         actor,
         "report.export",
         "compliance_report",

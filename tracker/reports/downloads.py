@@ -11,8 +11,8 @@ from flask import Response
 from sqlalchemy.orm import Session
 
 from tracker.auth.models import User
-from tracker.auth.session import current_actor
-from tracker.db import get_session, stream_reading, write_unit
+from tracker.auth.signin import current_actor
+from tracker.db import get_db, stream_reading, write_unit
 from tracker.reports import compliance
 from tracker.reports.compliance import ReportFilter, Summary
 from tracker.reports.writing import report_text, write_report_pdf
@@ -24,7 +24,7 @@ def _export_name(fmt: str, header: compliance.ReportHeader) -> str:
 
 def record_export(fmt: str, flt: ReportFilter, header: compliance.ReportHeader) -> None:
     """The export is on record, in a unit of work of its own, before the first byte leaves."""
-    with write_unit(get_session()) as writes:
+    with write_unit(get_db()) as writes:
         compliance.record_export(writes, current_actor(), fmt, flt, header)
 
 
@@ -37,11 +37,11 @@ def export_response(
     user_id = user.id  # the stream reads its user again, in its own session
     if fmt in ("csv", "json"):
 
-        def text(session: Session) -> Iterator[str]:
-            return report_text(session, session.get_one(User, user_id), flt, header, fmt)
+        def text(db: Session) -> Iterator[str]:
+            return report_text(db, db.get_one(User, user_id), flt, header, fmt)
 
         mimetype = "text/csv" if fmt == "csv" else "application/json"
         return Response(stream_reading(text), mimetype=mimetype, headers=disposition)
     pdf = io.BytesIO()
-    write_report_pdf(get_session(), user, flt, header, Summary(), pdf)
+    write_report_pdf(get_db(), user, flt, header, Summary(), pdf)
     return Response(pdf.getvalue(), mimetype="application/pdf", headers=disposition)

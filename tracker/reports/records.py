@@ -56,10 +56,10 @@ def _grouped(rows: Iterable[tuple[K, T]]) -> dict[K, list[T]]:
 
 
 def _earliest(
-    session: Session, participant_column: Mapped[int], moment: Mapped[Any], ids: Sequence[int]
+    db: Session, participant_column: Mapped[int], moment: Mapped[Any], ids: Sequence[int]
 ) -> dict[int, Any]:
     """The earliest ``moment`` per participant."""
-    rows = session.execute(
+    rows = db.execute(
         sa.select(participant_column, sa.func.min(moment))
         .where(participant_column.in_(ids))
         .group_by(participant_column)
@@ -67,11 +67,11 @@ def _earliest(
     return {participant_id: earliest for participant_id, earliest in rows}
 
 
-def _counting_signatures(session: Session, ids: Sequence[int]) -> dict[int, ChecklistSignature]:
+def _counting_signatures(db: Session, ids: Sequence[int]) -> dict[int, ChecklistSignature]:
     """The signature that counts for dosing: the earliest eligible one (C02 checks its voiding),
     else the earliest."""
     signatures: dict[int, ChecklistSignature] = {}
-    for signature in session.scalars(
+    for signature in db.scalars(
         sa.select(ChecklistSignature)
         .where(ChecklistSignature.participant_id.in_(ids))
         .order_by(ChecklistSignature.signed_at)
@@ -93,15 +93,15 @@ class _SessionRecords:
     effects: set[int]
 
 
-def _session_records(session: Session, session_ids: Sequence[int]) -> _SessionRecords:
+def _session_records(db: Session, session_ids: Sequence[int]) -> _SessionRecords:
     if not session_ids:
         return _SessionRecords({}, {}, {}, {}, set())
-    therapists = session.execute(
+    therapists = db.execute(
         sa.select(session_therapists.c.session_id, sa.func.count())
         .where(session_therapists.c.session_id.in_(session_ids))
         .group_by(session_therapists.c.session_id)
     )
-    doses = session.execute(
+    doses = db.execute(
         sa.select(
             DoseAdministration.session_id,
             DoseAdministration.id,
@@ -111,7 +111,7 @@ def _session_records(session: Session, session_ids: Sequence[int]) -> _SessionRe
             DoseAdministration.breach_justification.is_not(None),
         ).where(DoseAdministration.session_id.in_(session_ids))
     )
-    readings = session.execute(
+    readings = db.execute(
         sa.select(
             VitalSignReading.session_id,
             VitalSignReading.id,
@@ -122,7 +122,7 @@ def _session_records(session: Session, session_ids: Sequence[int]) -> _SessionRe
             VitalSignReading.temperature_c,
         ).where(VitalSignReading.session_id.in_(session_ids))
     )
-    alerts = session.execute(
+    alerts = db.execute(
         sa.select(
             VitalSignAlert.session_id,
             VitalSignAlert.id,
@@ -131,7 +131,7 @@ def _session_records(session: Session, session_ids: Sequence[int]) -> _SessionRe
             VitalSignAlert.acknowledged_at.is_not(None),
         ).where(VitalSignAlert.session_id.in_(session_ids))
     )
-    effects = session.scalars(
+    effects = db.scalars(
         sa.select(SessionEffects.session_id).where(SessionEffects.session_id.in_(session_ids))
     )
     return _SessionRecords(
@@ -153,10 +153,10 @@ def _session_records(session: Session, session_ids: Sequence[int]) -> _SessionRe
 
 
 def _sessions_by_participant(
-    session: Session, ids: Sequence[int]
+    db: Session, ids: Sequence[int]
 ) -> tuple[dict[int, list[SessionRecord]], dict[int, datetime]]:
     """Each participant's session records in schedule order, and the first session's start."""
-    rows = session.execute(
+    rows = db.execute(
         sa.select(
             TherapySession.participant_id,
             TherapySession.id,
@@ -170,7 +170,7 @@ def _sessions_by_participant(
         .where(TherapySession.participant_id.in_(ids))
         .order_by(TherapySession.participant_id, TherapySession.scheduled_at)
     ).all()
-    per_session = _session_records(session, [row.id for row in rows])
+    per_session = _session_records(db, [row.id for row in rows])
     by_participant: dict[int, list[SessionRecord]] = defaultdict(list)
     first_session: dict[int, datetime] = {}
     for participant_id, id_, kind, cycle, status, started_at, ended_at, overnight in rows:
@@ -197,9 +197,9 @@ def _sessions_by_participant(
     return by_participant, first_session
 
 
-def _adverse_events(session: Session, ids: Sequence[int]) -> dict[int, list[AdverseEventRecord]]:
-    investigators = set(session.scalars(sa.select(User.id).where(User.role == "investigator")))
-    rows = session.execute(
+def _adverse_events(db: Session, ids: Sequence[int]) -> dict[int, list[AdverseEventRecord]]:
+    investigators = set(db.scalars(sa.select(User.id).where(User.role == "investigator")))
+    rows = db.execute(
         sa.select(
             AdverseEvent.participant_id,
             AdverseEvent.id,
@@ -240,11 +240,11 @@ def _adverse_events(session: Session, ids: Sequence[int]) -> dict[int, list[Adve
     )
 
 
-def _overrides(session: Session, ids: Sequence[int]) -> dict[int, list[OverrideRecord]]:
+def _overrides(db: Session, ids: Sequence[int]) -> dict[int, list[OverrideRecord]]:
     """The transitions applied with an override, with the deviations recorded for each."""
     deviations = _grouped(
         (event_id, (code, reason, approver_role))
-        for event_id, code, reason, approver_role in session.execute(
+        for event_id, code, reason, approver_role in db.execute(
             sa.select(
                 ProtocolDeviation.transition_event_id,
                 ProtocolDeviation.guard_code,
@@ -255,7 +255,7 @@ def _overrides(session: Session, ids: Sequence[int]) -> dict[int, list[OverrideR
             .where(ProtocolDeviation.participant_id.in_(ids))
         )
     )
-    rows = session.execute(
+    rows = db.execute(
         sa.select(
             TransitionEvent.participant_id,
             TransitionEvent.id,
@@ -283,22 +283,20 @@ def _overrides(session: Session, ids: Sequence[int]) -> dict[int, list[OverrideR
     )
 
 
-def load_records(session: Session, participants: Sequence[Participant]) -> list[ParticipantRecord]:
+def load_records(db: Session, participants: Sequence[Participant]) -> list[ParticipantRecord]:
     """The compliance records of ``participants`` in a fixed number of queries."""
     ids = [p.id for p in participants]
     if not ids:
         return []
-    consents = _earliest(session, Consent.participant_id, Consent.signed_on, ids)
-    first_answer = _earliest(
-        session, ChecklistAnswer.participant_id, ChecklistAnswer.answered_at, ids
-    )
+    consents = _earliest(db, Consent.participant_id, Consent.signed_on, ids)
+    first_answer = _earliest(db, ChecklistAnswer.participant_id, ChecklistAnswer.answered_at, ids)
     first_screen = _earliest(
-        session, SuicidalityScreen.participant_id, SuicidalityScreen.screened_at, ids
+        db, SuicidalityScreen.participant_id, SuicidalityScreen.screened_at, ids
     )
-    signatures = _counting_signatures(session, ids)
-    sessions, first_session = _sessions_by_participant(session, ids)
-    events = _adverse_events(session, ids)
-    overrides = _overrides(session, ids)
+    signatures = _counting_signatures(db, ids)
+    sessions, first_session = _sessions_by_participant(db, ids)
+    events = _adverse_events(db, ids)
+    overrides = _overrides(db, ids)
 
     records = []
     for participant in participants:
@@ -334,13 +332,13 @@ def load_records(session: Session, participants: Sequence[Participant]) -> list[
 
 
 def batches(
-    session: Session, query: sa.Select[Participant], size: int = BATCH
+    db: Session, query: sa.Select[Participant], size: int = BATCH
 ) -> Iterator[list[Participant]]:
     """The participants of ``query`` in study-id order, ``size`` at a time (keyset paging)."""
     last = ""
     while True:
         chunk = list(
-            session.scalars(
+            db.scalars(
                 query.where(Participant.study_id > last).order_by(Participant.study_id).limit(size)
             )
         )

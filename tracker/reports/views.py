@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request
 from flask.typing import ResponseReturnValue
 
-from tracker.db import get_session
+from tracker.db import get_db
 from tracker.errors import RuleViolation
 from tracker.participants import queries as participant_queries
 from tracker.protocol import State
@@ -44,13 +44,13 @@ def filter_from_args() -> ReportFilter:
 @requires(Permission.REPORTS_VIEW)
 def compliance_page() -> ResponseReturnValue:
     flt = filter_from_args()
-    session = get_session()
+    db = get_db()
     user = authenticated_user()
-    header = compliance.report_header(session, user.printed_name, flt)
+    header = compliance.report_header(db, user.printed_name, flt)
     summary = Summary()
     rows = []
     shown = 0
-    for row in compliance.participant_results(session, user, flt, header, summary):
+    for row in compliance.participant_results(db, user, flt, header, summary):
         if shown < PAGE_LIMIT:
             rows.append(row)
         shown += 1
@@ -64,9 +64,9 @@ def compliance_page() -> ResponseReturnValue:
         flt=flt,
         checks=compliance.check_catalogue(),
         chart=exporters.pass_rate_chart(summary),
-        deviations=compliance.deviations(session, user, flt),
-        safety=compliance.open_safety_items(session, user, flt),
-        sites=list_sites(session) if user.site_id is None else [],
+        deviations=compliance.deviations(db, user, flt),
+        safety=compliance.open_safety_items(db, user, flt),
+        sites=list_sites(db) if user.site_id is None else [],
         states=[s.value for s in State],
         args=request.args,
     )
@@ -75,12 +75,12 @@ def compliance_page() -> ResponseReturnValue:
 @bp.route("/compliance/participants/<int:participant_id>")
 @requires(Permission.REPORTS_VIEW)
 def compliance_participant(participant_id: int) -> ResponseReturnValue:
-    session = get_session()
+    db = get_db()
     user = authenticated_user()
-    participant = participant_queries.get_participant(session, user, participant_id)
+    participant = participant_queries.get_participant(db, user, participant_id)
     flt = ReportFilter()
-    header = compliance.report_header(session, user.printed_name, flt)
-    (record,) = load_records(session, [participant])
+    header = compliance.report_header(db, user.printed_name, flt)
+    (record,) = load_records(db, [participant])
     protocol = definition_of(participant.protocol_version)
     results = run_checks(
         record, protocol, StudyFacts(header.audit_ok, header.audit_problem, header.generated_at)
@@ -100,10 +100,10 @@ def compliance_participant(participant_id: int) -> ResponseReturnValue:
 @requires(Permission.REPORTS_EXPORT)
 def compliance_export(fmt: str) -> ResponseReturnValue:
     flt = filter_from_args()
-    session = get_session()
+    db = get_db()
     user = authenticated_user()
     if fmt == "pdf":
-        in_scope = compliance.participants_in_scope(session, user, flt)
+        in_scope = compliance.participants_in_scope(db, user, flt)
         if in_scope > WEB_PDF_MAX_PARTICIPANTS:
             raise RuleViolation(
                 f"A PDF from the browser holds at most {WEB_PDF_MAX_PARTICIPANTS} participants; "
@@ -112,6 +112,6 @@ def compliance_export(fmt: str) -> ResponseReturnValue:
                 "pdf` on the server.",
                 [f"{in_scope} participants in scope; at most {WEB_PDF_MAX_PARTICIPANTS}."],
             )
-    header = compliance.report_header(session, user.printed_name, flt)
+    header = compliance.report_header(db, user.printed_name, flt)
     record_export(fmt, flt, header)
     return export_response(fmt, header, flt, user)

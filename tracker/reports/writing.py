@@ -14,7 +14,7 @@ from tracker.reports.compliance import ReportFilter, ReportHeader, Summary
 
 
 def report_text(
-    session: Session,
+    db: Session,
     user: User | None,
     flt: ReportFilter,
     header: ReportHeader,
@@ -23,26 +23,26 @@ def report_text(
 ) -> Iterator[str]:
     """The CSV or JSON report as it streams (``user`` None: the study-wide view)."""
     summary = Summary() if summary is None else summary
-    rows = compliance.participant_results(session, user, flt, header, summary)
+    rows = compliance.participant_results(db, user, flt, header, summary)
     if fmt == "csv":
         return exporters.csv_report(header, rows)
-    return exporters.json_report(header, rows, summary, compliance.deviations(session, user, flt))
+    return exporters.json_report(header, rows, summary, compliance.deviations(db, user, flt))
 
 
 def write_report_pdf(
-    session: Session,
+    db: Session,
     user: User | None,
     flt: ReportFilter,
     header: ReportHeader,
     summary: Summary,
     handle: BinaryIO,
 ) -> None:
-    rows = compliance.participant_results(session, user, flt, header, summary, keep_records=True)
+    rows = compliance.participant_results(db, user, flt, header, summary, keep_records=True)
     exporters.write_pdf_report(
         header,
         rows,
         summary,
-        compliance.deviations(session, user, flt),
-        compliance.open_safety_items(session, user, flt),
+        compliance.deviations(db, user, flt),
+        compliance.open_safety_items(db, user, flt),
         handle,
     )

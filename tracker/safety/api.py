@@ -20,8 +20,8 @@ from tracker.api.schemas import (
     SideEffectIn,
     SideEffectOut,
 )
-from tracker.auth.session import current_actor
-from tracker.db import get_session
+from tracker.auth.signin import current_actor
+from tracker.db import get_db
 from tracker.safety import queries, services
 from tracker.security import Permission, authenticated_user, requires
 from tracker.sessions.api import participant_for_api
@@ -41,7 +41,7 @@ from tracker.sessions.api import participant_for_api
 def side_effect_record(participant_id: int) -> ResponseReturnValue:
     body = parse_body(SideEffectIn)
     row = services.record_side_effect(
-        get_session(), current_actor(), participant_for_api(participant_id), **body.model_dump()
+        get_db(), current_actor(), participant_for_api(participant_id), **body.model_dump()
     )
     return SideEffectOut.model_validate(row, from_attributes=True).model_dump(mode="json"), 201
 
@@ -61,7 +61,7 @@ def adverse_event_record(participant_id: int) -> ResponseReturnValue:
     body = parse_body(AdverseEventIn)
     participant = participant_for_api(participant_id)
     event = services.record_adverse_event(
-        get_session(), current_actor(), participant, **body.model_dump()
+        get_db(), current_actor(), participant, **body.model_dump()
     )
     return AdverseEventCreated(
         adverse_event=AdverseEventOut.model_validate(event, from_attributes=True),
@@ -79,7 +79,7 @@ def adverse_event_record(participant_id: int) -> ResponseReturnValue:
 )
 @requires(Permission.PARTICIPANTS_VIEW)
 def adverse_event_list(participant_id: int) -> ResponseReturnValue:
-    events = queries.adverse_events_of(get_session(), participant_for_api(participant_id).id)
+    events = queries.adverse_events_of(get_db(), participant_for_api(participant_id).id)
     return AdverseEventList(
         adverse_events=[AdverseEventOut.model_validate(e, from_attributes=True) for e in events]
     ).model_dump(mode="json")
@@ -98,8 +98,8 @@ def adverse_event_list(participant_id: int) -> ResponseReturnValue:
 @requires(Permission.ADVERSE_EVENTS_ASSESS)
 def adverse_event_assess(event_id: int) -> ResponseReturnValue:
     body = parse_body(AdverseEventAssessmentIn)
-    event = services.get_adverse_event(get_session(), authenticated_user(), event_id)
-    services.assess_adverse_event(get_session(), current_actor(), event, **body.model_dump())
+    event = services.get_adverse_event(get_db(), authenticated_user(), event_id)
+    services.assess_adverse_event(get_db(), current_actor(), event, **body.model_dump())
     return AdverseEventOut.model_validate(event, from_attributes=True).model_dump(mode="json"), 201
 
 
@@ -115,8 +115,8 @@ def adverse_event_assess(event_id: int) -> ResponseReturnValue:
 @requires(Permission.SESSIONS_RECORD)
 def adverse_event_update(event_id: int) -> ResponseReturnValue:
     body = parse_body(AdverseEventPatch)
-    event = services.get_adverse_event(get_session(), authenticated_user(), event_id)
-    services.update_adverse_event(get_session(), current_actor(), event, **body.model_dump())
+    event = services.get_adverse_event(get_db(), authenticated_user(), event_id)
+    services.update_adverse_event(get_db(), current_actor(), event, **body.model_dump())
     return AdverseEventOut.model_validate(event, from_attributes=True).model_dump(mode="json")
 
 
@@ -135,7 +135,7 @@ def screen_record(participant_id: int) -> ResponseReturnValue:
     body = parse_body(ScreenIn)
     participant = participant_for_api(participant_id)
     screen = services.record_suicidality_screen(
-        get_session(), current_actor(), participant, **body.model_dump()
+        get_db(), current_actor(), participant, **body.model_dump()
     )
     return ScreenOut(
         id=screen.id,
@@ -163,7 +163,7 @@ def screen_record(participant_id: int) -> ResponseReturnValue:
 def pregnancy_test_record(participant_id: int) -> ResponseReturnValue:
     body = parse_body(PregnancyTestIn)
     row = services.record_pregnancy_test(
-        get_session(),
+        get_db(),
         current_actor(),
         participant_for_api(participant_id),
         tested_at=body.tested_at,

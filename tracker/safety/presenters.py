@@ -16,13 +16,13 @@ Submitted = dict[str, FlaskForm]
 
 
 def adverse_event_page(
-    session: Session,
+    db: Session,
     participant: Participant,
     event: AdverseEvent,
     submitted: Submitted | None = None,
 ) -> dict[str, Any]:
     submitted = submitted or {}
-    people = users_by_id(session, {event.recorded_by_id, event.assessed_by_id})
+    people = users_by_id(db, {event.recorded_by_id, event.assessed_by_id})
     assessment = submitted.get("assess") or AdverseEventAssessmentForm(
         prefix="assess",
         formdata=None,

@@ -11,9 +11,9 @@ from tracker.participants.queries import visibility, without_protocol_text
 from tracker.safety.models import AdverseEvent, PregnancyTest, SideEffect, SuicidalityScreen
 
 
-def adverse_events_of(session: Session, participant_id: int) -> list[AdverseEvent]:
+def adverse_events_of(db: Session, participant_id: int) -> list[AdverseEvent]:
     return list(
-        session.scalars(
+        db.scalars(
             sa.select(AdverseEvent)
             .where(AdverseEvent.participant_id == participant_id)
             .order_by(AdverseEvent.onset_at)
@@ -21,9 +21,9 @@ def adverse_events_of(session: Session, participant_id: int) -> list[AdverseEven
     )
 
 
-def side_effects_of(session: Session, participant_id: int) -> list[SideEffect]:
+def side_effects_of(db: Session, participant_id: int) -> list[SideEffect]:
     return list(
-        session.scalars(
+        db.scalars(
             sa.select(SideEffect)
             .where(SideEffect.participant_id == participant_id)
             .order_by(SideEffect.onset_at)
@@ -31,9 +31,9 @@ def side_effects_of(session: Session, participant_id: int) -> list[SideEffect]:
     )
 
 
-def screens_of(session: Session, participant_id: int) -> list[SuicidalityScreen]:
+def screens_of(db: Session, participant_id: int) -> list[SuicidalityScreen]:
     return list(
-        session.scalars(
+        db.scalars(
             sa.select(SuicidalityScreen)
             .where(SuicidalityScreen.participant_id == participant_id)
             .order_by(SuicidalityScreen.screened_at)
@@ -42,10 +42,10 @@ def screens_of(session: Session, participant_id: int) -> list[SuicidalityScreen]
 
 
 def open_adverse_events(
-    session: Session, user: User, limit: int = 50
+    db: Session, user: User, limit: int = 50
 ) -> list[tuple[AdverseEvent, Participant]]:
     """Serious events not yet reported, and events not yet assessed by an investigator."""
-    rows = session.execute(
+    rows = db.execute(
         sa.select(AdverseEvent, Participant)
         .options(without_protocol_text())
         .join(Participant, Participant.id == AdverseEvent.participant_id)
@@ -64,9 +64,9 @@ def open_adverse_events(
     return [(e, p) for e, p in rows]
 
 
-def pregnancy_tests_of(session: Session, participant_id: int) -> list[PregnancyTest]:
+def pregnancy_tests_of(db: Session, participant_id: int) -> list[PregnancyTest]:
     return list(
-        session.scalars(
+        db.scalars(
             sa.select(PregnancyTest)
             .where(PregnancyTest.participant_id == participant_id)
             .order_by(PregnancyTest.tested_at)

@@ -39,7 +39,7 @@ from tracker.sessions.services import check_session_of_participant
 
 
 def record_side_effect(
-    session: Session,
+    db: Session,
     actor: Actor,
     participant: Participant,
     *,
@@ -60,7 +60,7 @@ def record_side_effect(
     if resolved_at is not None and resolved_at < onset_at:
         problems.append("resolved_at must not be before onset_at.")
     raise_problems(problems, "The side effect was not recorded")
-    check_session_of_participant(session, participant, session_id)
+    check_session_of_participant(db, participant, session_id)
     row = SideEffect(
         participant_id=participant.id,
         session_id=session_id,
@@ -70,10 +70,10 @@ def record_side_effect(
         resolved_at=resolved_at,
         recorded_by_id=actor.user_id,
     )
-    session.add(row)
-    session.flush()
+    db.add(row)
+    db.flush()
     record_event(
-        session,
+        db,
         actor,
         "side_effect.record",
         "participant",
@@ -90,7 +90,7 @@ def record_side_effect(
 
 
 def record_adverse_event(
-    session: Session,
+    db: Session,
     actor: Actor,
     participant: Participant,
     *,
@@ -130,7 +130,7 @@ def record_adverse_event(
     if grade == 5 and "death" not in serious_criteria:
         problems.append("A grade 5 event is fatal: mark it serious with the criterion 'death'.")
     raise_problems(problems, "The adverse event was not recorded")
-    check_session_of_participant(session, participant, session_id)
+    check_session_of_participant(db, participant, session_id)
     row = AdverseEvent(
         participant_id=participant.id,
         session_id=session_id,
@@ -145,10 +145,10 @@ def record_adverse_event(
         report_due_at=serious_report_due(aware) if serious else None,
         recorded_by_id=actor.user_id,
     )
-    session.add(row)
-    session.flush()
+    db.add(row)
+    db.flush()
     record_event(
-        session,
+        db,
         actor,
         "adverse_event.record",
         "participant",
@@ -165,7 +165,7 @@ def record_adverse_event(
     )
     if serious:
         place_on_automatic_hold(
-            session,
+            db,
             actor,
             participant,
             f"serious adverse event #{row.id} ({row.term}, grade {grade})",
@@ -173,16 +173,16 @@ def record_adverse_event(
     return row
 
 
-def get_adverse_event(session: Session, user: User, event_id: int) -> AdverseEvent:
-    row = session.get(AdverseEvent, event_id)
+def get_adverse_event(db: Session, user: User, event_id: int) -> AdverseEvent:
+    row = db.get(AdverseEvent, event_id)
     if row is None:
         raise NotFound(f"No adverse event {event_id}.")
-    participant_queries.get_participant(session, user, row.participant_id)
+    participant_queries.get_participant(db, user, row.participant_id)
     return row
 
 
 def assess_adverse_event(
-    session: Session,
+    db: Session,
     actor: Actor,
     event: AdverseEvent,
     *,
@@ -202,9 +202,9 @@ def assess_adverse_event(
     old = {"relatedness": event.relatedness, "expected": event.expected}
     event.relatedness, event.expected, event.assessment_note = relatedness, expected, text
     event.assessed_by_id, event.assessed_at = actor.user_id, utcnow()
-    session.flush()
+    db.flush()
     record_event(
-        session,
+        db,
         actor,
         "adverse_event.assess",
         "adverse_event",
@@ -216,7 +216,7 @@ def assess_adverse_event(
 
 
 def update_adverse_event(
-    session: Session,
+    db: Session,
     actor: Actor,
     event: AdverseEvent,
     *,
@@ -251,7 +251,7 @@ def update_adverse_event(
         event.resolved_at = resolved_at
     if reported_at is not None:
         event.reported_at = reported_at
-    session.flush()
+    db.flush()
     new = {
         "outcome": event.outcome,
         "resolved_at": event.resolved_at,
@@ -260,7 +260,7 @@ def update_adverse_event(
     changed = [k for k in new if new[k] != old[k]]
     if changed:
         record_event(
-            session,
+            db,
             actor,
             "adverse_event.update",
             "adverse_event",
@@ -272,7 +272,7 @@ def update_adverse_event(
 
 
 def record_suicidality_screen(
-    session: Session,
+    db: Session,
     actor: Actor,
     participant: Participant,
     *,
@@ -290,7 +290,7 @@ def record_suicidality_screen(
     moment = screened_at or utcnow()
     not_future(moment, "screened_at", problems)
     raise_problems(problems, "The screen was not recorded")
-    check_session_of_participant(session, participant, session_id)
+    check_session_of_participant(db, participant, session_id)
     positive = suicidality_positive(ideation, intent, plan, behaviour)
     row = SuicidalityScreen(
         participant_id=participant.id,
@@ -303,10 +303,10 @@ def record_suicidality_screen(
         positive=positive,
         recorded_by_id=actor.user_id,
     )
-    session.add(row)
-    session.flush()
+    db.add(row)
+    db.flush()
     record_event(
-        session,
+        db,
         actor,
         "suicidality_screen.record",
         "participant",
@@ -321,14 +321,12 @@ def record_suicidality_screen(
         },
     )
     if positive:
-        place_on_automatic_hold(
-            session, actor, participant, f"positive suicidality screen #{row.id}"
-        )
+        place_on_automatic_hold(db, actor, participant, f"positive suicidality screen #{row.id}")
     return row
 
 
 def record_pregnancy_test(
-    session: Session,
+    db: Session,
     actor: Actor,
     participant: Participant,
     *,
@@ -348,10 +346,10 @@ def record_pregnancy_test(
         result=result,
         recorded_by_id=actor.user_id,
     )
-    session.add(row)
-    session.flush()
+    db.add(row)
+    db.flush()
     record_event(
-        session,
+        db,
         actor,
         "pregnancy_test.record",
         "participant",

@@ -10,8 +10,8 @@ from flask import Blueprint, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 
-from tracker.auth.session import current_actor
-from tracker.db import get_session
+from tracker.auth.signin import current_actor
+from tracker.db import get_db
 from tracker.pages import attempt, signed_in_user, yes
 from tracker.participants.models import Participant
 from tracker.safety import presenters, services
@@ -44,7 +44,7 @@ def side_effect(participant_id: int) -> ResponseReturnValue:
     row, status = attempt(
         form,
         lambda: services.record_side_effect(
-            get_session(),
+            get_db(),
             current_actor(),
             participant,
             term=form.term.data or "",
@@ -67,7 +67,7 @@ def adverse_event_record(participant_id: int) -> ResponseReturnValue:
     row, status = attempt(
         form,
         lambda: services.record_adverse_event(
-            get_session(),
+            get_db(),
             current_actor(),
             participant,
             term=form.term.data or "",
@@ -107,7 +107,7 @@ def _record_screen(
     participant: Participant, form: SuicidalityScreenForm, session_id: int | None
 ) -> Any:
     return services.record_suicidality_screen(
-        get_session(),
+        get_db(),
         current_actor(),
         participant,
         ideation=yes(form.ideation.data),
@@ -134,7 +134,7 @@ def pregnancy_test(participant_id: int) -> ResponseReturnValue:
     row, status = attempt(
         form,
         lambda: services.record_pregnancy_test(
-            get_session(),
+            get_db(),
             current_actor(),
             participant,
             tested_at=form.tested_at.data,  # type: ignore[arg-type]  # required: set once the form validates
@@ -162,10 +162,10 @@ def session_screen(session_id: int) -> ResponseReturnValue:
 def _event_page(
     event_id: int, key: str | None = None, form: FlaskForm | None = None, status: int = 200
 ) -> ResponseReturnValue:
-    event = services.get_adverse_event(get_session(), signed_in_user(), event_id)
+    event = services.get_adverse_event(get_db(), signed_in_user(), event_id)
     participant = participant_for_page(event.participant_id)
     submitted = {key: form} if key and form is not None else {}
-    context = presenters.adverse_event_page(get_session(), participant, event, submitted)
+    context = presenters.adverse_event_page(get_db(), participant, event, submitted)
     return render_template("safety/adverse_event.html", **context), status
 
 
@@ -178,12 +178,12 @@ def adverse_event(event_id: int) -> ResponseReturnValue:
 @bp.route("/adverse-events/<int:event_id>/assessment", methods=["POST"])
 @requires(Permission.ADVERSE_EVENTS_ASSESS)
 def assess_adverse_event(event_id: int) -> ResponseReturnValue:
-    event = services.get_adverse_event(get_session(), signed_in_user(), event_id)
+    event = services.get_adverse_event(get_db(), signed_in_user(), event_id)
     form = AdverseEventAssessmentForm(prefix="assess")
     done, status = attempt(
         form,
         lambda: services.assess_adverse_event(
-            get_session(),
+            get_db(),
             current_actor(),
             event,
             relatedness=form.relatedness.data or "",
@@ -200,12 +200,12 @@ def assess_adverse_event(event_id: int) -> ResponseReturnValue:
 @bp.route("/adverse-events/<int:event_id>/follow-up", methods=["POST"])
 @requires(Permission.SESSIONS_RECORD)
 def follow_up_adverse_event(event_id: int) -> ResponseReturnValue:
-    event = services.get_adverse_event(get_session(), signed_in_user(), event_id)
+    event = services.get_adverse_event(get_db(), signed_in_user(), event_id)
     form = AdverseEventFollowUpForm(prefix="follow")
     done, status = attempt(
         form,
         lambda: services.update_adverse_event(
-            get_session(),
+            get_db(),
             current_actor(),
             event,
             outcome=form.outcome.data or None,

@@ -16,8 +16,8 @@ from tracker.api.schemas import (
     SessionPatch,
     VitalsOut,
 )
-from tracker.auth.session import current_actor
-from tracker.db import get_session
+from tracker.auth.signin import current_actor
+from tracker.db import get_db
 from tracker.dosing import queries as dosing_queries
 from tracker.participants import queries as participant_queries
 from tracker.participants.models import Participant
@@ -27,11 +27,11 @@ from tracker.sessions.models import TherapySession
 
 
 def participant_for_api(participant_id: int) -> Participant:
-    return participant_queries.get_participant(get_session(), authenticated_user(), participant_id)
+    return participant_queries.get_participant(get_db(), authenticated_user(), participant_id)
 
 
 def therapy_session_for_api(session_id: int) -> TherapySession:
-    return services.get_session_for(get_session(), authenticated_user(), session_id)
+    return services.get_session_for(get_db(), authenticated_user(), session_id)
 
 
 def session_out(row: TherapySession, *, detail: bool = False) -> SessionOut:
@@ -48,7 +48,7 @@ def session_out(row: TherapySession, *, detail: bool = False) -> SessionOut:
         therapists=[u.username for u in row.therapists],
     )
     if detail:
-        record = dosing_queries.dosing_record(get_session(), row)
+        record = dosing_queries.dosing_record(get_db(), row)
         out.doses = [DoseOut.model_validate(d, from_attributes=True) for d in record.doses]
         out.vitals = [VitalsOut.model_validate(r, from_attributes=True) for r in record.readings]
         out.effects = (
@@ -73,7 +73,7 @@ def session_out(row: TherapySession, *, detail: bool = False) -> SessionOut:
 def session_schedule(participant_id: int) -> ResponseReturnValue:
     body = parse_body(SessionIn)
     row = services.schedule_session(
-        get_session(),
+        get_db(),
         current_actor(),
         participant_for_api(participant_id),
         kind=body.kind,
@@ -93,7 +93,7 @@ def session_schedule(participant_id: int) -> ResponseReturnValue:
 )
 @requires(Permission.PARTICIPANTS_VIEW)
 def session_list(participant_id: int) -> ResponseReturnValue:
-    rows = queries.sessions_of(get_session(), participant_for_api(participant_id).id)
+    rows = queries.sessions_of(get_db(), participant_for_api(participant_id).id)
     return SessionList(sessions=[session_out(r) for r in rows]).model_dump(mode="json")
 
 
@@ -124,6 +124,6 @@ def session_update(session_id: int) -> ResponseReturnValue:
     body = parse_body(SessionPatch)
     changes = {name: getattr(body, name) for name in body.model_fields_set}
     row = services.update_session(
-        get_session(), current_actor(), therapy_session_for_api(session_id), **changes
+        get_db(), current_actor(), therapy_session_for_api(session_id), **changes
     )
     return session_out(row, detail=True).model_dump(mode="json")

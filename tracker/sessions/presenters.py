@@ -38,8 +38,8 @@ from tracker.study.services import definition_of
 Submitted = dict[str, FlaskForm]
 
 
-def therapist_choices(session: Session, site_id: int) -> list[tuple[str, str]]:
-    return choices_of(participant_queries.therapists_of_site(session, site_id))
+def therapist_choices(db: Session, site_id: int) -> list[tuple[str, str]]:
+    return choices_of(participant_queries.therapists_of_site(db, site_id))
 
 
 def is_open(participant: Participant) -> bool:
@@ -63,20 +63,20 @@ def schedule_refusal(participant: Participant) -> str | None:
 
 
 def participant_sections(
-    session: Session, user: User, participant: Participant, submitted: Submitted | None = None
+    db: Session, user: User, participant: Participant, submitted: Submitted | None = None
 ) -> dict[str, Any]:
     """The participant page's sessions, safety records and notes, with their forms."""
     submitted = submitted or {}
-    sessions = queries.sessions_of(session, participant.id)
-    events = safety_queries.adverse_events_of(session, participant.id)
-    side_effects = safety_queries.side_effects_of(session, participant.id)
-    screens = safety_queries.screens_of(session, participant.id)
-    pregnancy_tests = safety_queries.pregnancy_tests_of(session, participant.id)
-    threads = note_threads(notes_queries.notes_of(session, participant.id))
+    sessions = queries.sessions_of(db, participant.id)
+    events = safety_queries.adverse_events_of(db, participant.id)
+    side_effects = safety_queries.side_effects_of(db, participant.id)
+    screens = safety_queries.screens_of(db, participant.id)
+    pregnancy_tests = safety_queries.pregnancy_tests_of(db, participant.id)
+    threads = note_threads(notes_queries.notes_of(db, participant.id))
     dosing_rows = [s for s in sessions if s.kind == SessionKind.DOSING]
-    dosing_records = dosing_queries.dosing_records_of(session, [s.id for s in dosing_rows])
+    dosing_records = dosing_queries.dosing_records_of(db, [s.id for s in dosing_rows])
     people = participant_queries.people_of_page(
-        session,
+        db,
         participant.site_id,
         {e.assessed_by_id for e in events}
         | {e.recorded_by_id for e in events}
@@ -148,7 +148,7 @@ def _record_form(row: TherapySession, choices: list[tuple[str, str]]) -> Session
 
 
 def session_page(
-    session: Session,
+    db: Session,
     user: User,
     participant: Participant,
     row: TherapySession,
@@ -156,12 +156,10 @@ def session_page(
 ) -> dict[str, Any]:
     submitted = submitted or {}
     dosing = row.kind == SessionKind.DOSING
-    record = dosing_queries.dosing_record(session, row) if dosing else None
-    notes = [n for n in notes_queries.notes_of(session, participant.id) if n.session_id == row.id]
+    record = dosing_queries.dosing_record(db, row) if dosing else None
+    notes = [n for n in notes_queries.notes_of(db, participant.id) if n.session_id == row.id]
     threads = note_threads(notes)
-    screens = [
-        s for s in safety_queries.screens_of(session, participant.id) if s.session_id == row.id
-    ]
+    screens = [s for s in safety_queries.screens_of(db, participant.id) if s.session_id == row.id]
     ids: set[int | None] = {row.created_by_id} | {s.recorded_by_id for s in screens}
     if record is not None:
         ids |= {d.recorded_by_id for d in record.doses} | {d.justified_by_id for d in record.doses}
@@ -169,7 +167,7 @@ def session_page(
         ids |= {r.recorded_by_id for r in record.readings}
         if record.effects is not None:
             ids.add(record.effects.recorded_by_id)
-    people = participant_queries.people_of_page(session, participant.site_id, ids)
+    people = participant_queries.people_of_page(db, participant.site_id, ids)
     choices = choices_of(people.site_therapists)
     forms: dict[str, FlaskForm] = {
         "record": submitted.get("record") or _record_form(row, choices),
@@ -218,17 +216,17 @@ def session_page(
 # --- the dashboard --------------------------------------------------------------------------
 
 
-def dashboard_work(session: Session, user: User) -> dict[str, Any]:
+def dashboard_work(db: Session, user: User) -> dict[str, Any]:
     """What is due or overdue, in a fixed number of queries (each list is one query, limited)."""
-    events = safety_queries.open_adverse_events(session, user)
+    events = safety_queries.open_adverse_events(db, user)
     context: dict[str, Any] = {
-        "integration_due": queries.integration_due(session, user),
+        "integration_due": queries.integration_due(db, user),
         "report_deadlines": [(e, p) for e, p in events if e.serious and e.reported_at is None],
         "awaiting_assessment": [(e, p) for e, p in events if e.relatedness is None],
-        "alerts": dosing_queries.open_alerts(session, user),
+        "alerts": dosing_queries.open_alerts(db, user),
         "therapist_view": user.role == "therapist",
     }
     if user.role == "therapist":
-        context["my_participants"] = queries.active_participants(session, user)
-        context["today"] = queries.sessions_today(session, user)
+        context["my_participants"] = queries.active_participants(db, user)
+        context["today"] = queries.sessions_today(db, user)
     return context

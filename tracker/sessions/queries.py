@@ -16,10 +16,10 @@ from tracker.protocol import CLOSED_STATES, SessionKind, SessionStatus, State
 from tracker.sessions.models import RecordedInSession, TherapySession
 
 
-def sessions_of(session: Session, participant_id: int) -> list[TherapySession]:
+def sessions_of(db: Session, participant_id: int) -> list[TherapySession]:
     """The participant's sessions with their therapists (joined: one query, not two)."""
     return list(
-        session.scalars(
+        db.scalars(
             sa.select(TherapySession)
             .options(joinedload(TherapySession.therapists))
             .where(TherapySession.participant_id == participant_id)
@@ -40,12 +40,12 @@ class DueItem:
 
 
 def sessions_today(
-    session: Session, user: User, limit: int = 50
+    db: Session, user: User, limit: int = 50
 ) -> list[tuple[TherapySession, Participant]]:
     """Sessions scheduled for the current UTC day, of participants the user can see."""
     now = utcnow()
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    rows = session.execute(
+    rows = db.execute(
         sa.select(TherapySession, Participant)
         .options(without_protocol_text())
         .join(Participant, Participant.id == TherapySession.participant_id)
@@ -60,9 +60,7 @@ def sessions_today(
     return [(s, p) for s, p in rows]
 
 
-def integration_due(
-    session: Session, user: User, hours: int = 24, limit: int = 50
-) -> list[DueItem]:
+def integration_due(db: Session, user: User, hours: int = 24, limit: int = 50) -> list[DueItem]:
     """Participants in integration whose first integration session of the cycle is not yet
     completed: due within ``hours`` of the end of the cycle's dosing session."""
     # Correlated per participant in integration (few, at one site), each answered by the
@@ -83,7 +81,7 @@ def integration_due(
         TherapySession.cycle == Participant.cycle,
         TherapySession.status == SessionStatus.COMPLETED,
     )
-    rows = session.execute(
+    rows = db.execute(
         visible_to(user)
         .options(without_protocol_text())
         .add_columns(ended.label("ended"))
@@ -106,10 +104,10 @@ def integration_due(
 # --- small reads for the pages ----------------------------------------------------------------
 
 
-def active_participants(session: Session, user: User, limit: int = 50) -> list[Participant]:
+def active_participants(db: Session, user: User, limit: int = 50) -> list[Participant]:
     """The participants the user can see that are not closed (a therapist's: assigned ones)."""
     return list(
-        session.scalars(
+        db.scalars(
             visible_to(user)
             .options(without_protocol_text())
             .where(Participant.state.not_in(CLOSED_STATES))
@@ -119,14 +117,14 @@ def active_participants(session: Session, user: User, limit: int = 50) -> list[P
     )
 
 
-def recorded_span(session: Session, session_id: int) -> tuple[datetime | None, datetime | None]:
+def recorded_span(db: Session, session_id: int) -> tuple[datetime | None, datetime | None]:
     """The first and the last moment recorded in the session, over every record kind that
     is recorded in sessions (``RecordedInSession``): one aggregate query per kind."""
     earliest: list[datetime] = []
     latest: list[datetime] = []
     for model in RecordedInSession.__subclasses__():
         moment = getattr(model, model.session_moment)
-        first, last = session.execute(
+        first, last = db.execute(
             sa.select(sa.func.min(moment), sa.func.max(moment)).where(
                 model.session_id == session_id  # type: ignore[attr-defined]
             )

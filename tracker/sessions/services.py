@@ -43,11 +43,11 @@ from tracker.sessions.queries import recorded_span
 
 
 def get_session_and_participant_for(
-    session: Session, user: User, session_id: int
+    db: Session, user: User, session_id: int
 ) -> tuple[TherapySession, Participant]:
     """A session of a participant the user can see, with that participant; anything else is
     a 404."""
-    found = session.execute(
+    found = db.execute(
         participant_queries.visible_to(user)
         .add_columns(TherapySession)
         .join(TherapySession, TherapySession.participant_id == Participant.id)
@@ -59,22 +59,20 @@ def get_session_and_participant_for(
     return row, participant
 
 
-def get_session_for(session: Session, user: User, session_id: int) -> TherapySession:
+def get_session_for(db: Session, user: User, session_id: int) -> TherapySession:
     """A session of a participant the user can see; anything else is a 404."""
-    return get_session_and_participant_for(session, user, session_id)[0]
+    return get_session_and_participant_for(db, user, session_id)[0]
 
 
-def participant_of(session: Session, therapy_session: TherapySession) -> Participant:
-    participant = session.get(Participant, therapy_session.participant_id)
+def participant_of(db: Session, therapy_session: TherapySession) -> Participant:
+    participant = db.get(Participant, therapy_session.participant_id)
     assert participant is not None
     return participant
 
 
-def _therapists(session: Session, participant: Participant, usernames: Sequence[str]) -> list[User]:
+def _therapists(db: Session, participant: Participant, usernames: Sequence[str]) -> list[User]:
     names = sorted({n.strip().lower() for n in usernames if n and n.strip()})
-    users = {
-        u.username: u for u in session.scalars(sa.select(User).where(User.username.in_(names)))
-    }
+    users = {u.username: u for u in db.scalars(sa.select(User).where(User.username.in_(names)))}
     problems = []
     for name in names:
         user = users.get(name)
@@ -87,7 +85,7 @@ def _therapists(session: Session, participant: Participant, usernames: Sequence[
 
 
 def schedule_session(
-    session: Session,
+    db: Session,
     actor: Actor,
     participant: Participant,
     *,
@@ -111,7 +109,7 @@ def schedule_session(
         )
         raise RuleViolation(reason, [reason])
     if kind == SessionKind.DOSING:
-        existing = session.scalar(
+        existing = db.scalar(
             sa.select(TherapySession.id).where(
                 TherapySession.participant_id == participant.id,
                 TherapySession.kind == SessionKind.DOSING,
@@ -122,7 +120,7 @@ def schedule_session(
         if existing is not None:
             reason = f"Cycle {participant.cycle} already has a dosing session (#{existing})."
             raise RuleViolation(reason, [reason])
-    people = _therapists(session, participant, therapists)
+    people = _therapists(db, participant, therapists)
     row = TherapySession(
         participant_id=participant.id,
         kind=kind,
@@ -132,12 +130,12 @@ def schedule_session(
         created_by_id=actor.user_id,
         therapists=people,
     )
-    session.add(row)
-    session.flush()
+    db.add(row)
+    db.flush()
     for therapist in people:
-        ensure_therapist_assigned(session, actor, participant, therapist)
+        ensure_therapist_assigned(db, actor, participant, therapist)
     record_event(
-        session,
+        db,
         actor,
         "session.schedule",
         "session",
@@ -167,7 +165,7 @@ UNSET: object = object()
 
 
 def update_session(
-    session: Session,
+    db: Session,
     actor: Actor,
     row: TherapySession,
     *,
@@ -181,16 +179,14 @@ def update_session(
     therapists present. Times are checked: none in the future, the end after the start, and
     no recorded reading or dose outside the session."""
     require_role(actor, *RECORDING_ROLES)
-    participant = participant_of(session, row)
+    participant = participant_of(db, row)
     require_open(participant, RecordKind.SESSION)
     before = _session_values(row)
     new_start = cast("datetime | None", row.started_at if started_at is UNSET else started_at)
     new_end = cast("datetime | None", row.ended_at if ended_at is UNSET else ended_at)
     new_status = str(row.status if status is UNSET else status)
     recorded_from, recorded_until = (
-        recorded_span(session, row.id)
-        if new_start is not None or new_end is not None
-        else (None, None)
+        recorded_span(db, row.id) if new_start is not None or new_end is not None else (None, None)
     )
     problems = session_change_problems(
         SessionChange(
@@ -205,7 +201,7 @@ def update_session(
     )
     people: list[User] | None = None
     if therapists is not UNSET:
-        people = _therapists(session, participant, therapists)  # type: ignore[arg-type]
+        people = _therapists(db, participant, therapists)  # type: ignore[arg-type]
     raise_problems(problems, "The session was not changed")
 
     row.started_at = new_start
@@ -216,13 +212,13 @@ def update_session(
     if people is not None:
         row.therapists = people
         for therapist in people:
-            ensure_therapist_assigned(session, actor, participant, therapist)
-    session.flush()
+            ensure_therapist_assigned(db, actor, participant, therapist)
+    db.flush()
     after = _session_values(row)
     changed = {k for k in after if after[k] != before[k]}
     if changed:
         record_event(
-            session,
+            db,
             actor,
             "session.update",
             "session",
@@ -234,10 +230,10 @@ def update_session(
 
 
 def check_session_of_participant(
-    session: Session, participant: Participant, session_id: int | None
+    db: Session, participant: Participant, session_id: int | None
 ) -> None:
     if session_id is None:
         return
-    row = session.get(TherapySession, session_id)
+    row = db.get(TherapySession, session_id)
     if row is None or row.participant_id != participant.id:
         raise InvalidInput(f"Session {session_id} is not a session of {participant.study_id}.")

@@ -17,8 +17,8 @@ from flask import Blueprint, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 
-from tracker.auth.session import current_actor
-from tracker.db import get_session, utcnow
+from tracker.auth.signin import current_actor
+from tracker.db import get_db, utcnow
 from tracker.form_fields import label_of
 from tracker.pages import attempt, signed_in_user
 from tracker.participants import queries as participant_queries
@@ -34,11 +34,11 @@ bp = Blueprint("sessions", __name__)
 
 
 def participant_for_page(participant_id: int) -> Participant:
-    return participant_queries.get_participant(get_session(), signed_in_user(), participant_id)
+    return participant_queries.get_participant(get_db(), signed_in_user(), participant_id)
 
 
 def therapy_session_for_page(session_id: int) -> tuple[TherapySession, Participant]:
-    return services.get_session_and_participant_for(get_session(), signed_in_user(), session_id)
+    return services.get_session_and_participant_for(get_db(), signed_in_user(), session_id)
 
 
 # --- the participant page: sessions, safety records, notes -----------------------------------
@@ -47,9 +47,7 @@ def therapy_session_for_page(session_id: int) -> tuple[TherapySession, Participa
 def render_participant_records(
     participant: Participant, key: str, form: FlaskForm, status: int
 ) -> ResponseReturnValue:
-    sections = presenters.participant_sections(
-        get_session(), signed_in_user(), participant, {key: form}
-    )
+    sections = presenters.participant_sections(get_db(), signed_in_user(), participant, {key: form})
     return render_participant(participant, status=status, sections=sections)
 
 
@@ -63,11 +61,11 @@ def schedule(participant_id: int) -> ResponseReturnValue:
     participant = participant_for_page(participant_id)
     form = ScheduleSessionForm(prefix="schedule")
     form.kind.choices = [(k, label_of(k)) for k in SessionKind]
-    form.set_therapist_choices(presenters.therapist_choices(get_session(), participant.site_id))
+    form.set_therapist_choices(presenters.therapist_choices(get_db(), participant.site_id))
     row, status = attempt(
         form,
         lambda: services.schedule_session(
-            get_session(),
+            get_db(),
             current_actor(),
             participant,
             kind=form.kind.data or "",
@@ -92,7 +90,7 @@ def render_session(
     status: int = 200,
 ) -> ResponseReturnValue:
     submitted = {key: form} if key and form is not None else {}
-    context = presenters.session_page(get_session(), signed_in_user(), participant, row, submitted)
+    context = presenters.session_page(get_db(), signed_in_user(), participant, row, submitted)
     context["investigator"] = signed_in_user().role == Role.INVESTIGATOR.value
     return render_template("sessions/detail.html", **context), status
 
@@ -113,7 +111,7 @@ def detail(session_id: int) -> ResponseReturnValue:
 def update(session_id: int) -> ResponseReturnValue:
     row, participant = therapy_session_for_page(session_id)
     form = SessionRecordForm(prefix="record")
-    form.set_therapist_choices(presenters.therapist_choices(get_session(), participant.site_id))
+    form.set_therapist_choices(presenters.therapist_choices(get_db(), participant.site_id))
     overnight: dict[str, Any] = {}
     if row.kind == SessionKind.DOSING:
         value = form.overnight_stay.data
@@ -121,7 +119,7 @@ def update(session_id: int) -> ResponseReturnValue:
     result, status = attempt(
         form,
         lambda: services.update_session(
-            get_session(),
+            get_db(),
             current_actor(),
             row,
             started_at=form.started_at.data,

@@ -12,7 +12,7 @@ from tracker.sites.models import Site
 SITE_CODE = re.compile(r"^[A-Z][A-Z0-9]{1,15}$")
 
 
-def create_site(session: Session, actor: Actor, code: str, name: str) -> Site:
+def create_site(db: Session, actor: Actor, code: str, name: str) -> Site:
     """Create a study site; codes are short upper-case identifiers such as ``S01``."""
     code = code.strip().upper()
     name = name.strip()
@@ -23,21 +23,21 @@ def create_site(session: Session, actor: Actor, code: str, name: str) -> Site:
         problems.append("The site name must be 1 to 200 characters.")
     if problems:
         raise InvalidInput(" ".join(problems), problems)
-    if session.scalar(sa.select(Site.id).where(Site.code == code)) is not None:
+    if db.scalar(sa.select(Site.id).where(Site.code == code)) is not None:
         raise Conflict(f"A site with code {code} already exists.")
     site = Site(code=code, name=name)
-    session.add(site)
-    session.flush()
-    record_event(session, actor, "site.create", "site", site.code, new={"code": code, "name": name})
+    db.add(site)
+    db.flush()
+    record_event(db, actor, "site.create", "site", site.code, new={"code": code, "name": name})
     return site
 
 
-def get_site_by_code(session: Session, code: str) -> Site:
-    site = session.scalar(sa.select(Site).where(Site.code == code.strip().upper()))
+def get_site_by_code(db: Session, code: str) -> Site:
+    site = db.scalar(sa.select(Site).where(Site.code == code.strip().upper()))
     if site is None:
         raise NotFound(f"No site with code {code!r}.")
     return site
 
 
-def list_sites(session: Session) -> list[Site]:
-    return list(session.scalars(sa.select(Site).order_by(Site.code)))
+def list_sites(db: Session) -> list[Site]:
+    return list(db.scalars(sa.select(Site).order_by(Site.code)))

@@ -28,8 +28,8 @@ def definition_of(version: ProtocolVersion) -> ProtocolDefinition:
     return _parse(version.source)
 
 
-def _stored_version(session: Session, definition: ProtocolDefinition) -> ProtocolVersion | None:
-    row = session.scalar(
+def _stored_version(db: Session, definition: ProtocolDefinition) -> ProtocolVersion | None:
+    row = db.scalar(
         sa.select(ProtocolVersion).where(
             ProtocolVersion.code == definition.code, ProtocolVersion.version == definition.version
         )
@@ -44,12 +44,12 @@ def _stored_version(session: Session, definition: ProtocolDefinition) -> Protoco
 
 
 def ensure_protocol_version(
-    session: Session, source: str, actor: Actor | None = None
+    db: Session, source: str, actor: Actor | None = None
 ) -> ProtocolVersion:
     """The row for this protocol text, created on first use. A different text under an existing
     code and version is refused: a changed protocol needs a new version."""
     definition = _parse(source)
-    row = _stored_version(session, definition)
+    row = _stored_version(db, definition)
     if row is not None:
         return row
     row = ProtocolVersion(
@@ -60,10 +60,10 @@ def ensure_protocol_version(
         source=source,
         content_hash=definition.content_hash(),
     )
-    session.add(row)
-    session.flush()
+    db.add(row)
+    db.flush()
     record_event(
-        session,
+        db,
         actor or Actor.system(),
         "protocol_version.load",
         "protocol_version",
@@ -73,16 +73,14 @@ def ensure_protocol_version(
     return row
 
 
-def current_protocol_version(
-    session: Session, path: Path = CURRENT_PROTOCOL_FILE
-) -> ProtocolVersion:
+def current_protocol_version(db: Session, path: Path = CURRENT_PROTOCOL_FILE) -> ProtocolVersion:
     """The protocol new participants are enrolled under. Its row is made on first use, in
     ``write_unit``, so that a page that only reads may be the first to ask."""
     source = path.read_text(encoding="utf-8")
-    row = _stored_version(session, _parse(source))
+    row = _stored_version(db, _parse(source))
     if row is None:
-        with write_unit(session) as writes:
+        with write_unit(db) as writes:
             row = ensure_protocol_version(writes, source)
-        if writes is not session:
-            row = session.merge(row, load=False)
+        if writes is not db:
+            row = db.merge(row, load=False)
     return row

@@ -1,4 +1,5 @@
-"""Browser login sessions bound to Flask-Login, and bearer tokens for the API."""
+"""Who is signed in: browser sign-ins bound to Flask-Login (the cookie is Flask's session),
+and bearer tokens for the API."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from flask_login import login_user, logout_user
 from tracker.audit.services import Actor
 from tracker.auth import services
 from tracker.auth.models import User
-from tracker.db import get_session
+from tracker.db import get_db
 from tracker.errors import Unauthenticated
 from tracker.extensions import login_manager
 
@@ -26,7 +27,7 @@ def _idle_timeout() -> timedelta:
 # Flask-Login ships no types: its decorator is untyped to mypy.
 @login_manager.user_loader  # type: ignore[untyped-decorator]
 def _load_user(token: str) -> User | None:
-    user = services.load_login_session(get_session(), token, _idle_timeout())
+    user = services.load_sign_in(get_db(), token, _idle_timeout())
     if user is not None:
         user.login_token = token
     return user
@@ -46,17 +47,17 @@ def current_actor() -> Actor:
     return services.actor_for(user, client_address())
 
 
-def begin_browser_session(result: services.LoginResult) -> None:
+def begin_sign_in(result: services.LoginResult) -> None:
     """A fresh Flask session (new cookie content) bound to the new login session."""
     session.clear()
     session.permanent = True
-    result.user.login_token = result.session_token
+    result.user.login_token = result.sign_in_token
     login_user(result.user, remember=False, fresh=True)
 
 
-def end_browser_session(user: User) -> None:
+def end_sign_in(user: User) -> None:
     if user.login_token:
-        services.logout(get_session(), user.login_token, services.actor_for(user, client_address()))
+        services.logout(get_db(), user.login_token, services.actor_for(user, client_address()))
     logout_user()
     session.clear()
 
@@ -69,7 +70,7 @@ def load_bearer_user() -> None:
     scheme, _, raw = header.partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
         raise Unauthenticated("The Authorization header must be 'Bearer <token>'.")
-    user = services.authenticate_token(get_session(), raw.strip())
+    user = services.authenticate_token(get_db(), raw.strip())
     if user is None:
         raise Unauthenticated("The API token is unknown, revoked, or its user is disabled.")
     g.api_user = user
