@@ -105,6 +105,12 @@ def _fuzz(
     return count
 
 
+def _traceback(log: str) -> str:
+    """The first traceback in the server's log and what follows it, for the failure message."""
+    start = log.index("Traceback")
+    return log[max(0, start - 500) : start + 4000]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("role", ROLES)
 def test_every_operation_conforms(role: str, demo_server: tuple[Server, dict[str, str]]) -> None:
@@ -124,7 +130,7 @@ def test_every_operation_conforms(role: str, demo_server: tuple[Server, dict[str
         failures.extend(seen)
     RESULTS[role] = {"operations": operations, "cases": cases, "failures": len(failures)}
     print(f"\nschemathesis {role}: {RESULTS[role]}")
-    assert "Traceback" not in server.log_text(), server.log_text()[-5000:]
+    assert "Traceback" not in server.log_text(), _traceback(server.log_text())
     assert operations >= 30
     assert not failures, "\n\n".join(failures)
 
@@ -167,6 +173,6 @@ def test_stateful_sequences_find_no_server_error(
     summary = [line for line in output.splitlines() if "Stateful" in line or "passed" in line]
     print(f"\nschemathesis stateful {role}: " + " | ".join(summary[-3:]))
     assert done.returncode == 0, output[-6000:]
-    assert "Traceback" not in server.log_text(), server.log_text()[-5000:]
+    assert "Traceback" not in server.log_text(), _traceback(server.log_text())
     stateful = re.search(r"Stateful\s+Test cases:\s+(\d+) generated, (\d+) passed", output)
     assert stateful and int(stateful.group(1)) >= STATEFUL_SCENARIOS, output[-3000:]

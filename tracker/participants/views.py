@@ -195,8 +195,17 @@ def render_participant(
         else []
     )
     forms = _transition_forms(participant, options)
+    # A refused transition whose form the page does not offer (not allowed from this state, or
+    # not for this role) still shows its reasons, at the top.
+    unoffered: tuple[str, list[str]] | None = None
     if submitted is not None and submitted_name in forms:
         forms[submitted_name] = submitted
+    elif submitted is not None and submitted_name is not None:
+        unoffered = (
+            transition_label(submitted_name),
+            [str(e) for e in submitted.form_errors]
+            + [str(e) for errors in submitted.errors.values() for e in errors if e],
+        )
     events, deviations = queries.transitions_with_deviations(db, participant.id)
     return render_template(
         "participants/detail.html",
@@ -213,6 +222,7 @@ def render_participant(
         forms=forms,
         transition_table=TRANSITIONS,
         conflict=conflict,
+        unoffered=unoffered,
         review_kind=ItemKind.REVIEW,
         screening=participant.state == State.SCREENING,
         **sections,
