@@ -113,6 +113,7 @@ def _init_extensions(app: Flask) -> None:
 def _register_feature_api_routes() -> None:
     """Each feature owns its JSON routes (its ``api`` module adds them to the API blueprint);
     importing the modules registers them before the blueprint is registered on the app."""
+    from tracker.api import views as api_views
     from tracker.dosing import api as dosing_api
     from tracker.notes import api as notes_api
     from tracker.participants import api as participants_api
@@ -120,7 +121,7 @@ def _register_feature_api_routes() -> None:
     from tracker.safety import api as safety_api
     from tracker.sessions import api as sessions_api
 
-    del dosing_api, notes_api, participants_api, reports_api, safety_api, sessions_api
+    del api_views, dosing_api, notes_api, participants_api, reports_api, safety_api, sessions_api
 
 
 def _register_blueprints(app: Flask) -> None:

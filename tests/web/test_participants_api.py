@@ -285,3 +285,15 @@ def test_role_matrix_on_participant_routes(api, role: str) -> None:  # type: ign
             assert response.status_code < 300, (role, method, template, response.get_json())
         else:
             assert response.status_code == 403, (role, method, template, response.status_code)
+
+
+@pytest.mark.parametrize(
+    ("path", "who"),
+    [("/participants?state=nonsense", "coordinator"), ("/reports/compliance?state=x", "auditor")],
+)
+def test_an_unknown_state_filter_is_400_naming_the_field(api, path: str, who: str) -> None:  # type: ignore[no-untyped-def]
+    # The state column is an enumeration: an unknown value must be refused before the query.
+    response = api(who, "GET", path)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert [d["field"] for d in response.get_json()["error"]["details"]] == ["state"]
+    assert api(who, "GET", path.split("=")[0] + "=screening").status_code == 200

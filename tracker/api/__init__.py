@@ -30,5 +30,3 @@ def _authenticate() -> Response | None:
 def _keep_idempotent_answer(response: Response) -> Response:
     return idempotency.finish(response)
 
-
-from tracker.api import views  # noqa: E402,F401  (routes register on bp)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from tracker.protocol import PLAUSIBLE_RANGES
+from tracker.protocol import PLAUSIBLE_RANGES, State
 
 # Ids are 32-bit integer columns; a larger one would be an out-of-range error in the database.
 MAX_ID = 2**31 - 1
@@ -166,7 +166,7 @@ class ParticipantList(BaseModel):
 
 
 class ParticipantQuery(Strict):
-    state: str | None = None
+    state: State | None = None
     site: str | None = None
     page: int = Field(1, ge=1, le=1_000_000)
     per_page: int = Field(50, ge=1, le=200)
@@ -553,7 +553,7 @@ class PregnancyTestOut(BaseModel):
 class ReportQuery(Strict):
     format: Literal["json", "csv"] = "json"
     site: str | None = None
-    state: str | None = None
+    state: State | None = None
     check: str | None = None
     failures: bool = False
 
