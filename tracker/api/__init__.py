@@ -29,4 +29,3 @@ def _authenticate() -> Response | None:
 @bp.after_request
 def _keep_idempotent_answer(response: Response) -> Response:
     return idempotency.finish(response)
-
