@@ -258,9 +258,7 @@ def build_openapi() -> dict[str, Any]:
     for op in OPERATIONS:
         path, parameters = _openapi_path(op.rule)
         if op.query is not None:
-            query_schema = op.query.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
+            query_schema = op.query.model_json_schema(ref_template="#/components/schemas/{model}")
             # An enumeration in a query parameter is a shared schema like any other.
             schemas.update(query_schema.get("$defs", {}))
             required = set(query_schema.get("required", []))
