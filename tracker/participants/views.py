@@ -203,8 +203,8 @@ def render_participant(
     elif submitted is not None and submitted_name is not None:
         unoffered = (
             transition_label(submitted_name),
-            [str(e) for e in submitted.form_errors]
-            + [str(e) for errors in submitted.errors.values() for e in errors if e],
+            # WTForms lists the form's own errors under None among the fields' errors.
+            list(dict.fromkeys(str(e) for errors in submitted.errors.values() for e in errors)),
         )
     events, deviations = queries.transitions_with_deviations(db, participant.id)
     return render_template(
