@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 
+from tracker.protocol.outcomes import Instrument, OutcomeRules, Timepoint
+
 
 class ItemKind(StrEnum):
     """How a checklist item answered yes affects eligibility."""
@@ -104,6 +106,29 @@ class ProtocolDefinition:
     overridable_guards: frozenset[str]
     categories: tuple[ChecklistCategory, ...]
     checklist: tuple[ChecklistItem, ...]
+    # Outcome measures (SPEC §10); a protocol without them records no assessments.
+    instruments: tuple[Instrument, ...] = ()
+    timepoints: tuple[Timepoint, ...] = ()
+    outcomes: OutcomeRules | None = None
+
+    def instrument(self, code: str) -> Instrument:
+        """Return the instrument ``code``; ``KeyError`` if the protocol has none."""
+        for instrument in self.instruments:
+            if instrument.code == code:
+                return instrument
+        raise KeyError(code)
+
+    def timepoint(self, code: str) -> Timepoint:
+        """Return the timepoint ``code``; ``KeyError`` if the protocol has none."""
+        for timepoint in self.timepoints:
+            if timepoint.code == code:
+                return timepoint
+        raise KeyError(code)
+
+    @property
+    def has_follow_up(self) -> bool:
+        """Whether the protocol follows participants up after the last dosing (SPEC §10)."""
+        return any(timepoint.follow_up for timepoint in self.timepoints)
 
     def is_overridable(self, guard_code: str) -> bool:
         """Say whether this protocol lets an investigator override the guard ``guard_code``."""
@@ -180,7 +205,32 @@ class ProtocolDefinition:
                     for item in self.checklist
                 ],
             },
+            # Only a protocol with outcome measures has these keys, so the content hash of
+            # a protocol without them is what it was before they existed.
+            **self._outcomes_dict(),
         }
+
+    def _outcomes_dict(self) -> dict[str, object]:
+        if not self.instruments:
+            return {}
+        result: dict[str, object] = {
+            "instruments": [_instrument_dict(i) for i in self.instruments],
+            "timepoints": [_timepoint_dict(t) for t in self.timepoints],
+        }
+        if self.outcomes is not None:
+            rules = self.outcomes
+            result["outcomes"] = {
+                "primary_instrument": rules.primary_instrument,
+                "baseline_timepoint": rules.baseline_timepoint,
+                "primary_timepoint": rules.primary_timepoint,
+                "response_reduction": rules.response_reduction,
+                **(
+                    {"remission_max_total": rules.remission_max_total}
+                    if rules.remission_max_total is not None
+                    else {}
+                ),
+            }
+        return result
 
     def content_hash(self) -> str:
         """Return the SHA-256 hex digest of the canonical JSON of ``to_dict()``.
@@ -192,3 +242,43 @@ class ProtocolDefinition:
             self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
         )
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _instrument_dict(instrument: Instrument) -> dict[str, object]:
+    return {
+        "code": instrument.code,
+        "title": instrument.title,
+        "kind": str(instrument.kind),
+        "licensed": instrument.licensed,
+        "scoring": str(instrument.scoring),
+        "minimum_total": instrument.minimum_total,
+        "maximum_total": instrument.maximum_total,
+        "items": [
+            {
+                "code": item.code,
+                "label": item.label,
+                "min": item.minimum,
+                "max": item.maximum,
+                **({"text": item.text} if item.text is not None else {}),
+            }
+            for item in instrument.items
+        ],
+        "subscales": [
+            {"code": s.code, "title": s.title, "items": list(s.items)} for s in instrument.subscales
+        ],
+        "bands": [{"min": b.minimum, "max": b.maximum, "label": b.label} for b in instrument.bands],
+    }
+
+
+def _timepoint_dict(timepoint: Timepoint) -> dict[str, object]:
+    return {
+        "code": timepoint.code,
+        "title": timepoint.title,
+        "instruments": list(timepoint.instruments),
+        "anchor": str(timepoint.anchor),
+        **({"cycle": timepoint.cycle} if timepoint.cycle is not None else {}),
+        "offset_days": timepoint.offset_days,
+        "window_before_days": timepoint.window_before_days,
+        "window_after_days": timepoint.window_after_days,
+        "follow_up": timepoint.follow_up,
+    }

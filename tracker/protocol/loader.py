@@ -1,8 +1,6 @@
 """Reading a protocol TOML file into a ``ProtocolDefinition``, reporting every problem at once."""
 
-import re
 import tomllib
-from collections.abc import Mapping
 from pathlib import Path
 
 from tracker.protocol.definition import (
@@ -16,9 +14,8 @@ from tracker.protocol.definition import (
     VitalSignRules,
 )
 from tracker.protocol.failures import NEVER_OVERRIDABLE, GuardCode
-
-# Codes end up in URLs, API payloads and stored answers, so they stay plain snake_case.
-_CODE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+from tracker.protocol.outcome_files import read_outcome_measures
+from tracker.protocol.tables import Table, describe
 
 
 class ProtocolFileError(ValueError):
@@ -31,139 +28,7 @@ class ProtocolFileError(ValueError):
         super().__init__("\n".join([heading, *(f"- {problem}" for problem in self.problems)]))
 
 
-def _describe(value: object) -> str:
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, int):
-        return f"an integer ({value})"
-    if isinstance(value, float):
-        return f"a float ({value})"
-    if isinstance(value, str):
-        return f"a string ({value!r})"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return f"a {type(value).__name__}"
-
-
-class _Table:
-    """One TOML table being read; records problems instead of raising, and spots unknown keys."""
-
-    def __init__(self, data: Mapping[str, object], path: str, problems: list[str]) -> None:
-        self._data = data
-        self._path = path
-        self._problems = problems
-        self._read: set[str] = set()
-
-    def where(self, key: str | None = None) -> str:
-        if key is None:
-            return self._path or "(top level)"
-        return f"{self._path}.{key}" if self._path else key
-
-    def problem(self, key: str | None, message: str) -> None:
-        self._problems.append(f"{self.where(key)}: {message}")
-
-    def _value(self, key: str) -> object | None:
-        self._read.add(key)
-        if key not in self._data:
-            self.problem(key, "missing")
-            return None
-        return self._data[key]
-
-    def string(self, key: str) -> str | None:
-        value = self._value(key)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            self.problem(key, f"expected a string, found {_describe(value)}")
-            return None
-        if not value.strip():
-            self.problem(key, "must not be empty")
-            return None
-        return value
-
-    def code(self, key: str) -> str | None:
-        value = self.string(key)
-        if value is not None and not _CODE_PATTERN.match(value):
-            self.problem(key, f"{value!r} is not a snake_case code (a-z, 0-9 and _)")
-            return None
-        return value
-
-    def boolean(self, key: str) -> bool | None:
-        value = self._value(key)
-        if value is None:
-            return None
-        if not isinstance(value, bool):
-            self.problem(key, f"expected a boolean, found {_describe(value)}")
-            return None
-        return value
-
-    def integer(self, key: str, minimum: int = 1) -> int | None:
-        value = self._value(key)
-        if value is None:
-            return None
-        # bool is a subclass of int, and `true` is never a sensible count.
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(key, f"expected an integer, found {_describe(value)}")
-            return None
-        if value < minimum:
-            self.problem(key, f"must be at least {minimum}, found {value}")
-            return None
-        return value
-
-    def number(self, key: str, minimum: float, maximum: float | None = None) -> float | None:
-        value = self._value(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.problem(key, f"expected a number, found {_describe(value)}")
-            return None
-        if value < minimum or (maximum is not None and value > maximum):
-            bounds = f"at least {minimum:g}" if maximum is None else f"{minimum:g} to {maximum:g}"
-            self.problem(key, f"must be {bounds}, found {value:g}")
-            return None
-        return float(value)
-
-    def list_of(self, key: str) -> list[object] | None:
-        value = self._value(key)
-        if value is None:
-            return None
-        if not isinstance(value, list):
-            self.problem(key, f"expected an array, found {_describe(value)}")
-            return None
-        return list(value)
-
-    def table(self, key: str) -> "_Table | None":
-        value = self._value(key)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            self.problem(key, f"expected a table, found {_describe(value)}")
-            return None
-        return _Table(value, self.where(key), self._problems)
-
-    def tables(self, key: str) -> "list[_Table] | None":
-        values = self.list_of(key)
-        if values is None:
-            return None
-        tables: list[_Table] = []
-        for index, value in enumerate(values):
-            path = f"{self.where(key)}[{index}]"
-            if not isinstance(value, dict):
-                self._problems.append(f"{path}: expected a table, found {_describe(value)}")
-                continue
-            tables.append(_Table(value, path, self._problems))
-        return tables
-
-    def finish(self) -> None:
-        """Report keys nobody read: almost always a typo that would silently use no value."""
-        for key in self._data:
-            if key not in self._read:
-                self.problem(key, "unknown key")
-
-
-def _read_schedule(table: _Table) -> Schedule | None:
+def _read_schedule(table: Table) -> Schedule | None:
     preparation = table.integer("preparation_sessions", minimum=0)
     cycles = table.integer("dosing_cycles")
     integration = table.integer("integration_sessions_per_cycle", minimum=0)
@@ -197,7 +62,7 @@ def _read_schedule(table: _Table) -> Schedule | None:
     )
 
 
-def _read_initial_doses(table: _Table) -> tuple[tuple[int, ...], bool] | None:
+def _read_initial_doses(table: Table) -> tuple[tuple[int, ...], bool] | None:
     """Return the readable doses and whether all were valid, so cross-checks still run."""
     values = table.list_of("initial_doses_mg")
     if values is None:
@@ -210,7 +75,7 @@ def _read_initial_doses(table: _Table) -> tuple[tuple[int, ...], bool] | None:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             table.problem(
                 f"initial_doses_mg[{index}]",
-                f"expected a positive integer, found {_describe(value)}",
+                f"expected a positive integer, found {describe(value)}",
             )
         elif value in doses:
             table.problem(f"initial_doses_mg[{index}]", f"duplicate dose {value}")
@@ -219,7 +84,7 @@ def _read_initial_doses(table: _Table) -> tuple[tuple[int, ...], bool] | None:
     return tuple(doses), len(doses) == len(values)
 
 
-def _read_dosing(table: _Table) -> DosingRules | None:
+def _read_dosing(table: Table) -> DosingRules | None:
     read_doses = _read_initial_doses(table)
     initial_doses, doses_valid = read_doses if read_doses is not None else ((), False)
     fraction = table.number("supplemental_fraction", minimum=0.0, maximum=1.0)
@@ -272,7 +137,7 @@ def _read_dosing(table: _Table) -> DosingRules | None:
     )
 
 
-def _read_vital_signs(table: _Table) -> VitalSignRules | None:
+def _read_vital_signs(table: Table) -> VitalSignRules | None:
     baseline = table.integer("baseline_within_minutes")
     max_gap = table.integer("max_gap_minutes")
     thresholds_table = table.table("alert_thresholds")
@@ -298,7 +163,7 @@ def _read_vital_signs(table: _Table) -> VitalSignRules | None:
     )
 
 
-def _read_overrides(table: _Table) -> frozenset[str] | None:
+def _read_overrides(table: Table) -> frozenset[str] | None:
     values = table.list_of("guards")
     table.finish()
     if values is None:
@@ -309,7 +174,7 @@ def _read_overrides(table: _Table) -> frozenset[str] | None:
     for index, value in enumerate(values):
         key = f"guards[{index}]"
         if not isinstance(value, str):
-            table.problem(key, f"expected a string, found {_describe(value)}")
+            table.problem(key, f"expected a string, found {describe(value)}")
             valid = False
         elif value not in known:
             table.problem(key, f"unknown guard {value!r}")
@@ -325,7 +190,7 @@ def _read_overrides(table: _Table) -> frozenset[str] | None:
     return frozenset(guards) if valid else None
 
 
-def _read_categories(table: _Table) -> tuple[ChecklistCategory, ...] | None:
+def _read_categories(table: Table) -> tuple[ChecklistCategory, ...] | None:
     tables = table.tables("categories")
     if tables is None:
         return None
@@ -352,7 +217,7 @@ def _read_categories(table: _Table) -> tuple[ChecklistCategory, ...] | None:
     return tuple(categories) if valid else None
 
 
-def _read_items(table: _Table, category_codes: set[str] | None) -> tuple[ChecklistItem, ...] | None:
+def _read_items(table: Table, category_codes: set[str] | None) -> tuple[ChecklistItem, ...] | None:
     tables = table.tables("items")
     if tables is None:
         return None
@@ -404,7 +269,7 @@ def load_protocol(text: str) -> ProtocolDefinition:
     except tomllib.TOMLDecodeError as error:
         raise ProtocolFileError([f"not valid TOML: {error}"]) from error
     problems: list[str] = []
-    root = _Table(data, "", problems)
+    root = Table(data, "", problems)
 
     header = root.table("protocol")
     code = version = title = None
@@ -438,6 +303,7 @@ def load_protocol(text: str) -> ProtocolDefinition:
                     checklist_table.problem(
                         "categories", f"category {category.code!r} has no items"
                     )
+    measures = read_outcome_measures(root, schedule.dosing_cycles if schedule else None)
     root.finish()
 
     if problems:
@@ -446,6 +312,7 @@ def load_protocol(text: str) -> ProtocolDefinition:
     assert code is not None and version is not None and title is not None
     assert schedule is not None and dosing is not None and vital_signs is not None
     assert overridable is not None and categories is not None and items is not None
+    assert measures is not None
     return ProtocolDefinition(
         code=code,
         version=version,
@@ -456,6 +323,9 @@ def load_protocol(text: str) -> ProtocolDefinition:
         overridable_guards=overridable,
         categories=categories,
         checklist=items,
+        instruments=measures.instruments if measures else (),
+        timepoints=measures.timepoints if measures else (),
+        outcomes=measures.outcomes if measures else None,
     )
 
 

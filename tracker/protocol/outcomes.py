@@ -1,0 +1,306 @@
+"""Outcome measures as protocol data (SPEC §10): instruments, their scoring and severity bands,
+response and remission, and the assessment timepoints with their anchors and windows.
+
+Pure functions over plain values: the services, the pages, the reports and the compliance
+checks all score and place an assessment through this module, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from enum import StrEnum
+
+
+class InstrumentKind(StrEnum):
+    """Who answers: a blinded clinician rater, or the participant (self-report)."""
+
+    CLINICIAN = "clinician"
+    SELF = "self"
+
+
+class Scoring(StrEnum):
+    """How the items make the total. ``sum`` adds them; ``highest_item`` is the position (from
+    1) of the last item, in protocol order, scored above its minimum: the severity of ideation
+    of the C-SSRS screen, where each item is a more severe kind than the one before."""
+
+    SUM = "sum"
+    HIGHEST_ITEM = "highest_item"
+
+
+@dataclass(frozen=True)
+class InstrumentItem:
+    """One item. ``text`` is the item's wording where the instrument's licence allows shipping
+    it (PHQ-9, GAD-7); licensed scales ship a code and a short label only."""
+
+    code: str
+    label: str
+    minimum: int
+    maximum: int
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class Subscale:
+    code: str
+    title: str
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Band:
+    """A severity band: totals from ``minimum`` to ``maximum`` inclusive."""
+
+    minimum: int
+    maximum: int
+    label: str
+
+
+@dataclass(frozen=True)
+class Instrument:
+    code: str
+    title: str
+    kind: InstrumentKind
+    licensed: bool
+    scoring: Scoring
+    items: tuple[InstrumentItem, ...]
+    subscales: tuple[Subscale, ...] = ()
+    bands: tuple[Band, ...] = ()
+
+    @property
+    def minimum_total(self) -> int:
+        if self.scoring == Scoring.HIGHEST_ITEM:
+            return 0
+        return sum(item.minimum for item in self.items)
+
+    @property
+    def maximum_total(self) -> int:
+        if self.scoring == Scoring.HIGHEST_ITEM:
+            return len(self.items)
+        return sum(item.maximum for item in self.items)
+
+    def item(self, code: str) -> InstrumentItem:
+        for item in self.items:
+            if item.code == code:
+                return item
+        raise KeyError(code)
+
+    def band_of(self, total: int) -> str | None:
+        for band in self.bands:
+            if band.minimum <= total <= band.maximum:
+                return band.label
+        return None
+
+
+class Anchor(StrEnum):
+    """What a timepoint's day is counted from."""
+
+    ENROLMENT = "enrolment"
+    BEFORE_FIRST_DOSING = "before_first_dosing"
+    AFTER_DOSING = "after_dosing"
+    AFTER_LAST_DOSING = "after_last_dosing"
+
+
+@dataclass(frozen=True)
+class Timepoint:
+    """An assessment visit: its instruments, the day it targets and the window around it.
+
+    ``cycle`` belongs to ``after_dosing`` only. A ``before_first_dosing`` timepoint (the
+    baseline) targets the first dosing day itself; its window opens ``window_before_days``
+    earlier. Timepoints anchored after the last dosing are the follow-up timepoints."""
+
+    code: str
+    title: str
+    instruments: tuple[str, ...]
+    anchor: Anchor
+    offset_days: int = 0
+    window_before_days: int = 0
+    window_after_days: int = 0
+    cycle: int | None = None
+
+    @property
+    def follow_up(self) -> bool:
+        return self.anchor == Anchor.AFTER_LAST_DOSING
+
+
+@dataclass(frozen=True)
+class OutcomeRules:
+    """The primary outcome and how response and remission are derived from it."""
+
+    primary_instrument: str
+    baseline_timepoint: str
+    primary_timepoint: str
+    response_reduction: float = 0.5  # at least this share below the baseline total
+    remission_max_total: int | None = None  # a total at or below this is a remission
+
+
+# --- scoring -------------------------------------------------------------------------------
+
+
+def item_problems(instrument: Instrument, scores: Mapping[str, object]) -> tuple[str, ...]:
+    """Every reason the item scores cannot be stored: each missing item, each unknown code,
+    each value that is not a whole number in the item's range. Empty when they can."""
+    problems = []
+    known = {item.code for item in instrument.items}
+    for item in instrument.items:
+        if item.code not in scores or scores[item.code] is None:
+            problems.append(f"{instrument.code} item {item.code} ({item.label}) is missing.")
+            continue
+        value = scores[item.code]
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(
+                f"{instrument.code} item {item.code} ({item.label}) must be a whole number "
+                f"from {item.minimum} to {item.maximum}."
+            )
+        elif not item.minimum <= value <= item.maximum:
+            problems.append(
+                f"{instrument.code} item {item.code} ({item.label}) must be from {item.minimum} "
+                f"to {item.maximum}; {value} was entered."
+            )
+    for code in sorted(set(scores) - known):
+        problems.append(f"{instrument.code} has no item {code!r}.")
+    return tuple(problems)
+
+
+@dataclass(frozen=True)
+class Score:
+    total: int
+    subscales: Mapping[str, int]
+    band: str | None
+
+
+def _total(instrument: Instrument, codes: Sequence[str], scores: Mapping[str, int]) -> int:
+    if instrument.scoring == Scoring.HIGHEST_ITEM:
+        highest = 0
+        for position, code in enumerate(codes, start=1):
+            if scores[code] > instrument.item(code).minimum:
+                highest = position
+        return highest
+    return sum(scores[code] for code in codes)
+
+
+def score(instrument: Instrument, scores: Mapping[str, int]) -> Score:
+    """The total, subscale totals and band of complete, valid item scores."""
+    problems = item_problems(instrument, scores)
+    if problems:
+        raise ValueError(" ".join(problems))
+    total = _total(instrument, [item.code for item in instrument.items], scores)
+    subscales = {s.code: sum(scores[code] for code in s.items) for s in instrument.subscales}
+    return Score(total=total, subscales=subscales, band=instrument.band_of(total))
+
+
+@dataclass(frozen=True)
+class Change:
+    """A total against the participant's baseline total of the same instrument."""
+
+    baseline_total: int | None
+    change_from_baseline: int | None
+    response: bool | None
+    remission: bool | None
+
+
+def change_from_baseline(
+    rules: OutcomeRules, instrument_code: str, baseline_total: int | None, total: int
+) -> Change:
+    """Change from baseline, and for the primary instrument response (a reduction of at least
+    the protocol's share) and remission (a total at or below its threshold). Response needs a
+    baseline above zero; remission needs none."""
+    change = None if baseline_total is None else total - baseline_total
+    if instrument_code != rules.primary_instrument:
+        return Change(baseline_total, change, None, None)
+    response = None
+    if baseline_total is not None and baseline_total > 0:
+        response = (baseline_total - total) >= rules.response_reduction * baseline_total
+    remission = None if rules.remission_max_total is None else total <= rules.remission_max_total
+    return Change(baseline_total, change, response, remission)
+
+
+# --- timepoints ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnchorDays:
+    """The days a participant's timepoints are counted from. ``dosing_days[n - 1]`` is the day
+    of cycle n's dosing session (its start, or its scheduled day before it starts);
+    ``treatment_ended_on`` is the day of the last dosing once treatment is over (completed or
+    discontinued), or the day it was discontinued when no dosing took place."""
+
+    enrolled_on: date
+    dosing_days: tuple[date, ...] = ()
+    treatment_ended_on: date | None = None
+
+
+def target_day(timepoint: Timepoint, anchors: AnchorDays) -> date | None:
+    """The day a timepoint targets, or None while its anchor has not happened."""
+    base: date | None
+    if timepoint.anchor == Anchor.ENROLMENT:
+        base = anchors.enrolled_on
+    elif timepoint.anchor == Anchor.BEFORE_FIRST_DOSING:
+        base = anchors.dosing_days[0] if anchors.dosing_days else None
+    elif timepoint.anchor == Anchor.AFTER_DOSING:
+        cycle = timepoint.cycle or 1
+        base = anchors.dosing_days[cycle - 1] if len(anchors.dosing_days) >= cycle else None
+    else:
+        base = anchors.treatment_ended_on
+    return None if base is None else base + timedelta(days=timepoint.offset_days)
+
+
+def window_of(timepoint: Timepoint, anchors: AnchorDays) -> tuple[date, date] | None:
+    """The first and last day an assessment of the timepoint counts as in its window."""
+    day = target_day(timepoint, anchors)
+    if day is None:
+        return None
+    return (
+        day - timedelta(days=timepoint.window_before_days),
+        day + timedelta(days=timepoint.window_after_days),
+    )
+
+
+def in_window(timepoint: Timepoint, anchors: AnchorDays, on: date) -> bool | None:
+    """Whether an assessment made ``on`` falls in the window; None while it cannot be known.
+    A baseline before the first dosing has been scheduled counts from enrolment on."""
+    window = window_of(timepoint, anchors)
+    if window is None:
+        if timepoint.anchor == Anchor.BEFORE_FIRST_DOSING:
+            return on >= anchors.enrolled_on
+        return None
+    return window[0] <= on <= window[1]
+
+
+class TimepointStatus(StrEnum):
+    NOT_YET = "not_yet"  # its anchor has not happened, or its window has not opened
+    DUE = "due"  # the window is open
+    OVERDUE = "overdue"  # the window has closed and nothing is recorded
+    DONE = "done"
+    MISSED = "missed"  # recorded as missed, with a reason
+
+
+def timepoint_status(
+    timepoint: Timepoint,
+    anchors: AnchorDays,
+    today: date,
+    *,
+    done: bool,
+    missed: bool,
+) -> TimepointStatus:
+    if done:
+        return TimepointStatus.DONE
+    if missed:
+        return TimepointStatus.MISSED
+    window = window_of(timepoint, anchors)
+    if window is None:
+        # The baseline is due from enrolment until the first dosing is known.
+        if timepoint.anchor == Anchor.BEFORE_FIRST_DOSING:
+            return TimepointStatus.DUE
+        return TimepointStatus.NOT_YET
+    if today < window[0]:
+        return TimepointStatus.NOT_YET
+    if today <= window[1]:
+        return TimepointStatus.DUE
+    return TimepointStatus.OVERDUE
+
+
+def window_closed(timepoint: Timepoint, anchors: AnchorDays, today: date) -> bool:
+    window = window_of(timepoint, anchors)
+    return window is not None and today > window[1]
