@@ -116,12 +116,22 @@ def _register_feature_api_routes() -> None:
     from tracker.api import views as api_views
     from tracker.dosing import api as dosing_api
     from tracker.notes import api as notes_api
+    from tracker.outcomes import api as outcomes_api
     from tracker.participants import api as participants_api
     from tracker.reports import api as reports_api
     from tracker.safety import api as safety_api
     from tracker.sessions import api as sessions_api
 
-    del api_views, dosing_api, notes_api, participants_api, reports_api, safety_api, sessions_api
+    del (
+        api_views,
+        dosing_api,
+        notes_api,
+        outcomes_api,
+        participants_api,
+        reports_api,
+        safety_api,
+        sessions_api,
+    )
 
 
 def _register_blueprints(app: Flask) -> None:

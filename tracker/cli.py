@@ -55,7 +55,7 @@ def _fail(message: str) -> None:
 
 def register_cli(app: Flask) -> None:
     """Bind the command groups to the app, so `tracker X` and `flask --app tracker X` agree."""
-    for command in (db, sites, users, participants, audit, report, demo, bench):
+    for command in (db, sites, users, participants, protocol, audit, report, demo, bench):
         app.cli.add_command(command)
 
 
@@ -331,6 +331,49 @@ def participants_childbearing(study_id: str, value: str, username: str, reason: 
     except DomainError as error:
         _fail(error.message)
     click.echo(f"{study_id}: childbearing potential {value}.")
+
+
+# --- protocol -----------------------------------------------------------------------------
+
+
+@click.group(cls=AppGroup)
+def protocol() -> None:
+    """Protocol versions: which one new enrolments use (SPEC §10)."""
+
+
+@protocol.command("activate")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@with_appcontext
+def protocol_activate(path: str) -> None:
+    """Load the protocol file at PATH (refused if it changed under a known version) and make it
+    the version new enrolments use; every participant keeps theirs."""
+
+    from tracker.errors import DomainError
+    from tracker.protocol import ProtocolFileError
+    from tracker.study.services import activate_protocol
+
+    try:
+        with _database().session_scope() as db:
+            row = activate_protocol(db, cli_actor(), Path(path).read_text(encoding="utf-8"))
+            label = f"{row.code} version {row.version} ({row.title})"
+    except ProtocolFileError as error:
+        _fail(str(error))
+    except DomainError as error:
+        _fail(error.message)
+    click.echo(f"New enrolments now use {label}.")
+
+
+@protocol.command("list")
+@with_appcontext
+def protocol_list() -> None:
+    """The protocol versions loaded, the active one marked."""
+    from tracker.study.services import current_protocol_version, protocol_versions
+
+    with _database().session_scope() as db:
+        active = current_protocol_version(db)
+        for row in protocol_versions(db):
+            mark = "*" if row.id == active.id else " "
+            click.echo(f"{mark} {row.code} version {row.version}: {row.title}")
 
 
 # --- audit --------------------------------------------------------------------------------

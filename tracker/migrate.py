@@ -41,7 +41,7 @@ def upgrade(database_url: str, revision: str = "head", app_url: str | None = Non
 
 
 # Tables the app appends to and never changes: their history is the record.
-APPEND_ONLY_TABLES = ("audit_events", "notes")
+APPEND_ONLY_TABLES = ("audit_events", "notes", "assessments", "missed_timepoints")
 
 
 def grant_app_role(owner_url: str, role: str) -> None:

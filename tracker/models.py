@@ -10,12 +10,14 @@ from tracker.dosing.models import (
     VitalSignReading,
 )
 from tracker.notes.models import Note
+from tracker.outcomes.models import Assessment, MissedTimepoint
 from tracker.participants.models import (
     ChecklistAnswer,
     ChecklistSignature,
     Consent,
     Participant,
     ProtocolDeviation,
+    RaterAssignment,
     ReviewAssessment,
     TherapistAssignment,
     TransitionEvent,
@@ -28,17 +30,20 @@ from tracker.study.models import ProtocolVersion
 __all__ = [
     "AdverseEvent",
     "ApiToken",
+    "Assessment",
     "AuditEvent",
     "ChecklistAnswer",
     "ChecklistSignature",
     "Consent",
     "DoseAdministration",
     "IdempotencyKey",
+    "MissedTimepoint",
     "Note",
     "Participant",
     "PregnancyTest",
     "ProtocolDeviation",
     "ProtocolVersion",
+    "RaterAssignment",
     "ReviewAssessment",
     "SessionEffects",
     "SideEffect",

@@ -44,6 +44,9 @@ class Permission(StrEnum):
     AUDIT_VIEW = "audit.view"
     AUDIT_EXPORT = "audit.export"
     AUDIT_VERIFY = "audit.verify"
+    OUTCOMES_VIEW = "outcomes.view"
+    OUTCOMES_RECORD = "outcomes.record"
+    RATERS_ASSIGN = "raters.assign"
 
 
 _EVERYONE = frozenset(Role)
@@ -76,6 +79,13 @@ ROLE_PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.AUDIT_VIEW: frozenset({Role.AUDITOR}),
     Permission.AUDIT_EXPORT: frozenset({Role.AUDITOR}),
     Permission.AUDIT_VERIFY: frozenset({Role.AUDITOR}),
+    # Outcome measures (SPEC §10): a rater sees a participant's timepoints and assessments and
+    # nothing else of them; who may record which instrument is the core's rule.
+    Permission.OUTCOMES_VIEW: _CLINICAL_READERS | {Role.RATER},
+    Permission.OUTCOMES_RECORD: frozenset(
+        {Role.COORDINATOR, Role.THERAPIST, Role.INVESTIGATOR, Role.RATER}
+    ),
+    Permission.RATERS_ASSIGN: _SITE_STAFF,
 }
 
 

@@ -107,3 +107,39 @@ def test_demo_loads_once_and_prints_logins(app: Flask, db_session: Session) -> N
         )
         == 1
     )
+
+
+def test_protocol_activate_chooses_the_version_new_enrolments_use(
+    app: Flask, db_session: Session, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.factories import make_user
+    from tracker.auth.services import actor_for
+    from tracker.participants.services import enrol_participant
+    from tracker.paths import FIXTURES
+
+    coordinator = make_user(db_session, "coordinator", "S01")
+    before = enrol_participant(
+        db_session, actor_for(coordinator), site=coordinator.site, sex="male", year_of_birth=1980
+    )
+    db_session.commit()
+    result = _run(app, "protocol", "activate", str(FIXTURES / "protocols" / "mdma-mdd-v1.toml"))
+    assert result.exit_code == 0, result.output
+    assert "New enrolments now use mdma-mdd version 1" in result.output
+    after = enrol_participant(
+        db_session, actor_for(coordinator), site=coordinator.site, sex="male", year_of_birth=1981
+    )
+    assert (before.protocol_version.code, after.protocol_version.code) == ("mdma-at", "mdma-mdd")
+    listed = _run(app, "protocol", "list")
+    assert "* mdma-mdd version 1" in listed.output and "  mdma-at version 1" in listed.output
+    activation = db_session.scalar(
+        sa.select(AuditEvent).where(AuditEvent.action == "protocol_version.activate")
+    )
+    assert activation is not None and activation.actor.startswith("cli:")
+
+    # A file changed under a version already loaded is refused, and changes nothing.
+    changed = tmp_path / "changed.toml"
+    text = (FIXTURES / "protocols" / "mdma-mdd-v1.toml").read_text()
+    changed.write_text(text.replace("remission_max_total = 10", "remission_max_total = 12"))
+    refused = _run(app, "protocol", "activate", str(changed))
+    assert refused.exit_code == 1
+    assert "give the changed protocol a new version" in refused.output

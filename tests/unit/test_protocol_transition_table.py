@@ -33,6 +33,7 @@ def test_enumeration_values_are_the_spec_strings() -> None:
         "investigator",
         "auditor",
         "admin",
+        "rater",
     ]
     assert [str(s) for s in State] == [
         "screening",

@@ -566,3 +566,68 @@ class ComplianceReport(BaseModel):
     participants: list[dict[str, Any]]
     deviations: list[dict[str, Any]]
     summary: dict[str, Any]
+
+
+# --- outcome measures (SPEC §10) ---------------------------------------------------------
+
+
+class OutcomeAssessmentIn(Strict):
+    timepoint: str = Field(min_length=1, max_length=60)
+    instrument: str = Field(min_length=1, max_length=60)
+    administered_at: StudyTime
+    # Values are checked by the core against each item's range, so that every missing or
+    # out-of-range item is listed in one 422.
+    items: dict[str, Any] = Field(max_length=100)
+    reason: str | None = Field(
+        None, max_length=2000, description="Required when the assessment is outside its window"
+    )
+
+
+class OutcomeAssessmentOut(BaseModel):
+    id: int
+    timepoint: str
+    instrument: str
+    administered_at: datetime
+    items: dict[str, int]
+    total: int
+    subscales: dict[str, int]
+    band: str | None
+    baseline_total: int | None
+    change_from_baseline: int | None
+    response: bool | None = Field(description="Primary instrument only; null without a baseline")
+    remission: bool | None = Field(description="Primary instrument only")
+    in_window: bool | None
+    reason: str | None
+    recorded_by: str
+    recorded_at: datetime
+
+
+class TimepointOut(BaseModel):
+    code: str
+    title: str
+    instruments: list[str]
+    status: Literal["not_yet", "due", "overdue", "done", "missed"]
+    window_start: date | None
+    window_end: date | None
+    follow_up: bool
+    missed_reason: str | None = None
+
+
+class OutcomeRecordOut(BaseModel):
+    participant: str
+    state: str
+    timepoints: list[TimepointOut]
+    assessments: list[OutcomeAssessmentOut]
+
+
+class MissedTimepointIn(Strict):
+    timepoint: str = Field(min_length=1, max_length=60)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class RatersIn(Strict):
+    raters: list[str] = Field(max_length=10)
+
+
+class RatersOut(BaseModel):
+    raters: list[str]

@@ -103,6 +103,31 @@ class TherapistAssignment(Base):
     user: Mapped[User] = relationship(foreign_keys=[user_id], lazy="joined", innerjoin=True)
 
 
+class RaterAssignment(Base):
+    """A blinded rater assigned to a participant (SPEC §10); ending an assignment keeps the row."""
+
+    __tablename__ = "rater_assignments"
+    __table_args__ = (
+        sa.Index(
+            "uq_rater_assignments_active",
+            "participant_id",
+            "user_id",
+            unique=True,
+            sqlite_where=sa.text("ended_at IS NULL"),
+            postgresql_where=sa.text("ended_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(sa.ForeignKey("participants.id"), index=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
+    assigned_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    ended_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id], lazy="joined", innerjoin=True)
+
+
 class ChecklistAnswer(Base):
     """The current answer to one contraindication item (its history is in the audit trail).
     An unanswered item has no row: an answer is always yes or no."""

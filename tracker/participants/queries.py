@@ -17,6 +17,7 @@ from tracker.participants.models import (
     Consent,
     Participant,
     ProtocolDeviation,
+    RaterAssignment,
     ReviewAssessment,
     TherapistAssignment,
     TransitionEvent,
@@ -45,6 +46,14 @@ def visibility(user: User | None) -> list[sa.ColumnElement[bool]]:
                 TherapistAssignment.participant_id == Participant.id,
                 TherapistAssignment.user_id == user.id,
                 TherapistAssignment.ended_at.is_(None),
+            )
+        )
+    if user.role == Role.RATER:
+        conditions.append(
+            sa.exists().where(
+                RaterAssignment.participant_id == Participant.id,
+                RaterAssignment.user_id == user.id,
+                RaterAssignment.ended_at.is_(None),
             )
         )
     return conditions

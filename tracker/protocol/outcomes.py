@@ -201,11 +201,18 @@ class Change:
 
 
 def change_from_baseline(
-    rules: OutcomeRules, instrument_code: str, baseline_total: int | None, total: int
+    rules: OutcomeRules,
+    instrument_code: str,
+    baseline_total: int | None,
+    total: int,
+    *,
+    timepoint: str | None = None,
 ) -> Change:
     """Change from baseline, and for the primary instrument response (a reduction of at least
     the protocol's share) and remission (a total at or below its threshold). Response needs a
-    baseline above zero; remission needs none."""
+    baseline above zero; remission needs none. The baseline itself has none of these."""
+    if timepoint == rules.baseline_timepoint:
+        return Change(None, None, None, None)
     change = None if baseline_total is None else total - baseline_total
     if instrument_code != rules.primary_instrument:
         return Change(baseline_total, change, None, None)
@@ -214,6 +221,45 @@ def change_from_baseline(
         response = (baseline_total - total) >= rules.response_reduction * baseline_total
     remission = None if rules.remission_max_total is None else total <= rules.remission_max_total
     return Change(baseline_total, change, response, remission)
+
+
+# --- who records --------------------------------------------------------------------------
+
+SELF_REPORT_RECORDERS = frozenset({"coordinator", "therapist", "investigator", "rater"})
+
+
+def recorder_refusal(
+    instrument: Instrument,
+    role: str,
+    *,
+    assigned: bool,
+    attended_a_session: bool,
+) -> str | None:
+    """Why this user may not record an assessment by ``instrument``, or None (SPEC §10).
+
+    A clinician-rated instrument is recorded by a rater assigned to the participant who has
+    never been present at any of the participant's sessions: the blind of the primary outcome.
+    A self-report (the participant's own answers) is entered by the participant's coordinator,
+    therapist, investigator or rater. ``assigned`` says whether the user belongs to the
+    participant in their role (their site's coordinator or investigator, an assigned therapist
+    or rater)."""
+    if instrument.kind == InstrumentKind.CLINICIAN:
+        if role != "rater":
+            return (
+                f"{instrument.title} is clinician-rated: only a blinded rater assigned to the "
+                f"participant records it, not a {role}."
+            )
+        if not assigned:
+            return f"{instrument.title}: you are not a rater assigned to this participant."
+        if attended_a_session:
+            return (
+                f"{instrument.title}: you were present at one of this participant's sessions, so "
+                "you are not blind to their treatment; another rater must record it."
+            )
+        return None
+    if role not in SELF_REPORT_RECORDERS or not assigned:
+        return f"{instrument.title} is entered by the participant's own study team."
+    return None
 
 
 # --- timepoints ----------------------------------------------------------------------------

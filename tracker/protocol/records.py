@@ -23,6 +23,7 @@ class RecordKind(StrEnum):
     SUICIDALITY_SCREEN = "suicidality screen"
     PREGNANCY_TEST = "pregnancy test"
     NOTE = "note"
+    ASSESSMENT = "assessment"
 
 
 # Kinds a closed participant still takes: none (SPEC §4). A protocol that collects adverse

@@ -11,3 +11,4 @@ class Role(StrEnum):
     INVESTIGATOR = "investigator"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    RATER = "rater"  # blinded independent rater of outcome assessments (SPEC §10)

@@ -26,3 +26,6 @@ class ProtocolVersion(Base):
     source: Mapped[str] = mapped_column(sa.Text)
     content_hash: Mapped[str] = mapped_column(sa.String(64))
     loaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The version new enrolments use is the one activated last (SPEC §10); before any
+    # activation, the shipped default file.
+    activated_at: Mapped[datetime | None]

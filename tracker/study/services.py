@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from tracker.audit.services import Actor, record_event
-from tracker.db import write_unit
-from tracker.errors import Conflict
+from tracker.db import utcnow, write_unit
+from tracker.errors import Conflict, PermissionDenied
 from tracker.paths import FIXTURES
 from tracker.protocol import ProtocolDefinition, load_protocol
 from tracker.study.models import ProtocolVersion
@@ -73,9 +73,48 @@ def ensure_protocol_version(
     return row
 
 
+def activate_protocol(db: Session, actor: Actor, source: str) -> ProtocolVersion:
+    """Make this protocol text the version new enrolments use (SPEC §10, admin only). Every
+    participant keeps the version they were enrolled under."""
+    if actor.role not in ("admin", "system"):
+        raise PermissionDenied("Only an admin chooses the protocol version new enrolments use.")
+    row = ensure_protocol_version(db, source, actor)
+    previous = active_protocol_version(db)
+    row.activated_at = utcnow()
+    db.flush()
+    record_event(
+        db,
+        actor,
+        "protocol_version.activate",
+        "protocol_version",
+        row.id,
+        old={"code": previous.code, "version": previous.version} if previous else None,
+        new={"code": row.code, "version": row.version, "content_hash": row.content_hash},
+    )
+    return row
+
+
+def active_protocol_version(db: Session) -> ProtocolVersion | None:
+    """The version activated last, or None before any activation."""
+    return db.scalar(
+        sa.select(ProtocolVersion)
+        .where(ProtocolVersion.activated_at.is_not(None))
+        .order_by(ProtocolVersion.activated_at.desc(), ProtocolVersion.id.desc())
+        .limit(1)
+    )
+
+
+def protocol_versions(db: Session) -> list[ProtocolVersion]:
+    return list(db.scalars(sa.select(ProtocolVersion).order_by(ProtocolVersion.id)))
+
+
 def current_protocol_version(db: Session, path: Path = CURRENT_PROTOCOL_FILE) -> ProtocolVersion:
-    """The protocol new participants are enrolled under. Its row is made on first use, in
-    ``write_unit``, so that a page that only reads may be the first to ask."""
+    """The protocol new participants are enrolled under: the version an admin activated last,
+    else the shipped default file. The default's row is made on first use, in ``write_unit``,
+    so that a page that only reads may be the first to ask."""
+    active = active_protocol_version(db)
+    if active is not None:
+        return active
     source = path.read_text(encoding="utf-8")
     row = _stored_version(db, _parse(source))
     if row is None:

@@ -1,0 +1,107 @@
+"""Reading a participant's outcome records, and the days their timepoints are counted from."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from tracker.auth.models import User
+from tracker.outcomes.models import Assessment, MissedTimepoint
+from tracker.participants.models import Participant, RaterAssignment
+from tracker.protocol import CLOSED_STATES, ProtocolDefinition, State
+from tracker.protocol.outcomes import AnchorDays
+from tracker.protocol.sessions import SessionKind, SessionStatus
+from tracker.sessions.models import TherapySession, session_therapists
+
+
+def assessments_of(db: Session, participant_id: int) -> list[Assessment]:
+    return list(
+        db.scalars(
+            sa.select(Assessment)
+            .where(Assessment.participant_id == participant_id)
+            .order_by(Assessment.administered_at, Assessment.id)
+        )
+    )
+
+
+def missed_of(db: Session, participant_id: int) -> list[MissedTimepoint]:
+    return list(
+        db.scalars(
+            sa.select(MissedTimepoint)
+            .where(MissedTimepoint.participant_id == participant_id)
+            .order_by(MissedTimepoint.id)
+        )
+    )
+
+
+def raters_of(db: Session, participant_id: int) -> list[User]:
+    return list(
+        db.scalars(
+            sa.select(User)
+            .join(RaterAssignment, RaterAssignment.user_id == User.id)
+            .where(
+                RaterAssignment.participant_id == participant_id,
+                RaterAssignment.ended_at.is_(None),
+            )
+            .order_by(User.username)
+        )
+    )
+
+
+def is_assigned_rater(db: Session, participant_id: int, user_id: int) -> bool:
+    return (
+        db.scalar(
+            sa.select(RaterAssignment.id).where(
+                RaterAssignment.participant_id == participant_id,
+                RaterAssignment.user_id == user_id,
+                RaterAssignment.ended_at.is_(None),
+            )
+        )
+        is not None
+    )
+
+
+def attended_a_session(db: Session, participant_id: int, user_id: int) -> bool:
+    """Whether the user was named on any of the participant's sessions, whatever its status:
+    a user who held another role before is not blind to what they saw."""
+    return (
+        db.scalar(
+            sa.select(session_therapists.c.session_id)
+            .join(TherapySession, TherapySession.id == session_therapists.c.session_id)
+            .where(
+                TherapySession.participant_id == participant_id,
+                session_therapists.c.user_id == user_id,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def anchor_days(db: Session, participant: Participant, protocol: ProtocolDefinition) -> AnchorDays:
+    """Enrolment, each cycle's dosing day (its start, or the day it is scheduled for) and, once
+    treatment is over, the day of the last dosing."""
+    rows = db.execute(
+        sa.select(TherapySession.cycle, TherapySession.started_at, TherapySession.scheduled_at)
+        .where(
+            TherapySession.participant_id == participant.id,
+            TherapySession.kind == SessionKind.DOSING,
+            TherapySession.status.in_([SessionStatus.SCHEDULED, SessionStatus.COMPLETED]),
+        )
+        .order_by(TherapySession.cycle, TherapySession.scheduled_at)
+    ).all()
+    by_cycle: dict[int, date] = {}
+    for cycle, started_at, scheduled_at in rows:
+        by_cycle.setdefault(cycle, (started_at or scheduled_at).date())
+    days = tuple(by_cycle[c] for c in sorted(by_cycle) if c <= protocol.schedule.dosing_cycles)
+    state = State(participant.state)
+    treatment_over = state in CLOSED_STATES or (
+        state == State.INTEGRATION and participant.cycle >= protocol.schedule.dosing_cycles
+    )
+    return AnchorDays(
+        enrolled_on=participant.enrolled_at.date(),
+        dosing_days=days,
+        treatment_ended_on=days[-1] if treatment_over and days else None,
+    )
