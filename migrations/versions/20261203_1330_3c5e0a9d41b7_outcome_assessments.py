@@ -1,5 +1,5 @@
 """Outcome measures (SPEC §10): the rater role, rater assignments, assessments, missed
-timepoints, and which protocol version new enrolments use.
+timepoints, the follow-up state, and which protocol version new enrolments use.
 
 Revision ID: 3c5e0a9d41b7
 Revises: 1507439710a3
@@ -22,6 +22,31 @@ OLD_ROLES = "role IN ('coordinator', 'therapist', 'investigator', 'auditor', 'ad
 NEW_ROLES = "role IN ('coordinator', 'therapist', 'investigator', 'auditor', 'admin', 'rater')"
 
 
+OLD_STATES = (
+    "'screening', 'preparation', 'dosing', 'integration', 'on_hold', 'completed', "
+    "'screen_failed', 'withdrawn'"
+)
+NEW_STATES = (
+    "'screening', 'preparation', 'dosing', 'integration', 'on_hold', 'follow_up', "
+    "'completed', 'screen_failed', 'withdrawn'"
+)
+
+
+def _states(values: str) -> None:
+    with op.batch_alter_table("participants", schema=None) as batch_op:
+        batch_op.drop_constraint(op.f("ck_participants_state_known"), type_="check")
+        batch_op.drop_constraint(op.f("ck_participants_held_from_known"), type_="check")
+        batch_op.create_check_constraint("state_known", f"state IN ({values})")
+        batch_op.create_check_constraint(
+            "held_from_known", f"held_from IS NULL OR held_from IN ({values})"
+        )
+    with op.batch_alter_table("transition_events", schema=None) as batch_op:
+        batch_op.drop_constraint(op.f("ck_transition_events_from_state_known"), type_="check")
+        batch_op.drop_constraint(op.f("ck_transition_events_to_state_known"), type_="check")
+        batch_op.create_check_constraint("from_state_known", f"from_state IN ({values})")
+        batch_op.create_check_constraint("to_state_known", f"to_state IN ({values})")
+
+
 def _roles(check: str) -> None:
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_users_role_known"), type_="check")
@@ -30,6 +55,7 @@ def _roles(check: str) -> None:
 
 def upgrade() -> None:
     _roles(NEW_ROLES)
+    _states(NEW_STATES)
     with op.batch_alter_table("protocol_versions", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("activated_at", tracker.db.UTCDateTime(timezone=True), nullable=True)
@@ -142,4 +168,14 @@ def downgrade() -> None:
     if raters:
         # Users are never deleted (the audit trail names them): change their role first.
         raise RuntimeError(f"{raters} rater account(s) exist; give them another role first.")
+    following = op.get_bind().scalar(
+        sa.text(
+            "SELECT count(*) FROM transition_events "
+            "WHERE from_state = 'follow_up' OR to_state = 'follow_up'"
+        )
+    )
+    if following:
+        # History is never rewritten: a study that used the follow-up phase stays upgraded.
+        raise RuntimeError(f"{following} transition(s) into or out of follow-up are recorded.")
+    _states(OLD_STATES)
     _roles(OLD_ROLES)

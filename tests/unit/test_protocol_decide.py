@@ -560,7 +560,8 @@ def test_nothing_applies_to_a_closed_participant(state: State) -> None:
         "withdraw", facts, reason="x", withdrawal_category=WithdrawalCategory.OTHER
     ).reasons == (
         "To withdraw a participant the participant must be in screening, in preparation, "
-        f"in dosing, in integration or on hold; they are in {state.replace('_', ' ')}.",
+        f"in dosing, in integration, on hold or in follow-up; they are in "
+        f"{state.replace('_', ' ')}.",
     )
 
 

@@ -22,8 +22,10 @@ OPEN_STATES = set(State) - CLOSED_STATES
 
 def targets(name: str) -> set[State]:
     """Where a transition can lead; release_hold leads back to any state one can be held from."""
-    target = TRANSITIONS[name].target
-    return set(HOLDABLE_STATES) if target is None else {target}
+    row = TRANSITIONS[name]
+    found = set(HOLDABLE_STATES) if row.target is None else {row.target}
+    # complete_protocol leads to follow-up instead under a protocol that follows up.
+    return found | ({row.target_with_follow_up} if row.target_with_follow_up else set())
 
 
 def test_enumeration_values_are_the_spec_strings() -> None:
@@ -41,11 +43,18 @@ def test_enumeration_values_are_the_spec_strings() -> None:
         "dosing",
         "integration",
         "on_hold",
+        "follow_up",
         "completed",
         "screen_failed",
         "withdrawn",
     ]
-    assert [str(p) for p in Phase] == ["screening_preparation", "dosing", "integration", "closed"]
+    assert [str(p) for p in Phase] == [
+        "screening_preparation",
+        "dosing",
+        "integration",
+        "follow_up",
+        "closed",
+    ]
     assert [str(c) for c in WithdrawalCategory] == [
         "participant_decision",
         "investigator_decision",
@@ -83,6 +92,14 @@ def test_enumeration_values_are_the_spec_strings() -> None:
             COORDINATION | {Role.THERAPIST},
             True,
         ),
+        ("complete_follow_up", {State.FOLLOW_UP}, State.COMPLETED, COORDINATION, False),
+        (
+            "discontinue_treatment",
+            {State.PREPARATION, State.DOSING, State.INTEGRATION, State.ON_HOLD},
+            State.FOLLOW_UP,
+            COORDINATION,
+            True,
+        ),
         ("release_hold", {State.ON_HOLD}, None, {Role.INVESTIGATOR}, True),
         ("withdraw", OPEN_STATES, State.WITHDRAWN, COORDINATION, True),
     ],
@@ -111,6 +128,8 @@ def test_the_table_has_exactly_the_spec_transitions_in_order() -> None:
         "start_dosing",
         "complete_dosing",
         "complete_protocol",
+        "complete_follow_up",
+        "discontinue_treatment",
         "place_on_hold",
         "release_hold",
         "withdraw",

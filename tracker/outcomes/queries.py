@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 
 from tracker.auth.models import User
 from tracker.outcomes.models import Assessment, MissedTimepoint
-from tracker.participants.models import Participant, RaterAssignment
+from tracker.participants.models import Participant, RaterAssignment, TransitionEvent
 from tracker.protocol import CLOSED_STATES, ProtocolDefinition, State
-from tracker.protocol.outcomes import AnchorDays
+from tracker.protocol.outcomes import AnchorDays, window_closed
 from tracker.protocol.sessions import SessionKind, SessionStatus
 from tracker.sessions.models import TherapySession, session_therapists
 
@@ -97,11 +97,47 @@ def anchor_days(db: Session, participant: Participant, protocol: ProtocolDefinit
         by_cycle.setdefault(cycle, (started_at or scheduled_at).date())
     days = tuple(by_cycle[c] for c in sorted(by_cycle) if c <= protocol.schedule.dosing_cycles)
     state = State(participant.state)
-    treatment_over = state in CLOSED_STATES or (
-        state == State.INTEGRATION and participant.cycle >= protocol.schedule.dosing_cycles
+    treatment_over = (
+        state in CLOSED_STATES
+        or state == State.FOLLOW_UP
+        or (state == State.INTEGRATION and participant.cycle >= protocol.schedule.dosing_cycles)
     )
+    ended_on: date | None = None
+    if treatment_over:
+        # Who stopped before any dosing is followed up from the day treatment stopped.
+        ended_on = days[-1] if days else _left_treatment_on(db, participant.id)
     return AnchorDays(
         enrolled_on=participant.enrolled_at.date(),
         dosing_days=days,
-        treatment_ended_on=days[-1] if treatment_over and days else None,
+        treatment_ended_on=ended_on,
+    )
+
+
+def _left_treatment_on(db: Session, participant_id: int) -> date | None:
+    moment = db.scalar(
+        sa.select(sa.func.min(TransitionEvent.occurred_at)).where(
+            TransitionEvent.participant_id == participant_id,
+            TransitionEvent.to_state.in_([State.FOLLOW_UP, *CLOSED_STATES]),
+        )
+    )
+    return moment.date() if moment is not None else None
+
+
+def open_follow_up(
+    db: Session, participant: Participant, protocol: ProtocolDefinition, today: date
+) -> tuple[str, ...]:
+    """The titles of the follow-up timepoints still open: not fully assessed, not recorded as
+    missed, and not past their window."""
+    followed = [t for t in protocol.timepoints if t.follow_up]
+    if not followed:
+        return ()
+    recorded = {(a.timepoint, a.instrument) for a in assessments_of(db, participant.id)}
+    missed = {m.timepoint for m in missed_of(db, participant.id)}
+    anchors = anchor_days(db, participant, protocol)
+    return tuple(
+        t.title
+        for t in followed
+        if t.code not in missed
+        and not all((t.code, i) in recorded for i in t.instruments)
+        and not window_closed(t, anchors, today)
     )

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from tracker.audit.services import Actor, record_event
 from tracker.db import utcnow
 from tracker.errors import Conflict, InvalidInput, RuleViolation
+from tracker.outcomes.queries import open_follow_up
 from tracker.participants import queries
 from tracker.participants.facts import SessionRecords, session_facts
 from tracker.participants.models import Participant, ProtocolDeviation, TransitionEvent
@@ -60,6 +61,11 @@ def participant_facts(
         pregnancy_test=sessions.pregnancy_test,
         open_serious_adverse_events=sessions.open_serious_adverse_events,
         dosing_session=sessions.dosing_session,
+        follow_up_open=(
+            open_follow_up(db, participant, checklist.definition, utcnow().date())
+            if participant.state == State.FOLLOW_UP
+            else ()
+        ),
     )
 
 

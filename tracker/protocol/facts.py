@@ -64,3 +64,6 @@ class ParticipantFacts:
     pregnancy_test: PregnancyTestStatus = PregnancyTestStatus.NOT_APPLICABLE
     open_serious_adverse_events: int = 0
     dosing_session: DosingSessionFacts | None = None
+    # The follow-up timepoints neither assessed, recorded as missed, nor past their window
+    # (their titles): the follow-up phase ends when there are none (SPEC §10).
+    follow_up_open: tuple[str, ...] = ()

@@ -31,6 +31,8 @@ class GuardCode(StrEnum):
     MONITORING_HOURS = "monitoring_hours"
     OVERNIGHT_STAY = "overnight_stay"
     UNACKNOWLEDGED_ALERTS = "unacknowledged_alerts"
+    NO_FOLLOW_UP = "no_follow_up"
+    FOLLOW_UP_OPEN = "follow_up_open"
 
 
 # SPEC §3: eligibility, consent, the cycle limit and open serious adverse events are never
@@ -50,6 +52,8 @@ NEVER_OVERRIDABLE: frozenset[GuardCode] = frozenset(
         GuardCode.CYCLE_LIMIT,
         GuardCode.FINAL_CYCLE_NOT_REACHED,
         GuardCode.OPEN_SERIOUS_ADVERSE_EVENT,
+        GuardCode.NO_FOLLOW_UP,
+        GuardCode.FOLLOW_UP_OPEN,
     }
 )
 

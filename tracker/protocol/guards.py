@@ -360,3 +360,34 @@ def final_cycle_reached(
         f"{facts.cycle}.",
         protocol,
     )
+
+
+# --- Follow-up (SPEC §10) ---------------------------------------------------------------
+
+
+def protocol_has_follow_up(
+    facts: ParticipantFacts, protocol: ProtocolDefinition
+) -> tuple[GuardFailure, ...]:
+    """Treatment can be discontinued into follow-up only where the protocol follows up."""
+    if protocol.has_follow_up:
+        return _PASSED
+    return _fail(
+        GuardCode.NO_FOLLOW_UP,
+        f"Protocol {protocol.code} version {protocol.version} has no follow-up phase; a "
+        "participant who stops treatment is withdrawn instead.",
+        protocol,
+    )
+
+
+def follow_up_resolved(
+    facts: ParticipantFacts, protocol: ProtocolDefinition
+) -> tuple[GuardFailure, ...]:
+    """Follow-up ends once every follow-up timepoint is done, missed or past its window."""
+    if not facts.follow_up_open:
+        return _PASSED
+    return _fail(
+        GuardCode.FOLLOW_UP_OPEN,
+        "Follow-up ends when every follow-up timepoint is assessed, recorded as missed or past "
+        f"its window; still open: {', '.join(facts.follow_up_open)}.",
+        protocol,
+    )

@@ -11,6 +11,8 @@ class State(StrEnum):
     DOSING = "dosing"
     INTEGRATION = "integration"
     ON_HOLD = "on_hold"
+    # After treatment, for a protocol with follow-up timepoints (SPEC §10).
+    FOLLOW_UP = "follow_up"
     COMPLETED = "completed"
     SCREEN_FAILED = "screen_failed"
     WITHDRAWN = "withdrawn"
@@ -22,6 +24,7 @@ class Phase(StrEnum):
     SCREENING_PREPARATION = "screening_preparation"
     DOSING = "dosing"
     INTEGRATION = "integration"
+    FOLLOW_UP = "follow_up"
     CLOSED = "closed"
 
 
@@ -47,6 +50,7 @@ _PHASE_OF_STATE: dict[State, Phase] = {
     State.PREPARATION: Phase.SCREENING_PREPARATION,
     State.DOSING: Phase.DOSING,
     State.INTEGRATION: Phase.INTEGRATION,
+    State.FOLLOW_UP: Phase.FOLLOW_UP,
     State.COMPLETED: Phase.CLOSED,
     State.SCREEN_FAILED: Phase.CLOSED,
     State.WITHDRAWN: Phase.CLOSED,

@@ -35,6 +35,8 @@ class Transition:
     reason_required: bool = False
     withdrawal_category_required: bool = False
     starts_cycle: bool = False
+    # Where the transition leads instead when the protocol has a follow-up phase (SPEC §10).
+    target_with_follow_up: State | None = None
 
 
 _COORDINATION = frozenset({Role.COORDINATOR, Role.INVESTIGATOR})
@@ -97,6 +99,24 @@ _TABLE = (
         target=State.COMPLETED,
         roles=_COORDINATION,
         guards=(guards.final_cycle_reached, guards.integration_sessions_completed),
+        target_with_follow_up=State.FOLLOW_UP,
+    ),
+    Transition(
+        name="complete_follow_up",
+        action="complete follow-up",
+        sources=frozenset({State.FOLLOW_UP}),
+        target=State.COMPLETED,
+        roles=_COORDINATION,
+        guards=(guards.follow_up_resolved,),
+    ),
+    Transition(
+        name="discontinue_treatment",
+        action="discontinue treatment",
+        sources=frozenset({State.PREPARATION, State.DOSING, State.INTEGRATION, State.ON_HOLD}),
+        target=State.FOLLOW_UP,
+        roles=_COORDINATION,
+        guards=(guards.protocol_has_follow_up,),
+        reason_required=True,
     ),
     Transition(
         name="place_on_hold",
@@ -240,14 +260,18 @@ def _article(word: str) -> str:
 
 def _where(state: State) -> str:
     """'in screening', 'on hold': the phrase that follows 'is' in a sentence."""
-    return "on hold" if state is State.ON_HOLD else f"in {str(state).replace('_', ' ')}"
+    if state is State.ON_HOLD:
+        return "on hold"
+    return "in follow-up" if state is State.FOLLOW_UP else f"in {str(state).replace('_', ' ')}"
 
 
 def _either(words: list[str]) -> str:
     return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
-def _target(transition: Transition, facts: ParticipantFacts) -> State:
+def _target(transition: Transition, facts: ParticipantFacts, protocol: ProtocolDefinition) -> State:
+    if transition.target_with_follow_up is not None and protocol.has_follow_up:
+        return transition.target_with_follow_up
     if transition.target is not None:
         return transition.target
     # A refused release_hold has no meaningful target; report the state it would stay in.
@@ -377,7 +401,7 @@ def _evaluate(
         transition=transition.name,
         role=role,
         source=facts.state,
-        target=_target(transition, facts),
+        target=_target(transition, facts, protocol),
         cycle=facts.cycle,
         new_cycle=facts.cycle + 1 if transition.starts_cycle else facts.cycle,
         override_requested=override,
