@@ -303,3 +303,72 @@ def test_a_rater_sees_the_timepoints_and_nothing_that_could_unblind_them(study, 
         assert api(rater, "GET", blocked).status_code in (403, 405), blocked
     # A rater not assigned to the participant does not see that it exists.
     assert api(other, "GET", f"{path}/assessments").status_code == 404
+
+
+def _items(instrument: str, value: int) -> dict[str, int]:
+    from tracker.protocol import load_protocol_file
+
+    scale = load_protocol_file(MDD).instrument(instrument)
+    return {item.code: min(value, item.maximum) for item in scale.items}
+
+
+def test_who_stops_treatment_after_cycle_1_is_followed_up_to_12_months(
+    study, db_session: Session, team: Team
+) -> None:  # type: ignore[no-untyped-def]
+    participant, (rater, _), api = study
+    path = f"/participants/{participant.id}"
+    api(team.coordinator, "PUT", f"{path}/raters", {"raters": [rater.username]})
+
+    def move(name: str, **extra: object) -> Any:
+        db_session.expire_all()
+        version = db_session.get(Participant, participant.id).version  # type: ignore[union-attr]
+        return api(
+            team.investigator,
+            "POST",
+            f"{path}/transitions",
+            {"transition": name, "expected_version": version, **extra},
+        )
+
+    # Stopping treatment needs a reason; with one, the participant is followed up.
+    assert move("discontinue_treatment").status_code == 422
+    stopped = move("discontinue_treatment", reason="Chose to stop the dosing sessions.")
+    assert stopped.status_code == 201, stopped.get_json()
+    assert stopped.get_json()["participant"]["state"] == "follow_up"
+
+    # Not yet: the primary endpoint and the durability timepoints are open.
+    early = move("complete_follow_up")
+    assert early.status_code == 422
+    assert "still open: Primary endpoint" in early.get_json()["error"]["message"]
+
+    dosed = _dosing_start(db_session, participant)
+    for code, days in (("primary_endpoint", 56), ("month_6", 182), ("month_12", 365)):
+        moment = dosed + timedelta(days=days)
+        clock.advance_to(moment + timedelta(hours=2))
+        api.tokens.clear()  # tokens last 90 days: the team's are renewed meanwhile
+        instruments = {"primary_endpoint": ["madrs", "phq9", "cssrs", "gad7"]}.get(
+            code, ["madrs", "phq9", "cssrs"]
+        )
+        for instrument in instruments:
+            who = rater if instrument in ("madrs", "cssrs") else team.coordinator
+            recorded = api(
+                who,
+                "POST",
+                f"{path}/assessments",
+                {
+                    "timepoint": code,
+                    "instrument": instrument,
+                    "administered_at": moment.isoformat(),
+                    "items": _items(instrument, 1),
+                },
+            )
+            assert recorded.status_code == 201, (code, instrument, recorded.get_json())
+            assert recorded.get_json()["in_window"] is True
+    record = api(rater, "GET", f"{path}/assessments").get_json()
+    statuses = {t["code"]: t["status"] for t in record["timepoints"]}
+    assert [statuses[c] for c in ("primary_endpoint", "month_6", "month_12")] == ["done"] * 3
+    # cycle 2 and 3 never came: their timepoints are not due, and do not hold follow-up open.
+    assert statuses["cycle_2"] == statuses["cycle_3"] == "not_yet"
+
+    done = move("complete_follow_up")
+    assert done.status_code == 201, done.get_json()
+    assert done.get_json()["participant"]["state"] == "completed"
