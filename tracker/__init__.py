@@ -141,6 +141,7 @@ def _register_blueprints(app: Flask) -> None:
     from tracker.dosing.views import bp as dosing_bp
     from tracker.main.views import bp as main_bp
     from tracker.notes.views import bp as notes_bp
+    from tracker.outcomes.views import bp as outcomes_bp
     from tracker.participants.views import bp as participants_bp
     from tracker.reports.audit_views import bp as audit_bp
     from tracker.reports.views import bp as reports_bp
@@ -156,6 +157,7 @@ def _register_blueprints(app: Flask) -> None:
         dosing_bp,
         safety_bp,
         notes_bp,
+        outcomes_bp,
         reports_bp,
         admin_bp,
         audit_bp,

@@ -23,6 +23,7 @@ from tracker.auth.models import User
 from tracker.auth.services import create_user
 from tracker.db import Database
 from tracker.histories import (
+    History,
     Team,
     make_eligible,
     protocol_history,
@@ -31,11 +32,14 @@ from tracker.histories import (
     simple_session,
     starting_at,
 )
+from tracker.outcome_histories import OutcomePlan, outcome_histories
 from tracker.participants.models import Participant
 from tracker.participants.services import assess_review_item, enrol_participant
 from tracker.participants.transitions import apply_transition
+from tracker.paths import FIXTURES
 from tracker.safety import services as safety_services
 from tracker.sites.services import create_site
+from tracker.study.services import activate_protocol
 
 DEMO_SITES = (("S01", "Demo Site One"), ("S02", "Demo Site Two"))
 DEMO_USERS = (
@@ -46,9 +50,35 @@ DEMO_USERS = (
     ("investigator", "investigator", "S01", "Demo Investigator"),
     ("auditor", "auditor", None, "Demo Auditor"),
     ("admin", "admin", None, "Demo Data Manager"),
+    ("rater", "rater", "S01", "Demo Blinded Rater"),
 )
 LOGINS_FILE = "demo-logins.txt"
-SIMULATED_DAYS = timedelta(days=160)
+# Long enough for the outcome cohorts' 12-month follow-up; the first-release cohort starts
+# 150 days before the end, as before.
+SIMULATED_DAYS = timedelta(days=560)
+# The outcome cohorts (SPEC §10): enrolled under the depression protocol and the PTSD
+# protocol's version 2 before the first-release cohort, which is enrolled under version 1.
+OUTCOME_COHORTS = (
+    # protocol file, days before the end the cohort starts, plans
+    (
+        "mdma-mdd-v1.toml",
+        550,
+        (
+            OutcomePlan("responder"),
+            OutcomePlan("relapse"),
+            OutcomePlan("partial"),
+            OutcomePlan("partial", stage="integration", discontinue=True),
+        ),
+    ),
+    ("mdma-at-v2.toml", 500, (OutcomePlan("responder"), OutcomePlan("partial"))),
+    # Still under way at the end: in follow-up, and followed up after stopping treatment.
+    (
+        "mdma-mdd-v1.toml",
+        240,
+        (OutcomePlan("responder"), OutcomePlan("partial", stage="integration", discontinue=True)),
+    ),
+    ("mdma-mdd-v1.toml", 175, (OutcomePlan("relapse", stop_before="primary_endpoint"),)),
+)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -141,6 +171,7 @@ def _demo_participants(db: Session, users: dict[str, User], passwords: dict[str,
         )
     )
     histories.append(starting_at(end - timedelta(days=40), lambda: _screen_failures(db, team, rng)))
+    histories += _outcome_cohorts(db, team, users["rater"], end)
     histories.append(starting_at(end - timedelta(days=60), lambda: _withdrawal(db, team, rng)))
     run_histories(histories, until=end - timedelta(hours=1))
 
@@ -228,3 +259,30 @@ def _enrol(db: Session, team: Team, rng: random.Random) -> Participant:
         year_of_birth=rng.randint(1962, 2001),
         therapists=[team.therapists[0].username],
     )
+
+
+def _activate(db: Session, name: str) -> Iterator[datetime]:
+    activate_protocol(
+        db, Actor.system("demo"), (FIXTURES / "protocols" / name).read_text(encoding="utf-8")
+    )
+    return
+    yield
+
+
+def _outcome_cohorts(db: Session, team: Team, rater: User, end: datetime) -> list[History]:
+    """Each cohort's protocol is activated just before it enrols (one a few days apart from
+    the next), and version 1 again before the first-release cohort starts."""
+    histories: list[History] = []
+    for index, (name, days, plans) in enumerate(OUTCOME_COHORTS):
+        start = end - timedelta(days=days)
+        histories.append(
+            starting_at(start - timedelta(hours=1), functools.partial(_activate, db, name))
+        )
+        for offset, factory in enumerate(
+            outcome_histories(db, team, rater, 8100 + index, list(plans))
+        ):
+            histories.append(starting_at(start + timedelta(days=3 * offset), factory))
+    histories.append(
+        starting_at(end - timedelta(days=160), lambda: _activate(db, "mdma-at-v1.toml"))
+    )
+    return histories

@@ -321,8 +321,10 @@ def protocol_history(
     *,
     notes: bool = True,
     serious_event_in_cycle: int | None = None,
+    enrolled: list[Participant] | None = None,
 ) -> History:
-    """One participant taken from enrolment to ``stage`` (see STAGES)."""
+    """One participant taken from enrolment to ``stage`` (see STAGES); the participant is
+    appended to ``enrolled`` when given, for a history that goes on from this one."""
     goal = STAGES.index(stage)
     participant = enrol_participant(
         db,
@@ -332,6 +334,8 @@ def protocol_history(
         year_of_birth=rng.randint(1962, 2001),
         therapists=[team.therapists[0].username],
     )
+    if enrolled is not None:
+        enrolled.append(participant)
     if goal == STAGES.index("enrolled"):
         return
     yield clock.now() + timedelta(days=rng.randint(2, 5))

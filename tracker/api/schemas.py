@@ -606,7 +606,7 @@ class TimepointOut(BaseModel):
     code: str
     title: str
     instruments: list[str]
-    status: Literal["not_yet", "due", "overdue", "done", "missed"]
+    status: Literal["not_yet", "due", "overdue", "done", "missed", "not_applicable"]
     window_start: date | None
     window_end: date | None
     follow_up: bool

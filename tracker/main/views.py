@@ -5,8 +5,10 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from tracker.db import get_db
+from tracker.outcomes.presenters import rater_work
 from tracker.participants.presenters import phase_counts, worklist
 from tracker.participants.queries import counts_by_state
+from tracker.protocol import Role
 from tracker.security import Permission, can, requires
 from tracker.sessions.presenters import dashboard_work
 
@@ -31,4 +33,6 @@ def dashboard() -> ResponseReturnValue:
             "work": worklist(db, user, counts),
             "due": dashboard_work(db, user),
         }
+    if current_user.role == Role.RATER:
+        context["rater_work"] = rater_work(get_db(), current_user._get_current_object())
     return render_template("main/dashboard.html", **context)

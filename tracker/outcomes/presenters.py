@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from tracker.db import utcnow
 from tracker.outcomes import queries
+from tracker.outcomes.chart import ChartPoint, render_score_chart
 from tracker.outcomes.models import Assessment
 from tracker.participants.models import Participant
+from tracker.participants.queries import visible_to
 from tracker.protocol import ProtocolDefinition
 from tracker.protocol.outcomes import (
     TimepointStatus,
@@ -110,3 +113,62 @@ def outcome_record(db: Session, participant: Participant) -> dict[str, Any]:
             else []
         ),
     }
+
+
+def score_charts(db: Session, participant: Participant) -> list[dict[str, Any]]:
+    """One trajectory chart per instrument the participant has totals for, primary first."""
+    protocol = definition_of(participant.protocol_version)
+    assessments = queries.assessments_of(db, participant.id)
+    primary = protocol.outcomes.primary_instrument if protocol.outcomes else None
+    codes = sorted({a.instrument for a in assessments}, key=lambda c: (c != primary, c))
+    charts = []
+    for code in codes:
+        instrument = protocol.instrument(code)
+        axis = [
+            (t.code, t.code.replace("_", " ")) for t in protocol.timepoints if code in t.instruments
+        ]
+        points = [ChartPoint(a.timepoint, a.total) for a in assessments if a.instrument == code]
+        svg = render_score_chart(
+            instrument,
+            axis,
+            points,
+            primary_timepoint=protocol.outcomes.primary_timepoint if protocol.outcomes else None,
+        )
+        charts.append({"instrument": instrument, "svg": Markup(svg)})  # noqa: S704 - escaped text and numbers only
+    return charts
+
+
+def rater_work(db: Session, user: Any) -> list[dict[str, Any]]:
+    """The rater's work list: each assigned participant's due and overdue timepoints that ask
+    for a clinician-rated instrument not yet recorded."""
+    rows = []
+    today = utcnow().date()
+    for participant in db.scalars(visible_to(user).order_by(Participant.study_id)):
+        protocol = definition_of(participant.protocol_version)
+        if not protocol.timepoints:
+            continue
+        anchors = queries.anchor_days(db, participant, protocol)
+        recorded = {(a.timepoint, a.instrument) for a in queries.assessments_of(db, participant.id)}
+        missed = {m.timepoint for m in queries.missed_of(db, participant.id)}
+        for point in protocol.timepoints:
+            pending = [
+                code
+                for code in point.instruments
+                if protocol.instrument(code).kind == "clinician"
+                and (point.code, code) not in recorded
+            ]
+            status = timepoint_status(
+                point, anchors, today, done=not pending, missed=point.code in missed
+            )
+            if status in (TimepointStatus.DUE, TimepointStatus.OVERDUE):
+                window = window_of(point, anchors)
+                rows.append(
+                    {
+                        "participant": participant,
+                        "timepoint": point,
+                        "instruments": pending,
+                        "status": status,
+                        "window": window,
+                    }
+                )
+    return rows

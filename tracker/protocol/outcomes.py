@@ -320,6 +320,7 @@ class TimepointStatus(StrEnum):
     OVERDUE = "overdue"  # the window has closed and nothing is recorded
     DONE = "done"
     MISSED = "missed"  # recorded as missed, with a reason
+    NOT_APPLICABLE = "not_applicable"  # treatment ended before the cycle it follows
 
 
 def timepoint_status(
@@ -334,6 +335,8 @@ def timepoint_status(
         return TimepointStatus.DONE
     if missed:
         return TimepointStatus.MISSED
+    if never_comes(timepoint, anchors):
+        return TimepointStatus.NOT_APPLICABLE
     window = window_of(timepoint, anchors)
     if window is None:
         # The baseline is due from enrolment until the first dosing is known.
@@ -345,6 +348,16 @@ def timepoint_status(
     if today <= window[1]:
         return TimepointStatus.DUE
     return TimepointStatus.OVERDUE
+
+
+def never_comes(timepoint: Timepoint, anchors: AnchorDays) -> bool:
+    """A timepoint after a dosing cycle that treatment ended before (who stopped after cycle 1
+    has no cycle 2 or 3 timepoint; they are followed up instead)."""
+    return (
+        timepoint.anchor == Anchor.AFTER_DOSING
+        and anchors.treatment_ended_on is not None
+        and len(anchors.dosing_days) < (timepoint.cycle or 1)
+    )
 
 
 def window_closed(timepoint: Timepoint, anchors: AnchorDays, today: date) -> bool:

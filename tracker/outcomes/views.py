@@ -1,0 +1,117 @@
+"""Outcome pages: a participant's timepoints, assessments and score trajectory; the assessment
+form generated from its instrument; recording a missed timepoint. A blinded rater reaches these
+pages and no other page about the participant."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
+
+from tracker.auth.signin import current_actor
+from tracker.db import get_db
+from tracker.outcomes import presenters, services
+from tracker.outcomes.forms import MissedForm, assessment_form, item_scores
+from tracker.pages import attempt, signed_in_user
+from tracker.participants.models import Participant
+from tracker.participants.queries import get_participant
+from tracker.protocol import ProtocolDefinition
+from tracker.protocol.outcomes import Instrument, Timepoint
+from tracker.security import Permission, requires
+from tracker.study.services import definition_of
+
+bp = Blueprint("outcomes", __name__)
+
+
+def _participant(participant_id: int) -> Participant:
+    return get_participant(get_db(), signed_in_user(), participant_id)
+
+
+def _measures(
+    protocol: ProtocolDefinition, timepoint: str, instrument: str
+) -> tuple[Timepoint, Instrument]:
+    try:
+        point, scale = protocol.timepoint(timepoint), protocol.instrument(instrument)
+    except KeyError:
+        abort(404, description=f"The protocol has no {instrument} at {timepoint}.")
+    if scale.code not in point.instruments:
+        abort(404, description=f"{point.title} does not assess {scale.code}.")
+    return point, scale
+
+
+def _render(participant: Participant, status: int = 200, **forms: object) -> ResponseReturnValue:
+    db = get_db()
+    protocol = definition_of(participant.protocol_version)
+    return render_template(
+        "outcomes/participant.html",
+        participant=participant,
+        protocol=protocol,
+        record=presenters.outcome_record(db, participant),
+        charts=presenters.score_charts(db, participant),
+        missed_form=forms.get("missed_form") or MissedForm(formdata=None),
+        missed_timepoint=forms.get("missed_timepoint"),
+    ), status
+
+
+@bp.route("/participants/<int:participant_id>/outcomes")
+@requires(Permission.OUTCOMES_VIEW)
+def participant_outcomes(participant_id: int) -> ResponseReturnValue:
+    return _render(_participant(participant_id))
+
+
+@bp.route(
+    "/participants/<int:participant_id>/outcomes/<timepoint>/<instrument>",
+    methods=["GET", "POST"],
+)
+@requires(Permission.OUTCOMES_RECORD)
+def assess(participant_id: int, timepoint: str, instrument: str) -> ResponseReturnValue:
+    participant = _participant(participant_id)
+    point, scale = _measures(definition_of(participant.protocol_version), timepoint, instrument)
+    form = assessment_form(scale)
+    status = 200
+    if form.is_submitted():
+        recorded, status = attempt(
+            form,
+            lambda: services.record_assessment(
+                get_db(),
+                current_actor(),
+                participant,
+                timepoint=point.code,
+                instrument=scale.code,
+                administered_at=form["administered_at"].data,
+                items=item_scores(form, scale),
+                reason=form["reason"].data,
+            ),
+        )
+        if recorded is not None:
+            row = recorded.assessment
+            flash(
+                f"{scale.code} at {point.title} recorded for {participant.study_id}: total "
+                f"{row.total}{f' ({row.band})' if row.band else ''}.",
+                "success",
+            )
+            return redirect(url_for("outcomes.participant_outcomes", participant_id=participant.id))
+    return render_template(
+        "outcomes/assess.html",
+        participant=participant,
+        timepoint=point,
+        instrument=scale,
+        form=form,
+        item_fields=[form[f"item_{item.code}"] for item in scale.items],
+    ), status or 200
+
+
+@bp.route("/participants/<int:participant_id>/outcomes/<timepoint>/missed", methods=["POST"])
+@requires(Permission.OUTCOMES_RECORD)
+def missed(participant_id: int, timepoint: str) -> ResponseReturnValue:
+    participant = _participant(participant_id)
+    form = MissedForm()
+    row, status = attempt(
+        form,
+        lambda: services.record_missed_timepoint(
+            get_db(), current_actor(), participant, timepoint, form.reason.data
+        ),
+    )
+    if row is None:
+        return _render(participant, status, missed_form=form, missed_timepoint=timepoint)
+    flash(f"{timepoint.replace('_', ' ')} recorded as missed.", "success")
+    return redirect(url_for("outcomes.participant_outcomes", participant_id=participant.id))
