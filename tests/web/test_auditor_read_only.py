@@ -78,6 +78,8 @@ class Rows:
             "name": "withdraw",
             "fmt": "csv",
             "filename": "tracker.css",
+            "timepoint": "baseline",
+            "instrument": "madrs",
         }
         missing = rule.arguments - values.keys()
         assert not missing, f"{rule.rule}: no real row for {sorted(missing)}; add one to Rows"

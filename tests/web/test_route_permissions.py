@@ -97,6 +97,8 @@ def study(db_session: Session, team):  # type: ignore[no-untyped-def]
         "code": "bipolar_ii",
         "name": "place_on_hold",
         "fmt": "csv",
+        "timepoint": "baseline",
+        "instrument": "madrs",
     }
     return users, tokens, values
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import SelectField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional
 
 from tracker.form_fields import required_time
@@ -32,15 +33,14 @@ def assessment_form(instrument: Instrument, **kwargs: Any) -> FlaskForm:
         ),
     }
     for item in instrument.items:
-        choices = [("", "— score —")] + [
-            (str(v), str(v)) for v in range(item.minimum, item.maximum + 1)
+        choices = [SelectChoice("", "— score —")] + [
+            SelectChoice(str(v), str(v)) for v in range(item.minimum, item.maximum + 1)
         ]
         fields[f"item_{item.code}"] = SelectField(
             f"{item.code}: {item.label}",
             choices=choices,
-            validators=[
-                InputRequired(message=f"Score {item.label} ({item.minimum}-{item.maximum}).")
-            ],
+            # Blank items reach the service, which names every missing one as the API does.
+            validators=[Optional()],
             description=item.text or f"{item.minimum} to {item.maximum}",
         )
     form_class = type(f"{instrument.code.capitalize()}Form", (FlaskForm,), fields)

@@ -1,0 +1,131 @@
+"""Outcome pages (SPEC §10): a blinded rater records the MADRS on the form generated from the
+instrument and sees the figures; a missing item is named on the page; the coordinator records
+a missed timepoint; the rater reaches no other page about the participant."""
+
+from __future__ import annotations
+
+import html
+import random
+
+import sqlalchemy as sa
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from tests.conftest import csrf_token, login
+from tests.factories import make_user
+from tracker.audit.services import Actor
+from tracker.histories import Team, protocol_history, run_histories
+from tracker.outcomes.models import Assessment, MissedTimepoint
+from tracker.outcomes.services import set_raters
+from tracker.participants.models import Participant
+from tracker.paths import FIXTURES
+from tracker.sessions.models import TherapySession
+from tracker.study.services import activate_protocol
+
+MADRS = [
+    "apparent_sadness",
+    "reported_sadness",
+    "inner_tension",
+    "reduced_sleep",
+    "reduced_appetite",
+    "concentration",
+    "lassitude",
+    "inability_to_feel",
+    "pessimistic_thoughts",
+    "suicidal_thoughts",
+]
+
+
+def _participant(db: Session, team: Team):  # type: ignore[no-untyped-def]
+    text = (FIXTURES / "protocols" / "mdma-mdd-v1.toml").read_text(encoding="utf-8")
+    activate_protocol(db, Actor.system(), text)
+    run_histories([protocol_history(db, team, random.Random(3), "integration")])
+    participant = db.scalars(sa.select(Participant).order_by(Participant.id.desc())).first()
+    rater = make_user(db, "rater", "S01")
+    set_raters(
+        db, Actor("setup", "coordinator", team.coordinator.id), participant, [rater.username]
+    )
+    db.commit()
+    dosing = db.scalars(
+        sa.select(TherapySession).where(
+            TherapySession.participant_id == participant.id, TherapySession.kind == "dosing"
+        )
+    ).first()
+    return participant, rater, dosing.started_at
+
+
+def test_a_rater_records_the_madrs_on_the_generated_form(
+    client: FlaskClient, db_session: Session, team: Team
+) -> None:
+    participant, rater, dosed = _participant(db_session, team)
+    assert login(client, rater.username).status_code == 302
+    page = f"/participants/{participant.id}/outcomes/baseline/madrs"
+    form = client.get(page)
+    assert form.status_code == 200
+    text = form.get_data(as_text=True)
+    # Every item, by code and short label (the wording is licensed and not shipped).
+    for code in MADRS:
+        assert f'name="item_{code}"' in text
+    assert "Apparent sadness" in text and "licensed" in text
+
+    token = csrf_token(client, page)
+    data = {f"item_{code}": "3" for code in MADRS}
+    data.update(
+        {"csrf_token": token, "administered_at": (dosed.replace(hour=8)).strftime("%Y-%m-%dT%H:%M")}
+    )
+    missing = dict(data)
+    del missing["item_lassitude"]
+    refused = client.post(page, data=missing)
+    assert refused.status_code == 422
+    assert "madrs item lassitude (Lassitude) is missing." in html.unescape(
+        refused.get_data(as_text=True)
+    )
+    # The other answers stay on the form.
+    assert '<option selected value="3">' in refused.get_data(as_text=True)
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(Assessment)) == 0
+
+    done = client.post(page, data=data, follow_redirects=True)
+    assert done.status_code == 200
+    shown = html.unescape(done.get_data(as_text=True))
+    assert "madrs at Baseline recorded for" in shown and "total 30 (moderate)" in shown
+    assert "<svg" in shown and "MADRS" in shown
+    row = db_session.scalars(sa.select(Assessment)).one()
+    assert (row.total, row.band, row.recorded_by_id) == (30, "moderate", rater.id)
+
+    # Nothing else about the participant is open to the rater.
+    for path in (f"/participants/{participant.id}", "/participants/", "/reports/compliance"):
+        assert client.get(path).status_code == 403, path
+
+
+def test_a_coordinator_cannot_rate_the_madrs_but_records_a_missed_timepoint(
+    client: FlaskClient, db_session: Session, team: Team
+) -> None:
+    participant, _, dosed = _participant(db_session, team)
+    assert login(client, team.coordinator.username).status_code == 302
+    page = f"/participants/{participant.id}/outcomes/baseline/madrs"
+    data = {f"item_{code}": "2" for code in MADRS}
+    data.update(
+        {
+            "csrf_token": csrf_token(client, page),
+            "administered_at": dosed.strftime("%Y-%m-%dT%H:%M"),
+        }
+    )
+    refused = client.post(page, data=data)
+    assert refused.status_code == 422
+    assert "only a blinded rater assigned to the participant records it" in html.unescape(
+        refused.get_data(as_text=True)
+    )
+    outcomes = f"/participants/{participant.id}/outcomes"
+    missed = client.post(
+        f"{outcomes}/cycle_3/missed",
+        data={"csrf_token": csrf_token(client, outcomes), "reason": "Moved abroad."},
+        follow_redirects=True,
+    )
+    assert missed.status_code == 200
+    assert "Moved abroad." in missed.get_data(as_text=True)
+    assert db_session.scalars(sa.select(MissedTimepoint)).one().timepoint == "cycle_3"
+    blank = client.post(
+        f"{outcomes}/cycle_2/missed",
+        data={"csrf_token": csrf_token(client, outcomes), "reason": ""},
+    )
+    assert blank.status_code == 400
