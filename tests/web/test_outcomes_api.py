@@ -161,6 +161,15 @@ def test_a_blinded_rater_records_the_madrs_and_the_core_derives_the_figures(
         figures["in_window"],
     ) == (9, 34, -25, True, True, True)
 
+    # The outcomes report pools the same figures; a rater does not read reports.
+    report = api(team.investigator, "GET", "/reports/outcomes")
+    assert report.status_code == 200
+    rows = {(r["instrument"], r["timepoint"]): r for r in report.get_json()["rows"]}
+    assert report.get_json()["blinded"] is True
+    assert rows[("madrs", "cycle_1")]["mean_change"] == -25.0
+    assert rows[("madrs", "cycle_1")]["response_rate"] == 1.0
+    assert api(rater, "GET", "/reports/outcomes").status_code == 403
+
 
 def test_every_missing_or_out_of_range_item_is_listed_and_nothing_is_stored(
     study, db_session: Session, team: Team

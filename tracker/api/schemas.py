@@ -631,3 +631,22 @@ class RatersIn(Strict):
 
 class RatersOut(BaseModel):
     raters: list[str]
+
+
+class OutcomeRowOut(BaseModel):
+    protocol: str
+    instrument: str
+    timepoint: str
+    n: int
+    mean_total: float
+    n_with_baseline: int
+    mean_change: float | None
+    responders: int | None = Field(description="Primary instrument only")
+    response_rate: float | None
+    remitters: int | None
+    remission_rate: float | None
+
+
+class OutcomeReport(BaseModel):
+    blinded: bool = Field(description="True while the study is blinded: the figures are pooled")
+    rows: list[OutcomeRowOut]

@@ -12,6 +12,8 @@ from tracker.api.schemas import (
     AuditQuery,
     AuditVerification,
     ComplianceReport,
+    OutcomeReport,
+    OutcomeRowOut,
     ReportQuery,
 )
 from tracker.audit import queries as audit_queries
@@ -20,6 +22,7 @@ from tracker.db import get_db
 from tracker.errors import InvalidInput
 from tracker.reports import compliance
 from tracker.reports.downloads import export_response, record_export
+from tracker.reports.outcomes import outcome_rows
 from tracker.security import Permission, authenticated_user, requires
 
 
@@ -80,3 +83,19 @@ def compliance_report() -> ResponseReturnValue:
     header = compliance.report_header(db, user.printed_name, flt)
     record_export(query.format, flt, header)
     return export_response(query.format, header, flt, user)
+
+
+@api_route(
+    bp,
+    "/reports/outcomes",
+    "GET",
+    summary="Outcomes per protocol, instrument and timepoint (pooled while blinded)",
+    tag="reports",
+    response=OutcomeReport,
+)
+@requires(Permission.REPORTS_VIEW)
+def outcomes_report() -> ResponseReturnValue:
+    rows = outcome_rows(get_db(), authenticated_user())
+    return OutcomeReport(
+        blinded=True, rows=[OutcomeRowOut.model_validate(r, from_attributes=True) for r in rows]
+    ).model_dump(mode="json")

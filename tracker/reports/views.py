@@ -13,6 +13,7 @@ from tracker.protocol.compliance import CHECKS_BY_ID, StudyFacts, run_checks
 from tracker.reports import compliance, exporters
 from tracker.reports.compliance import ReportFilter, Summary
 from tracker.reports.downloads import export_response, record_export
+from tracker.reports.outcomes import outcome_rows
 from tracker.reports.records import load_records
 from tracker.security import Permission, authenticated_user, requires
 from tracker.sites.services import list_sites
@@ -115,3 +116,12 @@ def compliance_export(fmt: str) -> ResponseReturnValue:
     header = compliance.report_header(db, user.printed_name, flt)
     record_export(fmt, flt, header)
     return export_response(fmt, header, flt, user)
+
+
+@bp.route("/outcomes")
+@requires(Permission.REPORTS_VIEW)
+def outcomes() -> ResponseReturnValue:
+    """The outcomes report: pooled figures per protocol, instrument and timepoint."""
+    return render_template(
+        "reports/outcomes.html", rows=outcome_rows(get_db(), authenticated_user())
+    )
