@@ -45,4 +45,4 @@ def test_pooled_figures_per_timepoint_by_hand() -> None:
         None,
         None,
     )
-    assert list(rows)[0] == ("madrs", "baseline")  # the protocol's order
+    assert next(iter(rows)) == ("madrs", "baseline")  # the protocol order
