@@ -21,7 +21,8 @@ from tracker.dosing.models import (
 )
 from tracker.histories import dosing_session, protocol_history, run_histories
 from tracker.participants.models import ChecklistSignature, Participant, ProtocolDeviation
-from tracker.protocol.compliance import Outcome, StudyFacts, run_checks
+from tracker.protocol.compliance import run_checks
+from tracker.protocol.compliance_records import Outcome, StudyFacts
 from tracker.reports.records import load_records
 from tracker.safety import services as safety_services
 from tracker.safety.models import AdverseEvent

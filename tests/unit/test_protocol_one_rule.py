@@ -17,12 +17,12 @@ from tracker.protocol import (
     decide,
     load_protocol_file,
 )
-from tracker.protocol.compliance import (
+from tracker.protocol.compliance import c04_dosing_interval
+from tracker.protocol.compliance_records import (
     Outcome,
     ParticipantRecord,
     SessionRecord,
     StudyFacts,
-    c04_dosing_interval,
 )
 from tracker.protocol.dosing import days_between_dosings
 

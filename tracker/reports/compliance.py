@@ -18,14 +18,8 @@ from tracker.dosing.models import VitalSignAlert
 from tracker.participants.models import Participant, ProtocolDeviation
 from tracker.participants.queries import visible_to
 from tracker.protocol import ProtocolDefinition, State
-from tracker.protocol.compliance import (
-    CHECKS,
-    CheckResult,
-    Outcome,
-    ParticipantRecord,
-    StudyFacts,
-    run_checks,
-)
+from tracker.protocol.compliance import CHECKS, run_checks
+from tracker.protocol.compliance_records import CheckResult, Outcome, ParticipantRecord, StudyFacts
 from tracker.reports.records import batches, load_records
 from tracker.safety.models import AdverseEvent
 from tracker.sessions.models import TherapySession

@@ -13,7 +13,8 @@ from flask import render_template
 from markupsafe import Markup
 
 from tracker.dosing.chart import ChartDose, ChartReading, render_vitals_chart
-from tracker.protocol.compliance import CHECKS_BY_ID, ParticipantRecord
+from tracker.protocol.compliance import CHECKS_BY_ID
+from tracker.protocol.compliance_records import ParticipantRecord
 from tracker.protocol.definition import ProtocolDefinition
 from tracker.protocol.dosing import Reading, breaches
 from tracker.reports.compliance import (

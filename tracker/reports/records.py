@@ -30,7 +30,7 @@ from tracker.participants.models import (
     ProtocolDeviation,
     TransitionEvent,
 )
-from tracker.protocol.compliance import (
+from tracker.protocol.compliance_records import (
     AdverseEventRecord,
     AlertRecord,
     DoseRecord,

@@ -9,7 +9,8 @@ from tracker.db import get_db
 from tracker.errors import RuleViolation
 from tracker.participants import queries as participant_queries
 from tracker.protocol import State
-from tracker.protocol.compliance import CHECKS_BY_ID, StudyFacts, run_checks
+from tracker.protocol.compliance import CHECKS_BY_ID, run_checks
+from tracker.protocol.compliance_records import StudyFacts
 from tracker.reports import compliance, exporters
 from tracker.reports.compliance import ReportFilter, Summary
 from tracker.reports.downloads import export_response, record_export
