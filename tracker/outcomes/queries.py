@@ -11,7 +11,12 @@ from tracker.auth.models import User
 from tracker.outcomes.models import Assessment, MissedTimepoint
 from tracker.participants.models import Participant, RaterAssignment, TransitionEvent
 from tracker.protocol import CLOSED_STATES, ProtocolDefinition, State
-from tracker.protocol.outcomes import AnchorDays, window_closed
+from tracker.protocol.outcomes import (
+    AnchorDays,
+    anchor_days_of,
+    treatment_over,
+    window_closed,
+)
 from tracker.protocol.sessions import SessionKind, SessionStatus
 from tracker.sessions.models import TherapySession, session_therapists
 
@@ -82,7 +87,7 @@ def attended_a_session(db: Session, participant_id: int, user_id: int) -> bool:
 
 def anchor_days(db: Session, participant: Participant, protocol: ProtocolDefinition) -> AnchorDays:
     """Enrolment, each cycle's dosing day (its start, or the day it is scheduled for) and, once
-    treatment is over, the day of the last dosing."""
+    treatment is over, the day of the last dosing (the core's ``anchor_days_of``)."""
     rows = db.execute(
         sa.select(TherapySession.cycle, TherapySession.started_at, TherapySession.scheduled_at)
         .where(
@@ -92,24 +97,13 @@ def anchor_days(db: Session, participant: Participant, protocol: ProtocolDefinit
         )
         .order_by(TherapySession.cycle, TherapySession.scheduled_at)
     ).all()
-    by_cycle: dict[int, date] = {}
-    for cycle, started_at, scheduled_at in rows:
-        by_cycle.setdefault(cycle, (started_at or scheduled_at).date())
-    days = tuple(by_cycle[c] for c in sorted(by_cycle) if c <= protocol.schedule.dosing_cycles)
-    state = State(participant.state)
-    treatment_over = (
-        state in CLOSED_STATES
-        or state == State.FOLLOW_UP
-        or (state == State.INTEGRATION and participant.cycle >= protocol.schedule.dosing_cycles)
-    )
-    ended_on: date | None = None
-    if treatment_over:
-        # Who stopped before any dosing is followed up from the day treatment stopped.
-        ended_on = days[-1] if days else _left_treatment_on(db, participant.id)
-    return AnchorDays(
-        enrolled_on=participant.enrolled_at.date(),
-        dosing_days=days,
-        treatment_ended_on=ended_on,
+    over = treatment_over(participant.state, participant.cycle, protocol.schedule.dosing_cycles)
+    return anchor_days_of(
+        participant.enrolled_at.date(),
+        [(cycle, (started_at or scheduled_at).date()) for cycle, started_at, scheduled_at in rows],
+        treatment_over=over,
+        dosing_cycles=protocol.schedule.dosing_cycles,
+        left_treatment_on=_left_treatment_on(db, participant.id) if over and not rows else None,
     )
 
 

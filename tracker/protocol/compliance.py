@@ -8,6 +8,11 @@ overrides still fail the check they bypass, and say so: a deviation is visible, 
 from datetime import datetime, timedelta
 from itertools import pairwise
 
+from tracker.protocol.compliance_outcomes import (
+    c15_assessment_windows,
+    c16_blinded_primary,
+    c17_follow_up,
+)
 from tracker.protocol.compliance_records import (
     Check,
     CheckResult,
@@ -520,6 +525,24 @@ CHECKS: tuple[Check, ...] = (
         c13_effects_checklist,
     ),
     Check("C14", "The audit trail verifies (study-wide)", Severity.CRITICAL, c14_audit_trail),
+    Check(
+        "C15",
+        "Outcome assessments within their windows, or with a reason",
+        Severity.MAJOR,
+        c15_assessment_windows,
+    ),
+    Check(
+        "C16",
+        "Primary outcome assessed by a blinded rater who attended no session",
+        Severity.CRITICAL,
+        c16_blinded_primary,
+    ),
+    Check(
+        "C17",
+        "Follow-up timepoints assessed, or recorded as missed",
+        Severity.MAJOR,
+        c17_follow_up,
+    ),
 )
 CHECKS_BY_ID = {check.id: check for check in CHECKS}
 

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from enum import StrEnum
 
 from tracker.protocol.definition import ProtocolDefinition
+from tracker.protocol.outcomes import AnchorDays
 
 
 class Outcome(StrEnum):
@@ -115,6 +116,21 @@ class OverrideRecord:
 
 
 @dataclass(frozen=True)
+class AssessmentRecord:
+    """An outcome assessment as the checks of SPEC §10 judge it."""
+
+    id: int
+    timepoint: str
+    instrument: str
+    administered_at: datetime
+    reason: str | None
+    recorded_by: str
+    recorded_by_role: str
+    # Whether the recorder was named on any of the participant's sessions (the blind).
+    recorder_attended_a_session: bool
+
+
+@dataclass(frozen=True)
 class ParticipantRecord:
     study_id: str
     state: str
@@ -129,6 +145,11 @@ class ParticipantRecord:
     adverse_events: tuple[AdverseEventRecord, ...] = ()
     overrides: tuple[OverrideRecord, ...] = ()
     interval_deviations: tuple[str, ...] = field(default=())
+    # Outcome measures (SPEC §10): the assessments, the timepoints recorded as missed, and
+    # the days the timepoints are counted from.
+    assessments: tuple[AssessmentRecord, ...] = ()
+    missed_timepoints: tuple[str, ...] = ()
+    anchors: AnchorDays | None = None
 
     @property
     def completed_dosing(self) -> list[SessionRecord]:

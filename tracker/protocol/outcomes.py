@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
 
+from tracker.protocol.states import CLOSED_STATES, State
+
 
 class InstrumentKind(StrEnum):
     """Who answers: a blinded clinician rater, or the participant (self-report)."""
@@ -275,6 +277,34 @@ class AnchorDays:
     enrolled_on: date
     dosing_days: tuple[date, ...] = ()
     treatment_ended_on: date | None = None
+
+
+def anchor_days_of(
+    enrolled_on: date,
+    dosings: Sequence[tuple[int, date]],
+    *,
+    treatment_over: bool,
+    dosing_cycles: int,
+    left_treatment_on: date | None = None,
+) -> AnchorDays:
+    """The anchors from the participant's dosing sessions (cycle, day; the first per cycle
+    counts) and whether treatment is over; ``left_treatment_on`` is the day treatment stopped,
+    used when there was no dosing."""
+    by_cycle: dict[int, date] = {}
+    for cycle, day in dosings:
+        by_cycle.setdefault(cycle, day)
+    days = tuple(by_cycle[c] for c in sorted(by_cycle) if c <= dosing_cycles)
+    ended_on = None
+    if treatment_over:
+        ended_on = days[-1] if days else left_treatment_on
+    return AnchorDays(enrolled_on=enrolled_on, dosing_days=days, treatment_ended_on=ended_on)
+
+
+def treatment_over(state: str, cycle: int, dosing_cycles: int) -> bool:
+    """Treatment is over in follow-up, once closed, or in the integration of the last cycle."""
+    return State(state) in CLOSED_STATES | {State.FOLLOW_UP} or (
+        state == State.INTEGRATION and cycle >= dosing_cycles
+    )
 
 
 def target_day(timepoint: Timepoint, anchors: AnchorDays) -> date | None:

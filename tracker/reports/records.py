@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -22,6 +22,7 @@ from tracker.dosing.models import (
     VitalSignAlert,
     VitalSignReading,
 )
+from tracker.outcomes.models import Assessment, MissedTimepoint
 from tracker.participants.models import (
     ChecklistAnswer,
     ChecklistSignature,
@@ -30,17 +31,22 @@ from tracker.participants.models import (
     ProtocolDeviation,
     TransitionEvent,
 )
+from tracker.protocol import CLOSED_STATES, State
 from tracker.protocol.compliance_records import (
     AdverseEventRecord,
     AlertRecord,
+    AssessmentRecord,
     DoseRecord,
     OverrideRecord,
     ParticipantRecord,
     ReadingRecord,
     SessionRecord,
 )
+from tracker.protocol.outcomes import AnchorDays, anchor_days_of, treatment_over
+from tracker.protocol.sessions import SessionKind, SessionStatus
 from tracker.safety.models import AdverseEvent, SuicidalityScreen
 from tracker.sessions.models import TherapySession, session_therapists
+from tracker.study.services import definition_of
 
 BATCH = 200
 
@@ -283,6 +289,111 @@ def _overrides(db: Session, ids: Sequence[int]) -> dict[int, list[OverrideRecord
     )
 
 
+@dataclass(frozen=True)
+class _OutcomeRows:
+    """The outcome rows of one batch (SPEC §10), keyed by participant id."""
+
+    dosings: dict[int, list[tuple[int, date]]]
+    left_treatment: dict[int, date]
+    assessments: dict[int, list[AssessmentRecord]]
+    missed: dict[int, list[str]]
+
+
+def _outcome_rows(db: Session, ids: Sequence[int]) -> _OutcomeRows:
+    dosings = _grouped(
+        (participant_id, (cycle, (started_at or scheduled_at).date()))
+        for participant_id, cycle, started_at, scheduled_at in db.execute(
+            sa.select(
+                TherapySession.participant_id,
+                TherapySession.cycle,
+                TherapySession.started_at,
+                TherapySession.scheduled_at,
+            )
+            .where(
+                TherapySession.participant_id.in_(ids),
+                TherapySession.kind == SessionKind.DOSING,
+                TherapySession.status.in_([SessionStatus.SCHEDULED, SessionStatus.COMPLETED]),
+            )
+            .order_by(
+                TherapySession.participant_id, TherapySession.cycle, TherapySession.scheduled_at
+            )
+        )
+    )
+    left = {
+        participant_id: moment.date()
+        for participant_id, moment in db.execute(
+            sa.select(TransitionEvent.participant_id, sa.func.min(TransitionEvent.occurred_at))
+            .where(
+                TransitionEvent.participant_id.in_(ids),
+                TransitionEvent.to_state.in_([State.FOLLOW_UP, *CLOSED_STATES]),
+            )
+            .group_by(TransitionEvent.participant_id)
+        )
+    }
+    present = set(
+        db.execute(
+            sa.select(TherapySession.participant_id, session_therapists.c.user_id)
+            .join(session_therapists, session_therapists.c.session_id == TherapySession.id)
+            .where(TherapySession.participant_id.in_(ids))
+            .distinct()
+        ).all()
+    )
+    rows = db.execute(
+        sa.select(
+            Assessment.participant_id,
+            Assessment.id,
+            Assessment.timepoint,
+            Assessment.instrument,
+            Assessment.administered_at,
+            Assessment.reason,
+            User.id,
+            User.username,
+            User.role,
+        )
+        .join(User, User.id == Assessment.recorded_by_id)
+        .where(Assessment.participant_id.in_(ids))
+        .order_by(Assessment.administered_at, Assessment.id)
+    )
+    assessments = _grouped(
+        (
+            row.participant_id,
+            AssessmentRecord(
+                row[1],
+                row.timepoint,
+                row.instrument,
+                row.administered_at,
+                row.reason,
+                row.username,
+                row.role,
+                (row.participant_id, row[6]) in present,
+            ),
+        )
+        for row in rows
+    )
+    missed = _grouped(
+        db.execute(
+            sa.select(MissedTimepoint.participant_id, MissedTimepoint.timepoint).where(
+                MissedTimepoint.participant_id.in_(ids)
+            )
+        )
+    )
+    return _OutcomeRows(dosings, left, assessments, missed)
+
+
+def _anchors(participant: Participant, rows: _OutcomeRows) -> AnchorDays | None:
+    protocol = definition_of(participant.protocol_version)
+    if not protocol.timepoints:
+        return None
+    cycles = protocol.schedule.dosing_cycles
+    return anchor_days_of(
+        participant.enrolled_at.date(),
+        rows.dosings.get(participant.id, []),
+        treatment_over=treatment_over(participant.state, participant.cycle, cycles),
+        dosing_cycles=cycles,
+        left_treatment_on=rows.left_treatment.get(participant.id),
+    )
+
+
 def load_records(db: Session, participants: Sequence[Participant]) -> list[ParticipantRecord]:
     """The compliance records of ``participants`` in a fixed number of queries."""
     ids = [p.id for p in participants]
@@ -297,6 +408,7 @@ def load_records(db: Session, participants: Sequence[Participant]) -> list[Parti
     sessions, first_session = _sessions_by_participant(db, ids)
     events = _adverse_events(db, ids)
     overrides = _overrides(db, ids)
+    outcomes = _outcome_rows(db, ids)
 
     records = []
     for participant in participants:
@@ -326,6 +438,9 @@ def load_records(db: Session, participants: Sequence[Participant]) -> list[Parti
                     for code, reason, _ in override.deviations
                     if code == "dosing_interval"
                 ),
+                assessments=tuple(outcomes.assessments.get(pid, [])),
+                missed_timepoints=tuple(outcomes.missed.get(pid, [])),
+                anchors=_anchors(participant, outcomes),
             )
         )
     return records

@@ -1,0 +1,113 @@
+"""The compliance checks of the outcome measures (SPEC §10): C15 windows, C16 the blind of
+the primary outcome, C17 follow-up. They call the same functions as the services (the window,
+who may record), so the report and the refusals cannot disagree."""
+
+from tracker.protocol.compliance_records import (
+    CheckResult,
+    Evidence,
+    ParticipantRecord,
+    StudyFacts,
+    judged,
+    not_applicable,
+)
+from tracker.protocol.definition import ProtocolDefinition
+from tracker.protocol.outcomes import in_window, recorder_refusal, window_closed, window_of
+
+
+def _no_outcomes(check_id: str, protocol: ProtocolDefinition) -> CheckResult | None:
+    if not protocol.timepoints:
+        return not_applicable(check_id, "The protocol has no outcome measures.")
+    return None
+
+
+def c15_assessment_windows(
+    record: ParticipantRecord, protocol: ProtocolDefinition, study: StudyFacts
+) -> CheckResult:
+    """Every assessment within its timepoint's window, or with a reason (a deviation)."""
+    if (skip := _no_outcomes("C15", protocol)) is not None:
+        return skip
+    if not record.assessments or record.anchors is None:
+        return not_applicable("C15", "No assessment is recorded.")
+    evidence = []
+    deviations = []
+    for assessment in record.assessments:
+        point = protocol.timepoint(assessment.timepoint)
+        placed = in_window(point, record.anchors, assessment.administered_at.date())
+        if placed is not False:
+            continue
+        window = window_of(point, record.anchors)
+        expected = f"{window[0]:%Y-%m-%d} to {window[1]:%Y-%m-%d}" if window else "its window"
+        label = f"{assessment.instrument} at {point.title} (assessment #{assessment.id})"
+        if assessment.reason:
+            deviations.append(f"{label}: {assessment.reason}")
+            continue
+        evidence.append(
+            Evidence(label, expected, f"{assessment.administered_at:%Y-%m-%d}, no reason")
+        )
+    note = ("Outside the window with a reason: " + "; ".join(deviations)) if deviations else ""
+    return judged("C15", evidence, note)
+
+
+def c16_blinded_primary(
+    record: ParticipantRecord, protocol: ProtocolDefinition, study: StudyFacts
+) -> CheckResult:
+    """Every primary-instrument assessment by a rater who attended none of the sessions."""
+    if (skip := _no_outcomes("C16", protocol)) is not None:
+        return skip
+    assert protocol.outcomes is not None
+    primary = [
+        a for a in record.assessments if a.instrument == protocol.outcomes.primary_instrument
+    ]
+    if not primary:
+        return not_applicable("C16", "No primary assessment is recorded.")
+    instrument = protocol.instrument(protocol.outcomes.primary_instrument)
+    evidence = []
+    for assessment in primary:
+        refusal = recorder_refusal(
+            instrument,
+            assessment.recorded_by_role,
+            assigned=True,  # the assignment may have ended since; the blind is what counts
+            attended_a_session=assessment.recorder_attended_a_session,
+        )
+        if refusal is not None:
+            evidence.append(
+                Evidence(
+                    f"{assessment.instrument} at {assessment.timepoint} (#{assessment.id})",
+                    "recorded by a blinded rater who attended no session",
+                    f"{assessment.recorded_by} ({assessment.recorded_by_role})"
+                    + (", present at a session" if assessment.recorder_attended_a_session else ""),
+                )
+            )
+    return judged("C16", evidence)
+
+
+def c17_follow_up(
+    record: ParticipantRecord, protocol: ProtocolDefinition, study: StudyFacts
+) -> CheckResult:
+    """Every follow-up timepoint past its window is assessed or recorded as missed with a
+    reason: nobody is silently lost to follow-up (the study-wide retention is in the outcomes
+    report)."""
+    if (skip := _no_outcomes("C17", protocol)) is not None:
+        return skip
+    anchors = record.anchors
+    followed = [t for t in protocol.timepoints if t.follow_up]
+    if anchors is None or anchors.treatment_ended_on is None or not followed:
+        return not_applicable("C17", "Follow-up has not started.")
+    today = study.now.date()
+    recorded = {(a.timepoint, a.instrument) for a in record.assessments}
+    evidence = []
+    for point in followed:
+        if not window_closed(point, anchors, today) or point.code in record.missed_timepoints:
+            continue
+        absent = [code for code in point.instruments if (point.code, code) not in recorded]
+        if absent:
+            window = window_of(point, anchors)
+            assert window is not None
+            evidence.append(
+                Evidence(
+                    point.title,
+                    f"assessed by {window[1]:%Y-%m-%d}, or recorded as missed",
+                    f"no {', '.join(absent)}",
+                )
+            )
+    return judged("C17", evidence)
