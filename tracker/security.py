@@ -28,6 +28,7 @@ class Permission(StrEnum):
     ACCOUNT_MANAGE_OWN = "account.manage_own"
     USERS_MANAGE = "users.manage"
     SITES_MANAGE = "sites.manage"
+    PROTOCOLS_MANAGE = "protocols.manage"
     PROTOCOL_VIEW = "protocol.view"
     PARTICIPANTS_VIEW = "participants.view"
     PARTICIPANTS_ENROL = "participants.enrol"
@@ -58,6 +59,7 @@ ROLE_PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.ACCOUNT_MANAGE_OWN: _EVERYONE,
     Permission.USERS_MANAGE: frozenset({Role.ADMIN}),
     Permission.SITES_MANAGE: frozenset({Role.ADMIN}),
+    Permission.PROTOCOLS_MANAGE: frozenset({Role.ADMIN}),
     Permission.PROTOCOL_VIEW: _EVERYONE,
     # The admin manages people, not clinical data (SPEC §1): no participant access.
     Permission.PARTICIPANTS_VIEW: _CLINICAL_READERS,

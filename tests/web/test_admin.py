@@ -143,3 +143,37 @@ def test_admin_creates_a_site(client: FlaskClient, signed_in, db_session: Sessio
     again = client.post("/admin/sites", data={"csrf_token": token, "code": "S09", "name": "Dup"})
     assert again.status_code == 400
     assert "already exists" in again.get_data(as_text=True)
+
+
+def test_the_admin_chooses_the_protocol_new_enrolments_use(
+    client: FlaskClient, db_session: Session, user_factory
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import csrf_token, login
+
+    admin = user_factory("admin")
+    assert login(client, admin.username).status_code == 302
+    page = client.get("/admin/protocols")
+    assert page.status_code == 200 and "mdma-mdd-v1.toml" in page.get_data(as_text=True)
+    done = client.post(
+        "/admin/protocols",
+        data={"csrf_token": csrf_token(client, "/admin/protocols"), "protocol": "mdma-mdd-v1.toml"},
+        follow_redirects=True,
+    )
+    assert "New enrolments now use mdma-mdd version 1" in done.get_data(as_text=True)
+    # The protocol the API serves is the active one, with its instruments and timepoints.
+    from tests.factories import FACTORY_ACTOR
+    from tracker.auth.services import create_api_token
+
+    token = create_api_token(db_session, FACTORY_ACTOR, user_factory("coordinator"))
+    db_session.commit()
+    body = client.get("/api/v1/protocol", headers={"Authorization": f"Bearer {token}"}).get_json()
+    assert body["code"] == "mdma-mdd"
+    served = body["definition"]
+    assert [i["code"] for i in served["instruments"]] == ["madrs", "phq9", "gad7", "cssrs"]
+    assert "month_12" in [t["code"] for t in served["timepoints"]]
+    assert all("text" not in item for item in served["instruments"][0]["items"])  # licensed
+    unknown = client.post(
+        "/admin/protocols",
+        data={"csrf_token": csrf_token(client, "/admin/protocols"), "protocol": "nope.toml"},
+    )
+    assert unknown.status_code == 400

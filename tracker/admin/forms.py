@@ -60,3 +60,12 @@ class SiteCreateForm(FlaskForm):
         "Code", validators=[DataRequired(), Length(min=2, max=16)], description="For example S01."
     )
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+
+
+class ProtocolActivateForm(FlaskForm):
+    protocol = SelectField(
+        "Protocol file",
+        choices=[],
+        validators=[DataRequired(message="Choose a protocol file.")],
+        description="New enrolments use it from now on; every participant keeps their version.",
+    )

@@ -9,6 +9,7 @@ from flask_wtf import FlaskForm
 from tracker.admin.forms import (
     NO_SITE,
     ActiveForm,
+    ProtocolActivateForm,
     ResetPasswordForm,
     RoleChangeForm,
     SiteCreateForm,
@@ -19,9 +20,13 @@ from tracker.auth.models import User
 from tracker.auth.signin import current_actor
 from tracker.db import get_db
 from tracker.errors import DomainError
+from tracker.participants.queries import enrolled_by_version
+from tracker.paths import FIXTURES
+from tracker.protocol import ProtocolFileError
 from tracker.security import Permission, requires
 from tracker.sites import services as sites
 from tracker.sites.models import Site
+from tracker.study import services as study
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -192,3 +197,39 @@ def site_list() -> ResponseReturnValue:
     if form.is_submitted():
         status = 400
     return render_template("admin/sites.html", sites=sites.list_sites(get_db()), form=form), status
+
+
+def _protocol_files() -> dict[str, str]:
+    """The protocol files shipped with the tracker, by file name."""
+    folder = FIXTURES / "protocols"
+    return {path.name: path.read_text(encoding="utf-8") for path in sorted(folder.glob("*.toml"))}
+
+
+@bp.route("/protocols", methods=["GET", "POST"])
+@requires(Permission.PROTOCOLS_MANAGE)
+def protocols() -> ResponseReturnValue:
+    """The protocol versions loaded, and the admin's choice of the one new enrolments use."""
+    files = _protocol_files()
+    form = ProtocolActivateForm()
+    form.protocol.choices = [(name, name) for name in files]
+    status = 200
+    if form.validate_on_submit():
+        try:
+            row = study.activate_protocol(
+                get_db(), current_actor(), files[form.protocol.data or ""]
+            )
+        except (DomainError, ProtocolFileError) as error:
+            form.form_errors.append(str(getattr(error, "message", error)))
+        else:
+            flash(f"New enrolments now use {row.code} version {row.version}.", "success")
+            return redirect(url_for("admin.protocols"))
+    if form.is_submitted():
+        status = 400 if not form.form_errors else 409
+    db = get_db()
+    return render_template(
+        "admin/protocols.html",
+        versions=study.protocol_versions(db),
+        active=study.current_protocol_version(db),
+        enrolled=enrolled_by_version(db),
+        form=form,
+    ), status

@@ -277,3 +277,13 @@ def users_by_id(db: Session, ids: set[int | None]) -> dict[int, User]:
     if not wanted:
         return {}
     return {u.id: u for u in db.scalars(sa.select(User).where(User.id.in_(wanted)))}
+
+
+def enrolled_by_version(db: Session) -> dict[int, int]:
+    """How many participants were enrolled under each protocol version."""
+    rows = db.execute(
+        sa.select(Participant.protocol_version_id, sa.func.count()).group_by(
+            Participant.protocol_version_id
+        )
+    )
+    return {version_id: count for version_id, count in rows}
