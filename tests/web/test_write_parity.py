@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from tests.conftest import csrf_token, login
 from tests.factories import FACTORY_ACTOR
 from tracker import clock
+from tracker.audit.services import Actor
 from tracker.auth.models import User
 from tracker.auth.services import actor_for, create_api_token
 from tracker.db import Base
@@ -32,10 +33,13 @@ from tracker.dosing.models import DoseAdministration, SessionEffects, VitalSignR
 from tracker.histories import Team, protocol_history, run_histories
 from tracker.notes.models import Note
 from tracker.notes.services import add_note
+from tracker.outcomes.models import Assessment, MissedTimepoint
 from tracker.participants.models import Consent, Participant, TransitionEvent
+from tracker.paths import FIXTURES
 from tracker.safety.models import AdverseEvent, PregnancyTest, SideEffect, SuicidalityScreen
 from tracker.safety.services import record_adverse_event
 from tracker.sessions.models import TherapySession
+from tracker.study.services import activate_protocol
 
 PAGE_TIME = "%Y-%m-%dT%H:%M"
 
@@ -492,14 +496,109 @@ def _cases() -> list[Write]:
             accepted=accepted,
             label=label,
         )
+    cases += _outcome_cases()
+    return cases
+
+
+PHQ9 = [
+    "interest",
+    "mood",
+    "sleep",
+    "energy",
+    "appetite",
+    "self_worth",
+    "concentration",
+    "psychomotor",
+    "self_harm",
+]
+MADRS = [
+    "apparent_sadness",
+    "reported_sadness",
+    "inner_tension",
+    "reduced_sleep",
+    "reduced_appetite",
+    "concentration",
+    "lassitude",
+    "inability_to_feel",
+    "pessimistic_thoughts",
+    "suicidal_thoughts",
+]
+
+
+def _assessment(
+    instrument: str, codes: list[str], value: int, *, drop: str | None = None
+) -> Callable[[datetime], tuple[dict[str, Any], dict[str, Any]]]:
+    def build(now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+        items = {code: value for code in codes if code != drop}
+        form = {"administered_at": _t(now), **{f"item_{c}": str(v) for c, v in items.items()}}
+        body = {
+            "timepoint": "baseline",
+            "instrument": instrument,
+            "administered_at": _iso(now),
+            "items": items,
+        }
+        return form, body
+
+    return build
+
+
+def _outcome_cases() -> list[Write]:
+    """Outcome writes under the depression protocol (SPEC §10)."""
+    common = {
+        "actor": "coordinator",
+        "stage": "preparation",
+        "target": "participant",
+        "api_method": "POST",
+        "prefix": None,
+        "extra": {"protocol": "mdma-mdd-v1.toml"},
+    }
+    cases = []
+    for label, instrument, codes, drop, accepted in (
+        ("valid self-report", "phq9", PHQ9, None, True),
+        ("an item missing", "phq9", PHQ9, "sleep", False),
+        ("clinician-rated by a coordinator", "madrs", MADRS, None, False),
+    ):
+        builder = _assessment(instrument, codes, 1, drop=drop)
+        cases.append(
+            Write(
+                name="assessment",
+                page="/participants/{id}/outcomes/baseline/" + instrument,
+                api="/api/v1/participants/{id}/assessments",
+                rows=Assessment,
+                form=lambda now, b=builder: b(now)[0],
+                json=lambda now, b=builder: b(now)[1],
+                accepted=accepted,
+                label=label,
+                **common,  # type: ignore[arg-type]
+            )
+        )
+    for label, reason, accepted in (("valid", "Moved abroad.", True), ("no reason", "", False)):
+        cases.append(
+            Write(
+                name="missed timepoint",
+                page="/participants/{id}/outcomes/cycle_3/missed",
+                api="/api/v1/participants/{id}/missed-timepoints",
+                rows=MissedTimepoint,
+                form=lambda now, r=reason: {"reason": r},
+                json=lambda now, r=reason: {"timepoint": "cycle_3", "reason": r},
+                accepted=accepted,
+                label=label,
+                **common,  # type: ignore[arg-type]
+            )
+        )
     return cases
 
 
 CASES = _cases()
 
 
-def _twins(db: Session, team: Team, stage: str, seed: int) -> tuple[Twin, Twin]:
+def _twins(
+    db: Session, team: Team, stage: str, seed: int, protocol: str | None = None
+) -> tuple[Twin, Twin]:
     """Two participants with the same history, and the records a case writes on."""
+    if protocol is not None:
+        source = (FIXTURES / "protocols" / protocol).read_text(encoding="utf-8")
+        activate_protocol(db, Actor.system(), source)
     histories = [protocol_history(db, team, random.Random(seed), stage) for _ in range(2)]
     run_histories(histories)
     participants = db.scalars(sa.select(Participant).order_by(Participant.id.desc()).limit(2)).all()
@@ -550,7 +649,9 @@ def _page_text(response: Any) -> str:
 def test_the_page_and_the_api_give_the_same_outcome(
     app: Flask, client: FlaskClient, db_session: Session, team: Team, case: Write
 ) -> None:
-    page_twin, api_twin = _twins(db_session, team, case.stage, seed=11)
+    page_twin, api_twin = _twins(
+        db_session, team, case.stage, seed=11, protocol=case.extra.get("protocol")
+    )
     now = clock.now().replace(second=0, microsecond=0)
     user = _user(team, page_twin, case.actor)
     assert _user(team, api_twin, case.actor).id == user.id
