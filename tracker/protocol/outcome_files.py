@@ -83,14 +83,7 @@ def _read_bands(table: Table, low: int, high: int) -> tuple[Band, ...] | None:
     return tuple(bands)
 
 
-def _read_instrument(table: Table, declared: set[str]) -> Instrument | None:
-    code = table.code("code")
-    if code is not None:
-        declared.add(code)  # a broken instrument is still known to the timepoints naming it
-    title = table.string("title")
-    kind = _choice(table, "kind", InstrumentKind)
-    licensed = table.boolean("licensed")
-    scoring = _choice(table, "scoring", Scoring, Scoring.SUM)
+def _read_items(table: Table, licensed: bool | None) -> tuple[InstrumentItem, ...] | None:
     items: list[InstrumentItem] = []
     valid = True
     for item_table in table.tables("items") or []:
@@ -110,40 +103,86 @@ def _read_instrument(table: Table, declared: set[str]) -> Instrument | None:
         # never carries it.
         table.problem("items", "a licensed instrument ships codes and short labels, not text")
         valid = False
+    return tuple(items) if valid else None
+
+
+def _read_subscales(table: Table, codes: set[str]) -> tuple[Subscale, ...] | None:
+    if not table.has("subscales"):
+        return ()
     subscales: list[Subscale] = []
-    if table.has("subscales"):
-        codes = {item.code for item in items}
-        for sub_table in table.tables("subscales") or []:
-            sub_code = sub_table.code("code")
-            sub_title = sub_table.string("title")
-            members = sub_table.list_of("items")
-            sub_table.finish()
-            unknown = [m for m in members or [] if m not in codes]
-            if unknown:
-                sub_table.problem("items", f"unknown items {unknown}")
-            if sub_code is None or sub_title is None or members is None or unknown:
-                valid = False
-                continue
-            subscales.append(Subscale(sub_code, sub_title, tuple(str(m) for m in members)))
-    if code is None or title is None or kind is None or licensed is None or scoring is None:
-        valid = False
-    if not valid:
+    valid = True
+    for sub_table in table.tables("subscales") or []:
+        sub_code = sub_table.code("code")
+        sub_title = sub_table.string("title")
+        members = sub_table.list_of("items")
+        sub_table.finish()
+        unknown = [m for m in members or [] if m not in codes]
+        if unknown:
+            sub_table.problem("items", f"unknown items {unknown}")
+        if sub_code is None or sub_title is None or members is None or unknown:
+            valid = False
+            continue
+        subscales.append(Subscale(sub_code, sub_title, tuple(str(m) for m in members)))
+    return tuple(subscales) if valid else None
+
+
+def _read_instrument(table: Table, declared: set[str]) -> Instrument | None:
+    code = table.code("code")
+    if code is not None:
+        declared.add(code)  # a broken instrument is still known to the timepoints naming it
+    title = table.string("title")
+    kind = _choice(table, "kind", InstrumentKind)
+    licensed = table.boolean("licensed")
+    scoring = _choice(table, "scoring", Scoring, Scoring.SUM)
+    items = _read_items(table, licensed)
+    subscales = _read_subscales(table, {item.code for item in items or ()})
+    header = (code, title, kind, licensed, scoring)
+    if items is None or subscales is None or any(value is None for value in header):
         table.finish()
         return None
     assert code is not None and title is not None and kind is not None
     assert licensed is not None and scoring is not None
-    instrument = Instrument(code, title, kind, licensed, scoring, tuple(items), tuple(subscales))
+    instrument = Instrument(code, title, kind, licensed, scoring, items, subscales)
     bands: tuple[Band, ...] | None = ()
     if table.has("bands"):
         bands = _read_bands(table, instrument.minimum_total, instrument.maximum_total)
     table.finish()
     if bands is None:
         return None
-    return Instrument(code, title, kind, licensed, scoring, tuple(items), tuple(subscales), bands)
+    return Instrument(code, title, kind, licensed, scoring, items, subscales, bands)
 
 
 def _optional_days(table: Table, key: str) -> int | None:
     return table.integer(key, minimum=0) if table.has(key) else 0
+
+
+def _timepoint_instruments(
+    table: Table, listed: list[object] | None, known: set[str]
+) -> tuple[str, ...] | None:
+    if listed is None:
+        return None
+    unknown = [i for i in listed if i not in known]
+    if unknown:
+        table.problem("instruments", f"unknown instruments {unknown}")
+    if not listed:
+        table.problem("instruments", "must list at least one instrument")
+    return tuple(str(i) for i in listed) if listed and not unknown else None
+
+
+def _timepoint_cycle(
+    table: Table, anchor: Anchor | None, cycle: int | None, dosing_cycles: int | None
+) -> tuple[bool, int | None]:
+    """(whether the cycle is consistent with the anchor, the cycle)."""
+    if anchor == Anchor.AFTER_DOSING and cycle is None:
+        table.problem("cycle", "an after_dosing timepoint names its cycle")
+        return False, None
+    if anchor is not None and anchor != Anchor.AFTER_DOSING and cycle is not None:
+        table.problem("cycle", "only an after_dosing timepoint has a cycle")
+        return False, None
+    if cycle is not None and dosing_cycles is not None and cycle > dosing_cycles:
+        table.problem("cycle", f"the protocol has {dosing_cycles} dosing cycles")
+        return False, None
+    return True, cycle
 
 
 def _read_timepoint(
@@ -151,41 +190,24 @@ def _read_timepoint(
 ) -> Timepoint | None:
     code = table.code("code")
     title = table.string("title")
-    instruments = table.list_of("instruments")
+    listed = table.list_of("instruments")
     anchor = _choice(table, "anchor", Anchor)
     offset = table.integer("offset_days", minimum=0) if table.has("offset_days") else 0
     before = _optional_days(table, "window_before_days")
     after = _optional_days(table, "window_after_days")
     cycle = table.integer("cycle") if table.has("cycle") else None
     table.finish()
-    unknown = [i for i in instruments or [] if i not in instrument_codes]
-    if unknown:
-        table.problem("instruments", f"unknown instruments {unknown}")
-    if instruments is not None and not instruments:
-        table.problem("instruments", "must list at least one instrument")
-    if anchor == Anchor.AFTER_DOSING and cycle is None:
-        table.problem("cycle", "an after_dosing timepoint names its cycle")
-    if anchor is not None and anchor != Anchor.AFTER_DOSING and cycle is not None:
-        table.problem("cycle", "only an after_dosing timepoint has a cycle")
-    if cycle is not None and dosing_cycles is not None and cycle > dosing_cycles:
-        table.problem("cycle", f"the protocol has {dosing_cycles} dosing cycles")
-        cycle = None
-    if (
-        code is None
-        or title is None
-        or not instruments
-        or unknown
-        or anchor is None
-        or offset is None
-        or before is None
-        or after is None
-        or (anchor == Anchor.AFTER_DOSING and cycle is None)
-    ):
+    instruments = _timepoint_instruments(table, listed, instrument_codes)
+    cycle_ok, cycle = _timepoint_cycle(table, anchor, cycle, dosing_cycles)
+    values = (code, title, instruments, anchor, offset, before, after)
+    if not cycle_ok or any(value is None for value in values):
         return None
+    assert code is not None and title is not None and instruments is not None
+    assert anchor is not None and offset is not None and before is not None and after is not None
     return Timepoint(
         code=code,
         title=title,
-        instruments=tuple(str(i) for i in instruments),
+        instruments=instruments,
         anchor=anchor,
         offset_days=offset,
         window_before_days=before,
