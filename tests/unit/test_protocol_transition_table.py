@@ -217,3 +217,12 @@ def test_phase_of(state: State, held_from: State | None, phase: Phase) -> None:
 def test_a_hold_without_a_holdable_origin_has_no_phase(held_from: State | None) -> None:
     with pytest.raises(ValueError, match="on_hold needs the state it was held from"):
         phase_of(State.ON_HOLD, held_from)
+
+
+def test_every_phase_and_state_has_its_place_on_the_pages() -> None:
+    # A state or phase added to the core without its label broke the participant page once.
+    from tracker.participants.presenters import PHASE_STATES, PHASE_TITLES
+
+    assert set(PHASE_TITLES) == set(Phase)
+    shown = {state for states in PHASE_STATES.values() for state in states}
+    assert shown == set(State) - {State.ON_HOLD}  # holds are counted apart

@@ -15,7 +15,9 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from tests.conftest import csrf_token, login
+from tests.factories import make_user
 from tracker import clock
+from tracker.audit.services import Actor
 from tracker.dosing.models import VitalSignAlert
 from tracker.histories import (
     Team,
@@ -27,8 +29,11 @@ from tracker.histories import (
 from tracker.notes.models import Note
 from tracker.participants.models import Participant
 from tracker.participants.transitions import apply_transition
+from tracker.paths import FIXTURES
+from tracker.protocol import load_protocol_file
 from tracker.safety.models import AdverseEvent
 from tracker.sessions.models import TherapySession
+from tracker.study.services import activate_protocol
 
 # --- helpers ----------------------------------------------------------------------------------
 
@@ -143,7 +148,8 @@ def _wait(client: FlaskClient, minutes: int) -> None:
 
 def _version(page: str, transition: str) -> str:
     match = re.search(rf'name="{transition}-expected_version"[^>]*value="(\d+)"', page)
-    assert match, f"no {transition} form on the page"
+    where = page.find(f'id="transition-{transition}"')
+    assert match, f"no {transition} form on the page: {page[where : where + 1200] if where >= 0 else ''}"
     return match.group(1)
 
 
@@ -691,9 +697,38 @@ def test_a_coordinator_cannot_assess_an_adverse_event(
 
 
 @pytest.mark.slow
-def test_the_whole_protocol_through_the_pages(app: Flask, db_session: Session, team: Team) -> None:
+@pytest.mark.parametrize("protocol", [None, "mdma-mdd-v1.toml"])
+def test_the_whole_protocol_through_the_pages(
+    app: Flask, db_session: Session, team: Team, protocol: str | None
+) -> None:
+    """Under the depression protocol, every outcome assessment is entered on its page too (the
+    clinician-rated ones by the blinded rater), and every follow-up timepoint to completion."""
+    definition = None
+    if protocol is not None:
+        text = (FIXTURES / "protocols" / protocol).read_text(encoding="utf-8")
+        activate_protocol(db_session, Actor.system(), text)
+        definition = load_protocol_file(FIXTURES / "protocols" / protocol)
+    rater = make_user(db_session, "rater", "S01")
     db_session.commit()
     therapists = [t.username for t in team.therapists]
+
+    def assess(timepoint: str) -> None:
+        assert definition is not None
+        for code in definition.timepoint(timepoint).instruments:
+            instrument = definition.instrument(code)
+            who = rater.username if instrument.kind == "clinician" else team.coordinator.username
+            value = 0 if code == "cssrs" else (3 if timepoint == "baseline" else 1)
+            form = f"/participants/{pid}/outcomes/{timepoint}/{code}"
+            done = _post(
+                _as(app, who),
+                form,
+                form,
+                {
+                    "administered_at": _at(_minute() - timedelta(hours=1)),
+                    **{f"item_{i.code}": str(min(value, i.maximum)) for i in instrument.items},
+                },
+            )
+            assert done.status_code == 302, (timepoint, code, _text(done))
 
     def coordinator() -> FlaskClient:
         return _as(app, team.coordinator.username)
@@ -743,6 +778,10 @@ def test_the_whole_protocol_through_the_pages(app: Flask, db_session: Session, t
     )
     assert screened.status_code == 302
     _transition(staff, pid, "confirm_eligibility")
+    if protocol is not None:
+        outcomes = f"/participants/{pid}/outcomes"
+        assigned = _post(staff, outcomes, f"/participants/{pid}/raters", {"raters": rater.username})
+        assert assigned.status_code == 302, _text(assigned)
 
     def simple_session(kind: str) -> None:
         """Scheduled by the coordinator, recorded by the therapist: it took place just now."""
@@ -788,8 +827,10 @@ def test_the_whole_protocol_through_the_pages(app: Flask, db_session: Session, t
         clock.travel(timedelta(days=7))
         simple_session("preparation")
 
+    if protocol is not None:
+        assess("baseline")
     for cycle in (1, 2, 3):
-        clock.travel(timedelta(days=4 if cycle == 1 else 10))
+        clock.travel(timedelta(days=4 if cycle == 1 else (2 if protocol else 10)))
         staff = coordinator()
         tested = _post(
             staff,
@@ -860,9 +901,23 @@ def test_the_whole_protocol_through_the_pages(app: Flask, db_session: Session, t
         for gap in (timedelta(hours=14), timedelta(days=6), timedelta(days=7)):
             clock.travel(gap)
             simple_session("integration")
+        if protocol is not None:
+            # Inside the cycle's window (21 days after its dosing; 14 after the last one).
+            clock.travel(timedelta(days=2 if cycle == 3 else 8))
+            assess(f"cycle_{cycle}")
 
     staff = coordinator()
     _transition(staff, pid, "complete_protocol")
+    if protocol is not None:
+        last_dosing = _minute() - timedelta(days=16)
+        for code, days in (("primary_endpoint", 56), ("month_6", 182), ("month_12", 365)):
+            clock.advance_to(last_dosing + timedelta(days=days))
+            assess(code)
+        outcomes_page = _text(coordinator().get(f"/participants/{pid}/outcomes"))
+        assert outcomes_page.count(">done</span>") == len(definition.timepoints)  # type: ignore[union-attr]
+        assert "<svg" in outcomes_page
+        staff = coordinator()
+        _transition(staff, pid, "complete_follow_up")
     page = _text(staff.get(detail))
     assert 'state state-completed">completed' in page
     participant = db_session.get(Participant, pid)

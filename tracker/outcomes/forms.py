@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import SelectField, TextAreaField
+from wtforms import SelectField, SelectMultipleField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional
 
@@ -55,3 +55,12 @@ def item_scores(form: FlaskForm, instrument: Instrument) -> dict[str, object]:
         if raw not in (None, ""):
             scores[item.code] = int(raw)
     return scores
+
+
+class RatersForm(FlaskForm):
+    raters = SelectMultipleField(
+        "Blinded raters",
+        choices=[],
+        description="The site's raters who record this participant's clinician-rated scales. "
+        "Someone present at any of the participant's sessions cannot be one.",
+    )

@@ -135,3 +135,13 @@ def open_follow_up(
         and not all((t.code, i) in recorded for i in t.instruments)
         and not window_closed(t, anchors, today)
     )
+
+
+def raters_of_site(db: Session, site_id: int) -> list[User]:
+    return list(
+        db.scalars(
+            sa.select(User)
+            .where(User.site_id == site_id, User.role == "rater", User.is_active.is_(True))
+            .order_by(User.username)
+        )
+    )

@@ -9,8 +9,8 @@ from flask.typing import ResponseReturnValue
 
 from tracker.auth.signin import current_actor
 from tracker.db import get_db
-from tracker.outcomes import presenters, services
-from tracker.outcomes.forms import MissedForm, assessment_form, item_scores
+from tracker.outcomes import presenters, queries, services
+from tracker.outcomes.forms import MissedForm, RatersForm, assessment_form, item_scores
 from tracker.pages import attempt, signed_in_user
 from tracker.participants.models import Participant
 from tracker.participants.queries import get_participant
@@ -38,6 +38,18 @@ def _measures(
     return point, scale
 
 
+def _raters_form(participant: Participant, submitted: RatersForm | None = None) -> RatersForm:
+    db = get_db()
+    form = submitted or RatersForm(
+        formdata=None, data={"raters": [u.username for u in queries.raters_of(db, participant.id)]}
+    )
+    form.raters.choices = [
+        (u.username, f"{u.printed_name} ({u.username})")
+        for u in queries.raters_of_site(db, participant.site_id)
+    ]
+    return form
+
+
 def _render(participant: Participant, status: int = 200, **forms: object) -> ResponseReturnValue:
     db = get_db()
     protocol = definition_of(participant.protocol_version)
@@ -49,6 +61,8 @@ def _render(participant: Participant, status: int = 200, **forms: object) -> Res
         charts=presenters.score_charts(db, participant),
         missed_form=forms.get("missed_form") or MissedForm(formdata=None),
         missed_timepoint=forms.get("missed_timepoint"),
+        raters_form=_raters_form(participant, forms.get("raters_form")),  # type: ignore[arg-type]
+        raters=queries.raters_of(db, participant.id),
     ), status
 
 
@@ -114,4 +128,20 @@ def missed(participant_id: int, timepoint: str) -> ResponseReturnValue:
     if row is None:
         return _render(participant, status, missed_form=form, missed_timepoint=timepoint)
     flash(f"{timepoint.replace('_', ' ')} recorded as missed.", "success")
+    return redirect(url_for("outcomes.participant_outcomes", participant_id=participant.id))
+
+
+@bp.route("/participants/<int:participant_id>/raters", methods=["POST"])
+@requires(Permission.RATERS_ASSIGN)
+def set_raters(participant_id: int) -> ResponseReturnValue:
+    participant = _participant(participant_id)
+    form = _raters_form(participant, RatersForm())
+    row, status = attempt(
+        form,
+        lambda: services.set_raters(get_db(), current_actor(), participant, form.raters.data or []),
+    )
+    if row is None:
+        return _render(participant, status, raters_form=form)
+    names = ", ".join(u.username for u in row) or "none"
+    flash(f"Raters of {participant.study_id}: {names}.", "success")
     return redirect(url_for("outcomes.participant_outcomes", participant_id=participant.id))

@@ -37,6 +37,7 @@ PHASE_TITLES: dict[Phase, str] = {
     Phase.SCREENING_PREPARATION: "Screening and preparation",
     Phase.DOSING: "Dosing",
     Phase.INTEGRATION: "Integration",
+    Phase.FOLLOW_UP: "Follow-up",
     Phase.CLOSED: "Closed",
 }
 
@@ -45,6 +46,7 @@ PHASE_STATES: dict[Phase, tuple[State, ...]] = {
     Phase.SCREENING_PREPARATION: (State.SCREENING, State.PREPARATION),
     Phase.DOSING: (State.DOSING,),
     Phase.INTEGRATION: (State.INTEGRATION,),
+    Phase.FOLLOW_UP: (State.FOLLOW_UP,),
     Phase.CLOSED: (State.COMPLETED, State.SCREEN_FAILED, State.WITHDRAWN),
 }
 
