@@ -149,7 +149,8 @@ def _wait(client: FlaskClient, minutes: int) -> None:
 def _version(page: str, transition: str) -> str:
     match = re.search(rf'name="{transition}-expected_version"[^>]*value="(\d+)"', page)
     where = page.find(f'id="transition-{transition}"')
-    assert match, f"no {transition} form on the page: {page[where : where + 1200] if where >= 0 else ''}"
+    shown = page[where : where + 1200] if where >= 0 else "(not offered)"
+    assert match, f"no {transition} form on the page: {shown}"
     return match.group(1)
 
 
