@@ -129,3 +129,32 @@ def test_a_coordinator_cannot_rate_the_madrs_but_records_a_missed_timepoint(
         data={"csrf_token": csrf_token(client, outcomes), "reason": ""},
     )
     assert blank.status_code == 400
+
+
+def test_the_trajectory_is_in_the_report_page_and_the_pdf(
+    client: FlaskClient, db_session: Session, team: Team
+) -> None:
+    from io import BytesIO
+
+    from pypdf import PdfReader
+
+    from tracker.outcome_histories import OutcomePlan, outcome_history
+
+    text = (FIXTURES / "protocols" / "mdma-mdd-v1.toml").read_text(encoding="utf-8")
+    activate_protocol(db_session, Actor.system(), text)
+    rater = make_user(db_session, "rater", "S01")
+    run_histories(
+        [outcome_history(db_session, team, rater, random.Random(9), OutcomePlan("responder"))]
+    )
+    db_session.commit()
+    participant = db_session.scalars(sa.select(Participant)).one()
+    assert login(client, team.investigator.username).status_code == 302
+    page = client.get(f"/reports/compliance/participants/{participant.id}")
+    assert page.status_code == 200
+    shown = html.unescape(page.get_data(as_text=True))
+    assert "MADRS (Montgomery-Asberg Depression Rating Scale): total score by timepoint" in shown
+    assert "C16" in shown and "C17" in shown
+    pdf = client.get("/reports/compliance.pdf")
+    assert pdf.status_code == 200, pdf.get_data(as_text=True)[:500]
+    words = " ".join(p.extract_text() for p in PdfReader(BytesIO(pdf.data)).pages)
+    assert "primary endpoint" in words and "severe (35-60)" in words

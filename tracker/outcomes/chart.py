@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
+from tracker.protocol import ProtocolDefinition
 from tracker.protocol.outcomes import Instrument
 
 WIDTH, HEIGHT = 860, 300
@@ -87,3 +88,25 @@ def render_score_chart(
     )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def trajectory_charts(
+    protocol: ProtocolDefinition, totals: Sequence[tuple[str, str, int]]
+) -> list[tuple[Instrument, str]]:
+    """One chart per instrument among ``totals`` (instrument, timepoint, total), the primary
+    instrument first: for the outcomes page and the report's participant section alike."""
+    rules = protocol.outcomes
+    primary = rules.primary_instrument if rules else None
+    codes = sorted({code for code, _, _ in totals}, key=lambda c: (c != primary, c))
+    charts = []
+    for code in codes:
+        instrument = protocol.instrument(code)
+        axis = [
+            (t.code, t.code.replace("_", " ")) for t in protocol.timepoints if code in t.instruments
+        ]
+        points = [ChartPoint(point, total) for c, point, total in totals if c == code]
+        svg = render_score_chart(
+            instrument, axis, points, primary_timepoint=rules.primary_timepoint if rules else None
+        )
+        charts.append((instrument, svg))
+    return charts

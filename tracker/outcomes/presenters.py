@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from tracker.db import utcnow
 from tracker.outcomes import queries
-from tracker.outcomes.chart import ChartPoint, render_score_chart
+from tracker.outcomes.chart import trajectory_charts
 from tracker.outcomes.models import Assessment
 from tracker.participants.models import Participant
 from tracker.participants.queries import visible_to
@@ -118,24 +118,13 @@ def outcome_record(db: Session, participant: Participant) -> dict[str, Any]:
 def score_charts(db: Session, participant: Participant) -> list[dict[str, Any]]:
     """One trajectory chart per instrument the participant has totals for, primary first."""
     protocol = definition_of(participant.protocol_version)
-    assessments = queries.assessments_of(db, participant.id)
-    primary = protocol.outcomes.primary_instrument if protocol.outcomes else None
-    codes = sorted({a.instrument for a in assessments}, key=lambda c: (c != primary, c))
-    charts = []
-    for code in codes:
-        instrument = protocol.instrument(code)
-        axis = [
-            (t.code, t.code.replace("_", " ")) for t in protocol.timepoints if code in t.instruments
-        ]
-        points = [ChartPoint(a.timepoint, a.total) for a in assessments if a.instrument == code]
-        svg = render_score_chart(
-            instrument,
-            axis,
-            points,
-            primary_timepoint=protocol.outcomes.primary_timepoint if protocol.outcomes else None,
-        )
-        charts.append({"instrument": instrument, "svg": Markup(svg)})  # noqa: S704 - escaped text and numbers only
-    return charts
+    totals = [
+        (a.instrument, a.timepoint, a.total) for a in queries.assessments_of(db, participant.id)
+    ]
+    return [
+        {"instrument": instrument, "svg": Markup(svg)}  # noqa: S704 - escaped text and numbers only
+        for instrument, svg in trajectory_charts(protocol, totals)
+    ]
 
 
 def rater_work(db: Session, user: Any) -> list[dict[str, Any]]:

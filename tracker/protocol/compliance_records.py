@@ -128,6 +128,7 @@ class AssessmentRecord:
     recorded_by_role: str
     # Whether the recorder was named on any of the participant's sessions (the blind).
     recorder_attended_a_session: bool
+    total: int = 0
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from flask import render_template
 from markupsafe import Markup
 
 from tracker.dosing.chart import ChartDose, ChartReading, render_vitals_chart
+from tracker.outcomes.chart import trajectory_charts
 from tracker.protocol.compliance import CHECKS_BY_ID
 from tracker.protocol.compliance_records import ParticipantRecord
 from tracker.protocol.definition import ProtocolDefinition
@@ -254,6 +255,26 @@ def session_charts(
     return charts
 
 
+def outcome_charts(
+    record: ParticipantRecord, protocol: ProtocolDefinition
+) -> list[tuple[str, Markup]]:
+    """The score trajectory of each instrument the participant was assessed with (the same
+    chart as the outcomes page), primary instrument first."""
+    totals = [(a.instrument, a.timepoint, a.total) for a in record.assessments]
+    return [
+        (instrument.title, Markup(svg))  # noqa: S704 (numbers and escaped text)
+        for instrument, svg in trajectory_charts(protocol, totals)
+    ]
+
+
+def participant_charts(
+    record: ParticipantRecord, protocol: ProtocolDefinition
+) -> list[tuple[str, Markup]]:
+    """Every chart of a participant's section: the outcome trajectories, then each dosing
+    session's vital signs."""
+    return outcome_charts(record, protocol) + session_charts(record, protocol)
+
+
 PDF_PART_PARTICIPANTS = 20
 """Participants laid out in one WeasyPrint document. Its layout holds every box of the
 document in memory (some 4 MB a participant with its charts), so the report is laid out a
@@ -309,7 +330,7 @@ def write_pdf_report(
                 header=header,
                 rows=part,
                 charts={
-                    row.study_id: session_charts(row.record, row.protocol)
+                    row.study_id: participant_charts(row.record, row.protocol)
                     for row in part
                     if row.record is not None and row.protocol is not None
                 },

@@ -346,6 +346,7 @@ def _outcome_rows(db: Session, ids: Sequence[int]) -> _OutcomeRows:
             Assessment.instrument,
             Assessment.administered_at,
             Assessment.reason,
+            Assessment.total,
             User.id,
             User.username,
             User.role,
@@ -365,7 +366,8 @@ def _outcome_rows(db: Session, ids: Sequence[int]) -> _OutcomeRows:
                 row.reason,
                 row.username,
                 row.role,
-                (row.participant_id, row[6]) in present,
+                (row.participant_id, row[7]) in present,
+                row.total,
             ),
         )
         for row in rows

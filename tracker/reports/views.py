@@ -94,7 +94,7 @@ def compliance_participant(participant_id: int) -> ResponseReturnValue:
         record=record,
         results=results,
         checks={c.id: c for c in CHECKS_BY_ID.values()},
-        charts=exporters.session_charts(record, protocol),
+        charts=exporters.participant_charts(record, protocol),
     )
 
 
