@@ -127,3 +127,12 @@ def with_pregnancy_tests(participant) -> None:  # type: ignore[no-untyped-def]
     if participant.sex == "male":
         participant.sex = "female"
     participant.childbearing_potential = True
+
+
+def item_codes(instrument: str, protocol: str = "mdma-mdd-v1.toml") -> list[str]:
+    """The item codes of an instrument in a shipped protocol, in its order."""
+    from tracker.paths import FIXTURES
+    from tracker.protocol import load_protocol_file
+
+    scale = load_protocol_file(FIXTURES / "protocols" / protocol).instrument(instrument)
+    return [item.code for item in scale.items]

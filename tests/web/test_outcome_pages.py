@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from tests.conftest import csrf_token, login
-from tests.factories import make_user
+from tests.factories import item_codes, make_user
 from tracker.audit.services import Actor
 from tracker.histories import Team, protocol_history, run_histories
 from tracker.outcomes.models import Assessment, MissedTimepoint
@@ -22,18 +22,7 @@ from tracker.paths import FIXTURES
 from tracker.sessions.models import TherapySession
 from tracker.study.services import activate_protocol
 
-MADRS = [
-    "apparent_sadness",
-    "reported_sadness",
-    "inner_tension",
-    "reduced_sleep",
-    "reduced_appetite",
-    "concentration",
-    "lassitude",
-    "inability_to_feel",
-    "pessimistic_thoughts",
-    "suicidal_thoughts",
-]
+MADRS = item_codes("madrs")
 
 
 def _participant(db: Session, team: Team):  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from tests.factories import FACTORY_ACTOR, make_user
+from tests.factories import FACTORY_ACTOR, item_codes, make_user
 from tracker import clock
 from tracker.audit.services import Actor
 from tracker.auth.models import User
@@ -25,29 +25,8 @@ from tracker.sessions.models import TherapySession
 from tracker.study.services import activate_protocol
 
 MDD = FIXTURES / "protocols" / "mdma-mdd-v1.toml"
-MADRS_CODES = [
-    "apparent_sadness",
-    "reported_sadness",
-    "inner_tension",
-    "reduced_sleep",
-    "reduced_appetite",
-    "concentration",
-    "lassitude",
-    "inability_to_feel",
-    "pessimistic_thoughts",
-    "suicidal_thoughts",
-]
-PHQ9_CODES = [
-    "interest",
-    "mood",
-    "sleep",
-    "energy",
-    "appetite",
-    "self_worth",
-    "concentration",
-    "psychomotor",
-    "self_harm",
-]
+MADRS_CODES = item_codes("madrs")
+PHQ9_CODES = item_codes("phq9")
 
 
 def madrs(*values: int) -> dict[str, int]:

@@ -23,7 +23,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from tests.conftest import csrf_token, login
-from tests.factories import FACTORY_ACTOR
+from tests.factories import FACTORY_ACTOR, item_codes
 from tracker import clock
 from tracker.audit.services import Actor
 from tracker.auth.models import User
@@ -500,29 +500,8 @@ def _cases() -> list[Write]:
     return cases
 
 
-PHQ9 = [
-    "interest",
-    "mood",
-    "sleep",
-    "energy",
-    "appetite",
-    "self_worth",
-    "concentration",
-    "psychomotor",
-    "self_harm",
-]
-MADRS = [
-    "apparent_sadness",
-    "reported_sadness",
-    "inner_tension",
-    "reduced_sleep",
-    "reduced_appetite",
-    "concentration",
-    "lassitude",
-    "inability_to_feel",
-    "pessimistic_thoughts",
-    "suicidal_thoughts",
-]
+PHQ9 = item_codes("phq9")
+MADRS = item_codes("madrs")
 
 
 def _assessment(
