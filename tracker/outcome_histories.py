@@ -22,7 +22,14 @@ from tracker.outcomes import queries
 from tracker.outcomes.services import record_assessment, set_raters
 from tracker.participants.models import Participant
 from tracker.protocol import ProtocolDefinition, State
-from tracker.protocol.outcomes import Instrument, InstrumentKind, Scoring, Timepoint, window_of
+from tracker.protocol.outcomes import (
+    Instrument,
+    InstrumentKind,
+    Scoring,
+    Timepoint,
+    missing_instruments,
+    window_of,
+)
 from tracker.study.services import definition_of
 
 # The share of the baseline total left at each timepoint, by trajectory.
@@ -141,7 +148,7 @@ def _next_window(
     """The next day, after ``after``, on which a timepoint's window opens with nothing recorded
     (none once the plan's last timepoint to record is passed)."""
     anchors = queries.anchor_days(db, participant, protocol)
-    done = {a.timepoint for a in queries.assessments_of(db, participant.id)}
+    recorded = {(a.timepoint, a.instrument) for a in queries.assessments_of(db, participant.id)}
     days = []
     stop = (
         [t.code for t in protocol.timepoints].index(plan.stop_before) if plan.stop_before else None
@@ -150,7 +157,7 @@ def _next_window(
         if stop is not None and index >= stop:
             break
         window = window_of(point, anchors)
-        if point.code in done or window is None:
+        if window is None or not missing_instruments(point, recorded):
             continue
         opens = datetime.combine(max(window[0], after.date()), time(10), tzinfo=after.tzinfo)
         if opens > after and opens.date() <= window[1]:

@@ -21,7 +21,6 @@ from tracker.outcomes import presenters, services
 from tracker.participants.models import Participant
 from tracker.participants.queries import get_participant
 from tracker.security import Permission, authenticated_user, requires
-from tracker.study.services import definition_of
 
 
 def _participant(participant_id: int) -> Participant:
@@ -42,17 +41,8 @@ def _participant(participant_id: int) -> Participant:
 def assessment_record(participant_id: int) -> ResponseReturnValue:
     body = parse_body(OutcomeAssessmentIn)
     participant = _participant(participant_id)
-    recorded = services.record_assessment(
-        get_db(), current_actor(), participant, **body.model_dump()
-    )
-    protocol = definition_of(participant.protocol_version)
-    change = recorded.change
-    baselines = (
-        {}
-        if change.baseline_total is None
-        else {recorded.assessment.instrument: change.baseline_total}
-    )
-    out = presenters.assessment_out(recorded.assessment, protocol, baselines)
+    row = services.record_assessment(get_db(), current_actor(), participant, **body.model_dump())
+    out = presenters.recorded_assessment(get_db(), participant, row)
     return OutcomeAssessmentOut.model_validate(out).model_dump(mode="json"), 201
 
 

@@ -18,8 +18,10 @@ from tracker.participants.models import Participant
 from tracker.participants.queries import visible_to
 from tracker.protocol import ProtocolDefinition
 from tracker.protocol.outcomes import (
+    InstrumentKind,
     TimepointStatus,
     change_from_baseline,
+    missing_instruments,
     timepoint_status,
     window_of,
 )
@@ -69,16 +71,23 @@ def assessment_out(
     }
 
 
+def recorded_assessment(
+    db: Session, participant: Participant, assessment: Assessment
+) -> dict[str, Any]:
+    """One assessment as the API answers its recording, with its change from baseline."""
+    protocol = definition_of(participant.protocol_version)
+    baseline = queries.baseline_total(db, participant, protocol, assessment.instrument)
+    baselines = {} if baseline is None else {assessment.instrument: baseline}
+    return assessment_out(assessment, protocol, baselines)
+
+
 def outcome_record(db: Session, participant: Participant) -> dict[str, Any]:
     """The participant's timepoints and assessments, as the API returns them."""
     protocol = definition_of(participant.protocol_version)
     assessments = queries.assessments_of(db, participant.id)
     missed = {m.timepoint: m.reason for m in queries.missed_of(db, participant.id)}
     recorded = {(a.timepoint, a.instrument) for a in assessments}
-    # A timepoint is done when every instrument it asks for is recorded.
-    done = {
-        t.code for t in protocol.timepoints if all((t.code, i) in recorded for i in t.instruments)
-    }
+    done = {t.code for t in protocol.timepoints if not missing_instruments(t, recorded)}
     anchors = queries.anchor_days(db, participant, protocol)
     today = utcnow().date()
     timepoints = []
@@ -142,9 +151,8 @@ def rater_work(db: Session, user: Any) -> list[dict[str, Any]]:
         for point in protocol.timepoints:
             pending = [
                 code
-                for code in point.instruments
-                if protocol.instrument(code).kind == "clinician"
-                and (point.code, code) not in recorded
+                for code in missing_instruments(point, recorded)
+                if protocol.instrument(code).kind == InstrumentKind.CLINICIAN
             ]
             status = timepoint_status(
                 point, anchors, today, done=not pending, missed=point.code in missed

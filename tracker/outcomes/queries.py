@@ -14,6 +14,7 @@ from tracker.protocol import CLOSED_STATES, ProtocolDefinition, State
 from tracker.protocol.outcomes import (
     AnchorDays,
     anchor_days_of,
+    missing_instruments,
     treatment_over,
     window_closed,
 )
@@ -132,7 +133,7 @@ def open_follow_up(
         t.title
         for t in followed
         if t.code not in missed
-        and not all((t.code, i) in recorded for i in t.instruments)
+        and missing_instruments(t, recorded)
         and not window_closed(t, anchors, today)
     )
 
@@ -143,5 +144,20 @@ def raters_of_site(db: Session, site_id: int) -> list[User]:
             sa.select(User)
             .where(User.site_id == site_id, User.role == "rater", User.is_active.is_(True))
             .order_by(User.username)
+        )
+    )
+
+
+def baseline_total(
+    db: Session, participant: Participant, protocol: ProtocolDefinition, instrument: str
+) -> int | None:
+    """The participant's baseline total of ``instrument``, if recorded."""
+    if protocol.outcomes is None:
+        return None
+    return db.scalar(
+        sa.select(Assessment.total).where(
+            Assessment.participant_id == participant.id,
+            Assessment.timepoint == protocol.outcomes.baseline_timepoint,
+            Assessment.instrument == instrument,
         )
     )

@@ -7,7 +7,6 @@ record it; this module loads the facts, stores the figures with the audit event,
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -23,10 +22,8 @@ from tracker.participants.models import Participant, RaterAssignment, TherapistA
 from tracker.participants.recording import not_future, require_open, require_role, text_field
 from tracker.protocol import ProtocolDefinition, RecordKind, Role
 from tracker.protocol.outcomes import (
-    Change,
     Instrument,
     Timepoint,
-    change_from_baseline,
     in_window,
     item_problems,
     recorder_refusal,
@@ -40,9 +37,11 @@ def _protocol(participant: Participant) -> ProtocolDefinition:
     return definition_of(participant.protocol_version)
 
 
-def _measures(
+def measures_of(
     protocol: ProtocolDefinition, timepoint_code: str, instrument_code: str
 ) -> tuple[Timepoint, Instrument]:
+    """The timepoint and instrument, refused with every reason when the protocol has no such
+    pair (for the page, whose address names them, and for the service)."""
     if not protocol.instruments:
         message = f"Protocol {protocol.code} version {protocol.version} has no outcome measures."
         raise RuleViolation(message, [message])
@@ -95,40 +94,6 @@ def _belongs_to(db: Session, actor: Actor, participant: Participant) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class RecordedAssessment:
-    assessment: Assessment
-    change: Change
-
-
-def baseline_total(
-    db: Session, participant: Participant, protocol: ProtocolDefinition, instrument: str
-) -> int | None:
-    if protocol.outcomes is None:
-        return None
-    return db.scalar(
-        sa.select(Assessment.total).where(
-            Assessment.participant_id == participant.id,
-            Assessment.timepoint == protocol.outcomes.baseline_timepoint,
-            Assessment.instrument == instrument,
-        )
-    )
-
-
-def change_of(db: Session, participant: Participant, assessment: Assessment) -> Change:
-    """The assessment against the participant's baseline of the same instrument."""
-    protocol = _protocol(participant)
-    assert protocol.outcomes is not None
-    baseline = baseline_total(db, participant, protocol, assessment.instrument)
-    return change_from_baseline(
-        protocol.outcomes,
-        assessment.instrument,
-        baseline,
-        assessment.total,
-        timepoint=assessment.timepoint,
-    )
-
-
 def record_assessment(
     db: Session,
     actor: Actor,
@@ -139,7 +104,7 @@ def record_assessment(
     administered_at: datetime,
     items: Mapping[str, object],
     reason: str | None = None,
-) -> RecordedAssessment:
+) -> Assessment:
     """Score and store one instrument at one timepoint. Refused, with every reason: an unknown
     timepoint or instrument, a recorder the blind does not allow, a missing or out-of-range
     item, a moment in the future, a second assessment of the same timepoint and instrument, an
@@ -147,7 +112,7 @@ def record_assessment(
     require_role(actor, Role.COORDINATOR, Role.THERAPIST, Role.INVESTIGATOR, Role.RATER)
     require_open(participant, RecordKind.ASSESSMENT)
     protocol = _protocol(participant)
-    point, scale = _measures(protocol, timepoint, instrument)
+    point, scale = measures_of(protocol, timepoint, instrument)
     refusal = recorder_refusal(
         scale,
         str(actor.role),
@@ -228,7 +193,7 @@ def record_assessment(
         },
         reason=reason_text,
     )
-    return RecordedAssessment(row, change_of(db, participant, row))
+    return row
 
 
 def record_missed_timepoint(

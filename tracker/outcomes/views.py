@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 
 from tracker.auth.signin import current_actor
 from tracker.db import get_db
+from tracker.errors import DomainError
 from tracker.outcomes import presenters, queries, services
 from tracker.outcomes.forms import MissedForm, RatersForm, assessment_form, item_scores
 from tracker.pages import attempt, signed_in_user
@@ -29,13 +30,11 @@ def _participant(participant_id: int) -> Participant:
 def _measures(
     protocol: ProtocolDefinition, timepoint: str, instrument: str
 ) -> tuple[Timepoint, Instrument]:
+    """The service's pair, or a 404: the page's address names them."""
     try:
-        point, scale = protocol.timepoint(timepoint), protocol.instrument(instrument)
-    except KeyError:
-        abort(404, description=f"The protocol has no {instrument} at {timepoint}.")
-    if scale.code not in point.instruments:
-        abort(404, description=f"{point.title} does not assess {scale.code}.")
-    return point, scale
+        return services.measures_of(protocol, timepoint, instrument)
+    except DomainError as error:
+        abort(404, description=error.message)
 
 
 def _raters_form(participant: Participant, submitted: RatersForm | None = None) -> RatersForm:
@@ -83,7 +82,7 @@ def assess(participant_id: int, timepoint: str, instrument: str) -> ResponseRetu
     form = assessment_form(scale)
     status = 200
     if form.is_submitted():
-        recorded, status = attempt(
+        row, status = attempt(
             form,
             lambda: services.record_assessment(
                 get_db(),
@@ -96,8 +95,7 @@ def assess(participant_id: int, timepoint: str, instrument: str) -> ResponseRetu
                 reason=form["reason"].data,
             ),
         )
-        if recorded is not None:
-            row = recorded.assessment
+        if row is not None:
             flash(
                 f"{scale.code} at {point.title} recorded for {participant.study_id}: total "
                 f"{row.total}{f' ({row.band})' if row.band else ''}.",

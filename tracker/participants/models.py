@@ -78,54 +78,49 @@ class Participant(Base):
         return pregnancy_test_required(self.sex, self.childbearing_potential)
 
 
-class TherapistAssignment(Base):
-    """A therapist assigned to a participant; ending an assignment keeps the row."""
+class _Assignment:
+    """A person assigned to a participant in their role; ending an assignment keeps the row,
+    and at most one assignment of a person to a participant is open."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(sa.ForeignKey("participants.id"), index=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
+    assigned_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    ended_at: Mapped[datetime | None]
+
+    @staticmethod
+    def open_index(table: str) -> sa.Index:
+        return sa.Index(
+            f"uq_{table}_active",
+            "participant_id",
+            "user_id",
+            unique=True,
+            sqlite_where=sa.text("ended_at IS NULL"),
+            postgresql_where=sa.text("ended_at IS NULL"),
+        )
+
+
+class TherapistAssignment(_Assignment, Base):
+    """A therapist assigned to a participant."""
 
     __tablename__ = "therapist_assignments"
-    __table_args__ = (
-        sa.Index(
-            "uq_therapist_assignments_active",
-            "participant_id",
-            "user_id",
-            unique=True,
-            sqlite_where=sa.text("ended_at IS NULL"),
-            postgresql_where=sa.text("ended_at IS NULL"),
-        ),
+    __table_args__ = (_Assignment.open_index("therapist_assignments"),)
+
+    user: Mapped[User] = relationship(
+        foreign_keys="TherapistAssignment.user_id", lazy="joined", innerjoin=True
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    participant_id: Mapped[int] = mapped_column(sa.ForeignKey("participants.id"), index=True)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
-    assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
-    assigned_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
-    ended_at: Mapped[datetime | None]
 
-    user: Mapped[User] = relationship(foreign_keys=[user_id], lazy="joined", innerjoin=True)
-
-
-class RaterAssignment(Base):
-    """A blinded rater assigned to a participant (SPEC §10); ending an assignment keeps the row."""
+class RaterAssignment(_Assignment, Base):
+    """A blinded rater assigned to a participant (SPEC §10)."""
 
     __tablename__ = "rater_assignments"
-    __table_args__ = (
-        sa.Index(
-            "uq_rater_assignments_active",
-            "participant_id",
-            "user_id",
-            unique=True,
-            sqlite_where=sa.text("ended_at IS NULL"),
-            postgresql_where=sa.text("ended_at IS NULL"),
-        ),
+    __table_args__ = (_Assignment.open_index("rater_assignments"),)
+
+    user: Mapped[User] = relationship(
+        foreign_keys="RaterAssignment.user_id", lazy="joined", innerjoin=True
     )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    participant_id: Mapped[int] = mapped_column(sa.ForeignKey("participants.id"), index=True)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
-    assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
-    assigned_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
-    ended_at: Mapped[datetime | None]
-
-    user: Mapped[User] = relationship(foreign_keys=[user_id], lazy="joined", innerjoin=True)
 
 
 class ChecklistAnswer(Base):

@@ -11,7 +11,13 @@ from tracker.protocol.compliance_records import (
     not_applicable,
 )
 from tracker.protocol.definition import ProtocolDefinition
-from tracker.protocol.outcomes import in_window, recorder_refusal, window_closed, window_of
+from tracker.protocol.outcomes import (
+    in_window,
+    missing_instruments,
+    recorder_refusal,
+    window_closed,
+    window_of,
+)
 
 
 def _no_outcomes(check_id: str, protocol: ProtocolDefinition) -> CheckResult | None:
@@ -99,7 +105,7 @@ def c17_follow_up(
     for point in followed:
         if not window_closed(point, anchors, today) or point.code in record.missed_timepoints:
             continue
-        absent = [code for code in point.instruments if (point.code, code) not in recorded]
+        absent = missing_instruments(point, recorded)
         if absent:
             window = window_of(point, anchors)
             assert window is not None

@@ -7,7 +7,7 @@ checks all score and place an assessment through this module, so they cannot dis
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
@@ -388,6 +388,14 @@ def never_comes(timepoint: Timepoint, anchors: AnchorDays) -> bool:
         and anchors.treatment_ended_on is not None
         and len(anchors.dosing_days) < (timepoint.cycle or 1)
     )
+
+
+def missing_instruments(
+    timepoint: Timepoint, recorded: Collection[tuple[str, str]]
+) -> tuple[str, ...]:
+    """The instruments of ``timepoint`` without an assessment among ``recorded`` (timepoint,
+    instrument) pairs: a timepoint is done when there are none."""
+    return tuple(code for code in timepoint.instruments if (timepoint.code, code) not in recorded)
 
 
 def window_closed(timepoint: Timepoint, anchors: AnchorDays, today: date) -> bool:
