@@ -13,13 +13,15 @@ from sqlalchemy.orm import Session
 from tests.factories import make_user
 from tracker import clock
 from tracker.audit.services import Actor
-from tracker.histories import Team, run_histories
+from tracker.histories import Team, _move, run_histories, screen
 from tracker.outcome_histories import OutcomePlan, outcome_history
 from tracker.outcomes.models import Assessment, MissedTimepoint
 from tracker.participants.models import Participant
+from tracker.participants.services import enrol_participant
 from tracker.paths import FIXTURES
 from tracker.protocol.compliance import run_checks
 from tracker.protocol.compliance_records import Outcome, StudyFacts
+from tracker.reports import compliance
 from tracker.reports.records import load_records
 from tracker.sessions.models import TherapySession
 from tracker.study.services import activate_protocol, definition_of
@@ -128,3 +130,116 @@ def test_outcome_checks_do_not_apply_to_a_protocol_without_outcomes(
     assert participant is not None
     results = _results(db_session, participant)
     assert {results[c].outcome for c in ("C15", "C16", "C17")} == {Outcome.NOT_APPLICABLE}  # type: ignore[attr-defined]
+
+
+def _under_mdd(db: Session) -> None:
+    text = (FIXTURES / "protocols" / "mdma-mdd-v1.toml").read_text(encoding="utf-8")
+    activate_protocol(db, Actor.system(), text)
+
+
+def test_who_was_never_treated_is_not_followed_up(db_session: Session, team: Team) -> None:
+    """A screen failure closes the participant, but treatment never began: no follow-up
+    timepoint is due, so C17 does not apply and the retention figures do not count them."""
+    _under_mdd(db_session)
+    rng = random.Random(5)
+    participant = enrol_participant(
+        db_session,
+        team.as_coordinator,
+        site=team.coordinator.site,
+        sex="female",
+        year_of_birth=1980,
+        therapists=[team.therapists[0].username],
+    )
+    screen(db_session, team, participant, rng, yes={"bipolar_i": "Bipolar I since 2016"})
+    _move(db_session, team.as_coordinator, participant, "fail_screening", reason="Bipolar I")
+    db_session.commit()
+    clock.travel(timedelta(days=420))  # past every follow-up window, counted from that day
+    results = _results(db_session, participant)
+    assert results["C17"].outcome is Outcome.NOT_APPLICABLE  # type: ignore[attr-defined]
+    (record,) = load_records(db_session, [participant])
+    assert record.anchors is not None and record.anchors.treatment_ended_on is None
+
+
+def test_retention_counts_everyone_who_left_treatment_hand_worked(
+    db_session: Session, team: Team
+) -> None:
+    """Three participants under the depression protocol, their follow-up worked out by hand:
+    A is assessed at every timepoint; B stops after cycle 1 and stays in follow-up with the
+    6-month timepoint left undone; C finishes treatment and withdraws before the 6-month
+    window opens. A year and a half later:
+
+    timepoint         A      B      C          done missed withdrawn lost  rate
+    primary endpoint  done   done   done        3     0       0       0   3/3
+    month 6           done   lost   withdrawn   1     0       1       1   1/3
+    month 12          done   lost   withdrawn   1     0       1       1   1/3
+    """
+    _under_mdd(db_session)
+    rater = make_user(db_session, "rater", "S01")
+
+    def history(seed: int, plan: OutcomePlan):  # type: ignore[no-untyped-def]
+        return outcome_history(db_session, team, rater, random.Random(seed), plan)
+
+    # B and C first, so that C withdraws as its 6-month window opens; A afterwards.
+    run_histories(
+        [
+            history(
+                8,
+                OutcomePlan(
+                    "partial", stage="dosing_in_progress", discontinue=True, stop_before="month_6"
+                ),
+            ),
+            history(9, OutcomePlan("relapse", stop_before="month_6")),
+        ]
+    )
+    b, c = db_session.scalars(sa.select(Participant).order_by(Participant.id)).all()
+    _move(
+        db_session,
+        team.as_coordinator,
+        c,
+        "withdraw",
+        reason="Moved abroad; declined further contact.",
+        withdrawal_category="participant_decision",
+    )
+    run_histories([history(7, OutcomePlan("responder"))])
+    db_session.commit()
+    a = db_session.scalars(sa.select(Participant).order_by(Participant.id.desc())).first()
+    assert a is not None
+    assert (a.state, b.state, c.state) == ("completed", "follow_up", "withdrawn")
+    db_session.commit()
+    clock.travel(timedelta(days=540))
+
+    summary = compliance.Summary()
+    header = compliance.report_header(db_session, "Test", compliance.ReportFilter())
+    results = {
+        row.study_id: {r.check_id: r.outcome for r in row.results}
+        for row in compliance.participant_results(
+            db_session, None, compliance.ReportFilter(), header, summary
+        )
+    }
+    figures = {
+        r.timepoint: (r.followed, r.done, r.missed, r.withdrawn, r.lost, r.rate)
+        for r in summary.retention
+    }
+    assert figures == {
+        "primary_endpoint": (3, 3, 0, 0, 0, 1.0),
+        "month_6": (3, 1, 0, 1, 1, 0.333),
+        "month_12": (3, 1, 0, 1, 1, 0.333),
+    }
+    # The lost timepoints fail C17 for B only; C's withdrawal is its own recorded reason.
+    assert results[a.study_id]["C17"] is Outcome.PASS
+    assert results[b.study_id]["C17"] is Outcome.FAIL
+    assert results[c.study_id]["C17"] is Outcome.PASS
+    as_json = summary.to_dict()["retention"]
+    assert as_json[1] == {  # type: ignore[index]
+        "protocol": "mdma-mdd v1",
+        "timepoint": "month_6",
+        "title": "Durability, 6 months after the last dosing",
+        "followed": 3,
+        "due": 3,
+        "done": 1,
+        "missed": 0,
+        "withdrawn": 1,
+        "lost": 1,
+        "not_due": 0,
+        "retention_rate": 0.333,
+    }

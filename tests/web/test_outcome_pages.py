@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import random
+import re
 
 import sqlalchemy as sa
 from flask.testing import FlaskClient
@@ -147,3 +148,80 @@ def test_the_trajectory_is_in_the_report_page_and_the_pdf(
     assert pdf.status_code == 200, pdf.get_data(as_text=True)[:500]
     words = " ".join(p.extract_text() for p in PdfReader(BytesIO(pdf.data)).pages)
     assert "primary endpoint" in words and "severe (35-60)" in words
+
+
+def test_the_compliance_report_carries_the_outcomes_section_in_every_format(
+    client: FlaskClient, db_session: Session, team: Team
+) -> None:
+    """The page, the JSON, the PDF and the outcomes CSV give the same pooled figures and the
+    follow-up retention; the CSV export is on the audit trail; a rater exports nothing."""
+    import csv
+    import io
+
+    import jsonschema
+    from pypdf import PdfReader
+
+    from tracker.audit.models import AuditEvent
+    from tracker.outcome_histories import OutcomePlan, outcome_history
+    from tracker.reports.exporters import JSON_SCHEMA
+
+    text = (FIXTURES / "protocols" / "mdma-mdd-v1.toml").read_text(encoding="utf-8")
+    activate_protocol(db_session, Actor.system(), text)
+    rater = make_user(db_session, "rater", "S01")
+    run_histories(
+        [outcome_history(db_session, team, rater, random.Random(9), OutcomePlan("responder"))]
+    )
+    db_session.commit()
+    participant = db_session.scalars(sa.select(Participant)).one()
+    baseline = db_session.scalars(
+        sa.select(Assessment.total).where(
+            Assessment.participant_id == participant.id,
+            Assessment.instrument == "madrs",
+            Assessment.timepoint == "baseline",
+        )
+    ).one()
+    endpoint = db_session.scalars(
+        sa.select(Assessment.total).where(
+            Assessment.participant_id == participant.id,
+            Assessment.instrument == "madrs",
+            Assessment.timepoint == "primary_endpoint",
+        )
+    ).one()
+
+    assert login(client, rater.username).status_code == 302
+    assert client.get("/reports/outcomes.csv").status_code == 403
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+
+    assert login(client, team.investigator.username).status_code == 302
+    page = html.unescape(client.get("/reports/compliance").get_data(as_text=True))
+    assert "Follow-up retention" in page and "Durability, 12 months after the last dosing" in page
+
+    report = client.get("/reports/compliance.json").get_json()
+    jsonschema.validate(report, JSON_SCHEMA)
+    assert report["outcomes"]["blinded"] is True
+    rows = {(r["instrument"], r["timepoint"]): r for r in report["outcomes"]["rows"]}
+    assert rows[("madrs", "baseline")]["n"] == 1
+    assert rows[("madrs", "baseline")]["mean_total"] == baseline
+    assert rows[("madrs", "primary_endpoint")]["mean_change"] == endpoint - baseline
+    retention = {r["timepoint"]: r for r in report["summary"]["retention"]}
+    assert retention["month_12"]["done"] == 1 and retention["month_12"]["retention_rate"] == 1.0
+
+    download = client.get("/reports/outcomes.csv")
+    assert download.status_code == 200 and download.mimetype == "text/csv"
+    lines = list(csv.DictReader(io.StringIO(download.get_data(as_text=True))))
+    from_csv = {(r["instrument"], r["timepoint"]): r for r in lines}
+    assert set(from_csv) == set(rows)
+    assert int(from_csv[("madrs", "baseline")]["n"]) == 1
+    assert float(from_csv[("madrs", "primary_endpoint")]["mean_change"]) == endpoint - baseline
+    # Its provenance: the head of the audit trail it was read at (the export moved it on).
+    assert re.fullmatch("[0-9a-f]{64}", lines[0]["audit_head"])
+    exported = db_session.scalars(
+        sa.select(AuditEvent).where(
+            AuditEvent.action == "report.export", AuditEvent.entity_type == "outcomes_report"
+        )
+    ).all()
+    assert len(exported) == 1 and exported[0].actor == team.investigator.username
+
+    pdf = client.get("/reports/compliance.pdf")
+    words = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.data)).pages)
+    assert "Follow-up retention" in words and "Outcomes" in words

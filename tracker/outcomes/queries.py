@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -105,17 +105,49 @@ def anchor_days(db: Session, participant: Participant, protocol: ProtocolDefinit
         treatment_over=over,
         dosing_cycles=protocol.schedule.dosing_cycles,
         left_treatment_on=_left_treatment_on(db, participant.id) if over and not rows else None,
+        withdrawn_on=_withdrawn_on(db, participant) if over else None,
+    )
+
+
+def left_treatment(ids: sa.ColumnElement[bool]) -> sa.Select[int, datetime]:
+    """(participant id, the moment treatment ended) for the participants of ``ids`` who
+    entered treatment (reached preparation) and left it: into follow-up, or closed. Who failed
+    screening or withdrew during it was never treated, so is never followed up."""
+    treated = (
+        sa.select(TransitionEvent.participant_id)
+        .where(TransitionEvent.to_state == State.PREPARATION)
+        .scalar_subquery()
+    )
+    return (
+        sa.select(TransitionEvent.participant_id, sa.func.min(TransitionEvent.occurred_at))
+        .where(
+            ids,
+            TransitionEvent.to_state.in_([State.FOLLOW_UP, *CLOSED_STATES]),
+            TransitionEvent.participant_id.in_(treated),
+        )
+        .group_by(TransitionEvent.participant_id)
+    )
+
+
+def withdrawals(ids: sa.ColumnElement[bool]) -> sa.Select[int, datetime]:
+    """(participant id, the moment of the withdrawal) for the participants of ``ids``."""
+    return (
+        sa.select(TransitionEvent.participant_id, sa.func.min(TransitionEvent.occurred_at))
+        .where(ids, TransitionEvent.to_state == State.WITHDRAWN)
+        .group_by(TransitionEvent.participant_id)
     )
 
 
 def _left_treatment_on(db: Session, participant_id: int) -> date | None:
-    moment = db.scalar(
-        sa.select(sa.func.min(TransitionEvent.occurred_at)).where(
-            TransitionEvent.participant_id == participant_id,
-            TransitionEvent.to_state.in_([State.FOLLOW_UP, *CLOSED_STATES]),
-        )
-    )
-    return moment.date() if moment is not None else None
+    row = db.execute(left_treatment(TransitionEvent.participant_id == participant_id)).first()
+    return row[1].date() if row is not None else None
+
+
+def _withdrawn_on(db: Session, participant: Participant) -> date | None:
+    if participant.state != State.WITHDRAWN:
+        return None
+    row = db.execute(withdrawals(TransitionEvent.participant_id == participant.id)).first()
+    return row[1].date() if row is not None else None
 
 
 def open_follow_up(

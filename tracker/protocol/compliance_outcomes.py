@@ -2,6 +2,8 @@
 the primary outcome, C17 follow-up. They call the same functions as the services (the window,
 who may record), so the report and the refusals cannot disagree."""
 
+from datetime import date
+
 from tracker.protocol.compliance_records import (
     CheckResult,
     Evidence,
@@ -12,10 +14,12 @@ from tracker.protocol.compliance_records import (
 )
 from tracker.protocol.definition import ProtocolDefinition
 from tracker.protocol.outcomes import (
+    Retention,
+    Timepoint,
+    follow_up_retention,
     in_window,
     missing_instruments,
     recorder_refusal,
-    window_closed,
     window_of,
 )
 
@@ -91,29 +95,46 @@ def c17_follow_up(
     record: ParticipantRecord, protocol: ProtocolDefinition, study: StudyFacts
 ) -> CheckResult:
     """Every follow-up timepoint past its window is assessed or recorded as missed with a
-    reason: nobody is silently lost to follow-up (the study-wide retention is in the outcomes
-    report)."""
+    reason: nobody is silently lost to follow-up. A withdrawal ends follow-up with its own
+    recorded reason; the study-wide retention is in the report's outcomes section."""
     if (skip := _no_outcomes("C17", protocol)) is not None:
         return skip
     anchors = record.anchors
     followed = [t for t in protocol.timepoints if t.follow_up]
     if anchors is None or anchors.treatment_ended_on is None or not followed:
         return not_applicable("C17", "Follow-up has not started.")
-    today = study.now.date()
-    recorded = {(a.timepoint, a.instrument) for a in record.assessments}
     evidence = []
-    for point in followed:
-        if not window_closed(point, anchors, today) or point.code in record.missed_timepoints:
-            continue
-        absent = missing_instruments(point, recorded)
-        if absent:
+    for point, place in retention_of(record, protocol, study.now.date()):
+        if place is Retention.LOST:
             window = window_of(point, anchors)
             assert window is not None
             evidence.append(
                 Evidence(
                     point.title,
                     f"assessed by {window[1]:%Y-%m-%d}, or recorded as missed",
-                    f"no {', '.join(absent)}",
+                    f"no {', '.join(missing_instruments(point, record.recorded))}",
                 )
             )
     return judged("C17", evidence)
+
+
+def retention_of(
+    record: ParticipantRecord, protocol: ProtocolDefinition, today: date
+) -> list[tuple[Timepoint, Retention]]:
+    """Each follow-up timepoint of a participant in follow-up with its place in the retention
+    figures (none before treatment has ended)."""
+    if record.anchors is None:
+        return []
+    recorded = record.recorded
+    places = []
+    for point in protocol.timepoints:
+        place = follow_up_retention(
+            point,
+            record.anchors,
+            today,
+            done=not missing_instruments(point, recorded),
+            missed=point.code in record.missed_timepoints,
+        )
+        if place is not None:
+            places.append((point, place))
+    return places

@@ -153,6 +153,11 @@ class ParticipantRecord:
     anchors: AnchorDays | None = None
 
     @property
+    def recorded(self) -> frozenset[tuple[str, str]]:
+        """The (timepoint, instrument) pairs assessed."""
+        return frozenset((a.timepoint, a.instrument) for a in self.assessments)
+
+    @property
     def completed_dosing(self) -> list[SessionRecord]:
         return sorted(
             (

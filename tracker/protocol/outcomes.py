@@ -272,11 +272,13 @@ class AnchorDays:
     """The days a participant's timepoints are counted from. ``dosing_days[n - 1]`` is the day
     of cycle n's dosing session (its start, or its scheduled day before it starts);
     ``treatment_ended_on`` is the day of the last dosing once treatment is over (completed or
-    discontinued), or the day it was discontinued when no dosing took place."""
+    discontinued), or the day it was discontinued when no dosing took place; ``withdrawn_on``
+    the day the participant withdrew from the study (follow-up ends there)."""
 
     enrolled_on: date
     dosing_days: tuple[date, ...] = ()
     treatment_ended_on: date | None = None
+    withdrawn_on: date | None = None
 
 
 def anchor_days_of(
@@ -286,6 +288,7 @@ def anchor_days_of(
     treatment_over: bool,
     dosing_cycles: int,
     left_treatment_on: date | None = None,
+    withdrawn_on: date | None = None,
 ) -> AnchorDays:
     """The anchors from the participant's dosing sessions (cycle, day; the first per cycle
     counts) and whether treatment is over; ``left_treatment_on`` is the day treatment stopped,
@@ -297,7 +300,12 @@ def anchor_days_of(
     ended_on = None
     if treatment_over:
         ended_on = days[-1] if days else left_treatment_on
-    return AnchorDays(enrolled_on=enrolled_on, dosing_days=days, treatment_ended_on=ended_on)
+    return AnchorDays(
+        enrolled_on=enrolled_on,
+        dosing_days=days,
+        treatment_ended_on=ended_on,
+        withdrawn_on=withdrawn_on,
+    )
 
 
 def treatment_over(state: str, cycle: int, dosing_cycles: int) -> bool:
@@ -401,3 +409,41 @@ def missing_instruments(
 def window_closed(timepoint: Timepoint, anchors: AnchorDays, today: date) -> bool:
     window = window_of(timepoint, anchors)
     return window is not None and today > window[1]
+
+
+class Retention(StrEnum):
+    """Where a follow-up timepoint stands in the study's retention (SPEC §10, C17)."""
+
+    DONE = "done"
+    MISSED = "missed"  # recorded as missed, with a reason
+    WITHDRAWN = "withdrawn"  # the participant withdrew before its window closed
+    LOST = "lost"  # the window closed with nothing recorded: silently lost to follow-up
+    NOT_DUE = "not_due"  # its window has not closed yet
+
+
+def follow_up_retention(
+    timepoint: Timepoint,
+    anchors: AnchorDays,
+    today: date,
+    *,
+    done: bool,
+    missed: bool,
+) -> Retention | None:
+    """A follow-up timepoint's place in the retention figures; None for a timepoint that is
+    not follow-up or a participant whose treatment has not ended (not yet followed up). Who
+    entered treatment and left it, by completing, discontinuing or withdrawing, stays in the
+    denominator: the figure shows who was followed, not only who stayed."""
+    if not timepoint.follow_up or anchors.treatment_ended_on is None:
+        return None
+    status = timepoint_status(timepoint, anchors, today, done=done, missed=missed)
+    if status is TimepointStatus.DONE:
+        return Retention.DONE
+    if status is TimepointStatus.MISSED:
+        return Retention.MISSED
+    window = window_of(timepoint, anchors)
+    withdrew = anchors.withdrawn_on
+    if withdrew is not None and (window is None or withdrew <= window[1]):
+        return Retention.WITHDRAWN
+    if status is TimepointStatus.OVERDUE:
+        return Retention.LOST
+    return Retention.NOT_DUE

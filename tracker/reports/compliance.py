@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -19,7 +19,10 @@ from tracker.participants.models import Participant, ProtocolDeviation
 from tracker.participants.queries import visible_to
 from tracker.protocol import ProtocolDefinition, State
 from tracker.protocol.compliance import CHECKS, run_checks
+from tracker.protocol.compliance_outcomes import retention_of
 from tracker.protocol.compliance_records import CheckResult, Outcome, ParticipantRecord, StudyFacts
+from tracker.protocol.outcomes import Retention
+from tracker.reports.outcomes import OutcomeRow, outcome_rows
 from tracker.reports.records import batches, load_records
 from tracker.safety.models import AdverseEvent
 from tracker.sessions.models import TherapySession
@@ -78,6 +81,42 @@ class ParticipantResult:
         return sum(1 for r in self.results if r.outcome is Outcome.FAIL)
 
 
+@dataclass(frozen=True)
+class RetentionRow:
+    """One follow-up timepoint's retention over the report's participants (SPEC §10, C17):
+    of everyone who entered treatment and left it, how many were assessed. ``rate`` is the
+    share assessed of those whose timepoint is due (done, missed, withdrawn or lost)."""
+
+    protocol: str
+    timepoint: str
+    title: str
+    followed: int
+    done: int
+    missed: int
+    withdrawn: int
+    lost: int
+    not_due: int
+
+    @property
+    def due(self) -> int:
+        return self.done + self.missed + self.withdrawn + self.lost
+
+    @property
+    def rate(self) -> float | None:
+        return round(self.done / self.due, 3) if self.due else None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "protocol": self.protocol,
+            "timepoint": self.timepoint,
+            "title": self.title,
+            "followed": self.followed,
+            "due": self.due,
+            **{place.value: getattr(self, place.value) for place in Retention},
+            "retention_rate": self.rate,
+        }
+
+
 @dataclass
 class Summary:
     participants: int = 0
@@ -85,12 +124,38 @@ class Summary:
     outcomes: dict[str, Counter[str]] = field(
         default_factory=lambda: {c.id: Counter() for c in CHECKS}
     )
+    # (protocol, timepoint code, title) -> how many participants stand where
+    _retention: dict[tuple[str, str, str], Counter[Retention]] = field(default_factory=dict)
+    today: date | None = None  # the report's day, for the retention of its participants
 
-    def add(self, row: ParticipantResult) -> None:
+    def add(
+        self,
+        row: ParticipantResult,
+        record: ParticipantRecord | None = None,
+        protocol: ProtocolDefinition | None = None,
+    ) -> None:
         self.participants += 1
         self.states[row.state] += 1
         for result in row.results:
             self.outcomes[result.check_id][result.outcome.value] += 1
+        if record is not None and protocol is not None and protocol.timepoints:
+            label = f"{protocol.code} v{protocol.version}"
+            for point, place in retention_of(record, protocol, self.today or utcnow().date()):
+                key = (label, point.code, point.title)
+                self._retention.setdefault(key, Counter())[place] += 1
+
+    @property
+    def retention(self) -> list[RetentionRow]:
+        return [
+            RetentionRow(
+                protocol,
+                code,
+                title,
+                sum(counts.values()),
+                *(counts[place] for place in Retention),
+            )
+            for (protocol, code, title), counts in self._retention.items()
+        ]
 
     def pass_rate(self, check_id: str) -> float | None:
         counts = self.outcomes[check_id]
@@ -111,6 +176,7 @@ class Summary:
                 }
                 for c in CHECKS
             ],
+            "retention": [r.to_dict() for r in self.retention],
         }
 
 
@@ -142,6 +208,11 @@ def _query(user: User | None, flt: ReportFilter) -> sa.Select[Participant]:
     if flt.state:
         query = query.where(Participant.state == flt.state)
     return query
+
+
+def outcome_section(db: Session, user: User | None, flt: ReportFilter) -> list[OutcomeRow]:
+    """The outcomes report over the compliance report's participants (pooled while blinded)."""
+    return outcome_rows(db, user, _query(user, flt))
 
 
 def participants_in_scope(db: Session, user: User | None, flt: ReportFilter) -> int:
@@ -180,7 +251,8 @@ def participant_results(
                 protocol if keep_records else None,
             )
             if summary is not None:
-                summary.add(row)
+                summary.today = header.generated_at.date()
+                summary.add(row, record, protocol)
             if flt.check:
                 row = ParticipantResult(
                     row.participant_id,
@@ -258,14 +330,19 @@ def open_safety_items(db: Session, user: User | None, flt: ReportFilter) -> Safe
 
 
 def record_export(
-    db: Session, actor: Actor, fmt: str, flt: ReportFilter, header: ReportHeader
+    db: Session,
+    actor: Actor,
+    fmt: str,
+    flt: ReportFilter,
+    header: ReportHeader,
+    report: str = "compliance_report",
 ) -> None:
     """Every export is itself an audit event (committed before the file streams out)."""
     record_event(
         db,
         actor,
         "report.export",
-        "compliance_report",
+        report,
         None,
         new={"format": fmt, "filters": flt.as_dict(), "audit_head": header.audit_head},
     )

@@ -22,10 +22,15 @@ def _export_name(fmt: str, header: compliance.ReportHeader) -> str:
     return f"compliance-{header.generated_at:%Y%m%dT%H%M%SZ}.{fmt}"
 
 
-def record_export(fmt: str, flt: ReportFilter, header: compliance.ReportHeader) -> None:
+def record_export(
+    fmt: str,
+    flt: ReportFilter,
+    header: compliance.ReportHeader,
+    report: str = "compliance_report",
+) -> None:
     """The export is on record, in a unit of work of its own, before the first byte leaves."""
     with write_unit(get_db()) as writes:
-        compliance.record_export(writes, current_actor(), fmt, flt, header)
+        compliance.record_export(writes, current_actor(), fmt, flt, header, report)
 
 
 def export_response(

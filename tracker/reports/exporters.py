@@ -3,9 +3,10 @@ from HTML (the same SVG charts as the pages) with WeasyPrint, a few participants
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -26,6 +27,7 @@ from tracker.reports.compliance import (
     Summary,
     check_catalogue,
 )
+from tracker.reports.outcomes import OutcomeRow
 from tracker.reports.pdf_join import Bookmark, join_pdfs
 from tracker.spreadsheet import csv_lines
 
@@ -110,6 +112,7 @@ def json_report(
     rows: Iterable[ParticipantResult],
     summary: Summary,
     deviations: Iterable[Deviation] = (),
+    outcomes: Iterable[OutcomeRow] = (),
 ) -> Iterator[str]:
     """A JSON document written piece by piece; the summary, gathered while the participants
     stream, comes last."""
@@ -132,14 +135,38 @@ def json_report(
         ],
         ensure_ascii=False,
     )
+    yield ', "outcomes": ' + json.dumps(
+        {"blinded": True, "rows": [outcome_json(r) for r in outcomes]}, ensure_ascii=False
+    )
     yield ', "summary": ' + json.dumps(summary.to_dict(), ensure_ascii=False) + "}"
+
+
+def outcome_json(row: OutcomeRow) -> dict[str, Any]:
+    return dataclasses.asdict(row)
+
+
+OUTCOME_CSV_HEADER = tuple(f.name for f in dataclasses.fields(OutcomeRow))
+
+
+def outcomes_csv(rows: Iterable[OutcomeRow], header: ReportHeader | None = None) -> Iterator[str]:
+    """The outcomes report as CSV, a line per protocol, instrument and timepoint (pooled while
+    the study is blinded), with the report's provenance on every line when given."""
+    provenance: tuple[str, ...] = ()
+    names = OUTCOME_CSV_HEADER
+    if header is not None:
+        names += ("generated_at", "generated_by", "audit_head")
+        provenance = (header.generated_at.isoformat(), header.generated_by, header.audit_head)
+    return csv_lines(
+        names,
+        (tuple(getattr(r, n) for n in OUTCOME_CSV_HEADER) + provenance for r in rows),
+    )
 
 
 JSON_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "tracker compliance report",
     "type": "object",
-    "required": ["report", "checks", "participants", "deviations", "summary"],
+    "required": ["report", "checks", "participants", "deviations", "outcomes", "summary"],
     "properties": {
         "report": {
             "type": "object",
@@ -175,7 +202,32 @@ JSON_SCHEMA: dict[str, Any] = {
             },
         },
         "deviations": {"type": "array"},
-        "summary": {"type": "object", "required": ["participants", "states", "checks"]},
+        "outcomes": {
+            "type": "object",
+            "required": ["blinded", "rows"],
+            "properties": {
+                "rows": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["protocol", "instrument", "timepoint", "n", "mean_total"],
+                    },
+                }
+            },
+        },
+        "summary": {
+            "type": "object",
+            "required": ["participants", "states", "checks", "retention"],
+            "properties": {
+                "retention": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["protocol", "timepoint", "due", "done", "retention_rate"],
+                    },
+                }
+            },
+        },
     },
 }
 
@@ -311,6 +363,7 @@ def write_pdf_report(
     deviations: list[Deviation],
     safety: SafetyItems,
     output: BinaryIO,
+    outcomes: Sequence[OutcomeRow] = (),
 ) -> int:
     """The report as one PDF written to ``output``: the front matter (title page with the
     protocol, the author, the time and the audit head; summary; pass-rate chart; safety items;
@@ -353,6 +406,7 @@ def write_pdf_report(
                 summary=summary,
                 deviations=deviations,
                 safety=safety,
+                outcomes=outcomes,
                 checks=check_catalogue(),
                 chart=pass_rate_chart(summary),
                 detail_participants=detail_participants,

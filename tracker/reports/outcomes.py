@@ -99,8 +99,12 @@ def summarise(protocol: ProtocolDefinition, totals: Iterable[Total]) -> list[Out
     return out
 
 
-def outcome_rows(db: Session, user: User | None) -> list[OutcomeRow]:
-    """Every protocol version's rows, over the participants ``user`` may see."""
+def outcome_rows(
+    db: Session, user: User | None, within: sa.Select[Participant] | None = None
+) -> list[OutcomeRow]:
+    """Every protocol version's rows, over the participants ``user`` may see (and, given
+    ``within``, only those it selects: a report's site and state filters)."""
+    scope = [] if within is None else [Participant.id.in_(within.with_only_columns(Participant.id))]
     versions = db.scalars(sa.select(ProtocolVersion).order_by(ProtocolVersion.id)).all()
     result = []
     for version in versions:
@@ -115,7 +119,7 @@ def outcome_rows(db: Session, user: User | None) -> list[OutcomeRow]:
                 Assessment.total,
             )
             .join(Participant, Participant.id == Assessment.participant_id)
-            .where(Participant.protocol_version_id == version.id, *visibility(user))
+            .where(Participant.protocol_version_id == version.id, *visibility(user), *scope)
         )
         result += summarise(protocol, (Total(*row) for row in totals))
     return result

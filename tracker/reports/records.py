@@ -23,6 +23,7 @@ from tracker.dosing.models import (
     VitalSignReading,
 )
 from tracker.outcomes.models import Assessment, MissedTimepoint
+from tracker.outcomes.queries import left_treatment, withdrawals
 from tracker.participants.models import (
     ChecklistAnswer,
     ChecklistSignature,
@@ -31,7 +32,6 @@ from tracker.participants.models import (
     ProtocolDeviation,
     TransitionEvent,
 )
-from tracker.protocol import CLOSED_STATES, State
 from tracker.protocol.compliance_records import (
     AdverseEventRecord,
     AlertRecord,
@@ -295,6 +295,7 @@ class _OutcomeRows:
 
     dosings: dict[int, list[tuple[int, date]]]
     left_treatment: dict[int, date]
+    withdrawn: dict[int, date]
     assessments: dict[int, list[AssessmentRecord]]
     missed: dict[int, list[str]]
 
@@ -319,17 +320,9 @@ def _outcome_rows(db: Session, ids: Sequence[int]) -> _OutcomeRows:
             )
         )
     )
-    left = {
-        participant_id: moment.date()
-        for participant_id, moment in db.execute(
-            sa.select(TransitionEvent.participant_id, sa.func.min(TransitionEvent.occurred_at))
-            .where(
-                TransitionEvent.participant_id.in_(ids),
-                TransitionEvent.to_state.in_([State.FOLLOW_UP, *CLOSED_STATES]),
-            )
-            .group_by(TransitionEvent.participant_id)
-        )
-    }
+    in_batch = TransitionEvent.participant_id.in_(ids)
+    left = {pid: moment.date() for pid, moment in db.execute(left_treatment(in_batch))}
+    withdrawn = {pid: moment.date() for pid, moment in db.execute(withdrawals(in_batch))}
     present = set(
         db.execute(
             sa.select(TherapySession.participant_id, session_therapists.c.user_id)
@@ -379,7 +372,7 @@ def _outcome_rows(db: Session, ids: Sequence[int]) -> _OutcomeRows:
             )
         )
     )
-    return _OutcomeRows(dosings, left, assessments, missed)
+    return _OutcomeRows(dosings, left, withdrawn, assessments, missed)
 
 
 def _anchors(participant: Participant, rows: _OutcomeRows) -> AnchorDays | None:
@@ -393,6 +386,7 @@ def _anchors(participant: Participant, rows: _OutcomeRows) -> AnchorDays | None:
         treatment_over=treatment_over(participant.state, participant.cycle, cycles),
         dosing_cycles=cycles,
         left_treatment_on=rows.left_treatment.get(participant.id),
+        withdrawn_on=rows.withdrawn.get(participant.id),
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, Response, abort, render_template, request
 from flask.typing import ResponseReturnValue
 
 from tracker.db import get_db
@@ -68,6 +68,7 @@ def compliance_page() -> ResponseReturnValue:
         chart=exporters.pass_rate_chart(summary),
         deviations=compliance.deviations(db, user, flt),
         safety=compliance.open_safety_items(db, user, flt),
+        outcomes=compliance.outcome_section(db, user, flt),
         sites=list_sites(db) if user.site_id is None else [],
         states=[s.value for s in State],
         args=request.args,
@@ -125,4 +126,23 @@ def outcomes() -> ResponseReturnValue:
     """The outcomes report: pooled figures per protocol, instrument and timepoint."""
     return render_template(
         "reports/outcomes.html", rows=outcome_rows(get_db(), authenticated_user())
+    )
+
+
+@bp.route("/outcomes.csv")
+@requires(Permission.REPORTS_EXPORT)
+def outcomes_csv() -> ResponseReturnValue:
+    """The outcomes report as CSV (the compliance report's outcomes section: its site and
+    state filters apply), on record as an export like the compliance report's."""
+    flt = filter_from_args()
+    db = get_db()
+    user = authenticated_user()
+    header = compliance.report_header(db, user.printed_name, flt, title="Outcomes")
+    record_export("csv", flt, header, report="outcomes_report")
+    text = "".join(exporters.outcomes_csv(compliance.outcome_section(db, user, flt), header))
+    name = f"outcomes-{header.generated_at:%Y%m%dT%H%M%SZ}.csv"
+    return Response(
+        text,
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

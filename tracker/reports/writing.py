@@ -26,7 +26,13 @@ def report_text(
     rows = compliance.participant_results(db, user, flt, header, summary)
     if fmt == "csv":
         return exporters.csv_report(header, rows)
-    return exporters.json_report(header, rows, summary, compliance.deviations(db, user, flt))
+    return exporters.json_report(
+        header,
+        rows,
+        summary,
+        compliance.deviations(db, user, flt),
+        compliance.outcome_section(db, user, flt),
+    )
 
 
 def write_report_pdf(
@@ -45,4 +51,5 @@ def write_report_pdf(
         compliance.deviations(db, user, flt),
         compliance.open_safety_items(db, user, flt),
         handle,
+        compliance.outcome_section(db, user, flt),
     )
