@@ -46,14 +46,20 @@ from tracker.auth.models import User
 from tracker.auth.services import create_user
 from tracker.db import Base, canonical_json, create_engine
 from tracker.histories import Team, protocol_history, run_one, screen
+from tracker.outcome_histories import OutcomePlan, outcome_history
 from tracker.participants.models import Participant
 from tracker.participants.services import enrol_participant
 from tracker.participants.transitions import apply_transition
+from tracker.paths import FIXTURES
 from tracker.protocol import CLOSED_STATES, State
 from tracker.safety import services as safety_services
 from tracker.sites.models import Site
 from tracker.sites.services import create_site
-from tracker.study.services import current_protocol_version
+from tracker.study.services import (
+    activate_protocol,
+    current_protocol_version,
+    ensure_protocol_version,
+)
 
 BENCH_PASSWORD = "bench-password-0123"  # noqa: S105 - every generated user's password (benchmark data only)
 CHUNK = 5000
@@ -64,6 +70,9 @@ SEED_ACTOR = Actor.system("bench-seed")
 TABLES = (
     "participants",
     "therapist_assignments",
+    "rater_assignments",
+    "assessments",
+    "missed_timepoints",
     "checklist_answers",
     "review_assessments",
     "checklist_signatures",
@@ -107,6 +116,7 @@ USER_KEYS = {
 }
 # Ids inside audit values: (action prefix or "", key) -> the table they point into.
 AUDIT_ID_KEYS = {
+    ("assessment", "assessment"): "assessments",
     ("suicidality_screen", "id"): "suicidality_screens",
     ("adverse_event", "id"): "adverse_events",
     ("side_effect", "id"): "side_effects",
@@ -123,10 +133,18 @@ AUDIT_ENTITY_TABLES = {
 }
 ISO_MOMENT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$")
 ISO_DAY = re.compile(r"^\d{4}-\d\d-\d\d$")
-TEAM_SLOTS = ("coordinator", "investigator", "therapist_a", "therapist_b")
+TEAM_SLOTS = ("coordinator", "investigator", "therapist_a", "therapist_b", "rater")
+# The depression protocol's participants (SPEC §10) are followed up for a year after their last
+# dosing: their templates start earlier, so that the longest history still ends before now.
+OUTCOME_PROTOCOL_FILE = "mdma-mdd-v1.toml"
+OUTCOME_TEMPLATE_ORIGIN_DAYS = 640
 
 
 # --- templates: real histories through the services ------------------------------------------
+
+
+def _outcome_protocol_text() -> str:
+    return (FIXTURES / "protocols" / OUTCOME_PROTOCOL_FILE).read_text(encoding="utf-8")
 
 
 def _extras(
@@ -169,9 +187,13 @@ def _extras(
 
 
 def _history(
-    db: Session, team: Team, rng: random.Random, kind: str, sex: str
+    db: Session, team: Team, rng: random.Random, kind: str, sex: str, rater: User
 ) -> Iterator[datetime]:
-    """One template history of ``kind`` (a stage of tracker.histories, or a closing)."""
+    """One template history of ``kind`` (a stage of tracker.histories, a closing, or an
+    outcome plan under the depression protocol)."""
+    if kind in OUTCOME_KINDS:
+        yield from outcome_history(db, team, rater, rng, OUTCOME_KINDS[kind])
+        return
     if kind in ("screen_failed", "withdrawn"):
         participant = enrol_participant(
             db,
@@ -235,6 +257,19 @@ TEMPLATE_KINDS: dict[str, int] = {
     "completed+sae": 5,
     "screen_failed": 8,
     "withdrawn": 4,
+    # Under the depression protocol, assessed at every timepoint (tracker.outcome_histories).
+    "mdd:responder": 10,
+    "mdd:partial": 8,
+    "mdd:relapse": 6,
+    "mdd:discontinued": 4,
+    "mdd:primary_due": 4,
+}
+OUTCOME_KINDS: dict[str, OutcomePlan] = {
+    "mdd:responder": OutcomePlan("responder"),
+    "mdd:partial": OutcomePlan("partial"),
+    "mdd:relapse": OutcomePlan("relapse"),
+    "mdd:discontinued": OutcomePlan("partial", stage="integration", discontinue=True),
+    "mdd:primary_due": OutcomePlan("responder", stop_before="primary_endpoint"),
 }
 
 
@@ -250,6 +285,7 @@ class Template:
     printed: dict[str, str]  # template printed name -> team slot
     origin: datetime
     end: datetime
+    protocol: str  # the protocol code it was enrolled under
 
     @property
     def closed(self) -> bool:
@@ -305,22 +341,36 @@ def _build_templates(variants: int, seed: int) -> list[Template]:
                 ],
                 investigator_password=BENCH_PASSWORD,
             )
+            rater = member("tpl-rater", "rater")
             current_protocol_version(db)
             slots = dict(
                 zip(
-                    TEAM_SLOTS, (team.coordinator, team.investigator, *team.therapists), strict=True
+                    TEAM_SLOTS,
+                    (team.coordinator, team.investigator, *team.therapists, rater),
+                    strict=True,
                 )
             )
             rng = random.Random(seed)
-            for kind in TEMPLATE_KINDS:
+            # The protocol without outcome measures first, then the depression protocol.
+            kinds = sorted(TEMPLATE_KINDS, key=lambda kind: kind in OUTCOME_KINDS)
+            for kind in kinds:
+                start = origin
+                if kind in OUTCOME_KINDS:
+                    start = (
+                        datetime.now(UTC) - timedelta(days=OUTCOME_TEMPLATE_ORIGIN_DAYS)
+                    ).replace(microsecond=0)
+                    if current_protocol_version(db).code != "mdma-mdd":
+                        clock.reset()
+                        clock.start_simulation(start - timedelta(days=1))
+                        activate_protocol(db, SEED_ACTOR, _outcome_protocol_text())
                 for variant in range(variants):
                     clock.reset()
-                    clock.start_simulation(origin)
+                    clock.start_simulation(start)
                     first_seq = head(db)[0] + 1
                     sex = "female" if variant % 2 == 0 else "male"
-                    run_one(_history(db, team, rng, kind, sex))
+                    run_one(_history(db, team, rng, kind, sex, rater))
                     db.flush()
-                    templates.append(_extract(db, kind, first_seq, slots, origin))
+                    templates.append(_extract(db, kind, first_seq, slots, start))
             db.rollback()
     finally:
         clock.reset()
@@ -371,6 +421,7 @@ def _extract(
         printed={u.printed_name: slot for slot, u in slots.items()},
         origin=origin,
         end=max(moments),
+        protocol=participant.protocol_version.code,
     )
 
 
@@ -413,7 +464,13 @@ def create_study_team(
         code = f"S{number:02d}"
         site = create_site(db, SEED_ACTOR, code, f"Study site {number}")
         people: dict[str, list[User]] = {"coordinator": [], "investigator": [], "therapist": []}
-        for role, count in (("coordinator", 1), ("investigator", 1), ("therapist", 3)):
+        people["rater"] = []
+        for role, count in (
+            ("coordinator", 1),
+            ("investigator", 1),
+            ("therapist", 3),
+            ("rater", 1),
+        ):
             for index in range(1, count + 1):
                 user = create_user(
                     db,
@@ -437,6 +494,7 @@ def create_study_team(
                 "investigator": as_member(people["investigator"][0]),
                 "therapist_a": as_member(a),
                 "therapist_b": as_member(b),
+                "rater": as_member(people["rater"][0]),
             }
             for a, b in (
                 (therapists[0], therapists[1]),
@@ -508,10 +566,10 @@ def plan_study(
 class Cloner:
     """Renumbers and shifts one template's rows and audit events for one participant."""
 
-    def __init__(self, plan: PlannedParticipant, protocol_version_id: int) -> None:
+    def __init__(self, plan: PlannedParticipant, protocol_versions: dict[str, int]) -> None:
         self.plan = plan
         self.template = plan.template
-        self.protocol_version_id = protocol_version_id
+        self.protocol_version_id = protocol_versions[plan.template.protocol]
         self.days = plan.shift.days
         self.names = {
             **{name: plan.team[slot].username for name, slot in self.template.usernames.items()},
@@ -690,7 +748,7 @@ def seed(
         with fast_password_hashing():
             templates = build_templates(variants=variants, seed=seed_value)
     log(f"{len(templates)} template histories built in {time.perf_counter() - started:.1f} s")
-    origin = templates[0].origin
+    origin = min(t.origin for t in templates)
     engine = create_engine(database_url)
     try:
         with Session(engine) as db, fast_password_hashing():
@@ -699,12 +757,15 @@ def seed(
             clock.start_simulation(origin - timedelta(days=2))
             try:
                 protocol = current_protocol_version(db)
+                versions = {protocol.code: protocol.id}
+                if any(t.protocol != protocol.code for t in templates):
+                    outcome = ensure_protocol_version(db, _outcome_protocol_text(), SEED_ACTOR)
+                    versions[outcome.code] = outcome.id
                 teams = create_study_team(db, sites_for(participants), rng)
             finally:
                 clock.reset()
             db.commit()
             sites = {s.id: s.code for s in db.scalars(sa.select(Site))}
-            protocol_version_id = protocol.id
             last_seq, last_hash = head(db)
         plan = plan_study(templates, participants, sites, teams, datetime.now(UTC), rng)
         counters: dict[str, int] = {}
@@ -724,7 +785,7 @@ def seed(
         with engine.begin() as connection:
             writer = Writer(connection)
             for planned in plan:
-                cloner = Cloner(planned, protocol_version_id)
+                cloner = Cloner(planned, versions)
                 for name in TABLES:
                     writer.add(name, cloner.rows(name))
             # Parents before children, whatever the chunk boundaries were.
@@ -743,7 +804,7 @@ def seed(
             for _, number, index in keys:
                 cloner = cloners.get(number)
                 if cloner is None:
-                    cloner = cloners[number] = Cloner(plan[number], protocol_version_id)
+                    cloner = cloners[number] = Cloner(plan[number], versions)
                 values = cloner.event(index)
                 seq += 1
                 values["seq"] = seq

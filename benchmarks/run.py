@@ -269,6 +269,60 @@ def pages(url: str, label: str, with_timing: bool) -> None:
     get_database(app).engine.dispose()
 
 
+# --- the outcomes report -----------------------------------------------------------------------
+
+# What the outcomes report reads: the protocol versions, then every assessment's total of the
+# participants under a protocol with outcome measures (the page adds the signed-in session).
+RAW_OUTCOMES = """
+SELECT id, source FROM protocol_versions ORDER BY id;
+SELECT a.participant_id, a.timepoint, a.instrument, a.total FROM assessments a
+  JOIN participants p ON p.id = a.participant_id WHERE p.protocol_version_id = :version;
+"""
+
+
+def outcomes_report(url: str, label: str, with_timing: bool) -> None:
+    """The outcomes report page (study-wide, as the auditor reads it) against the raw SQL of
+    the rows it summarises."""
+    app = _app(url)
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        version = connection.scalar(
+            sa.text("SELECT id FROM protocol_versions WHERE code = 'mdma-mdd'")
+        )
+        assessments = connection.scalar(sa.text("SELECT count(*) FROM assessments"))
+        followed = connection.scalar(
+            sa.text("SELECT count(*) FROM participants WHERE protocol_version_id = :v"),
+            {"v": version},
+        )
+    auditor = _client(app, "auditor")
+    with engine.connect() as connection:
+        token = connection.scalar(
+            sa.text("SELECT token_hash FROM login_sessions ORDER BY id DESC LIMIT 1")
+        )
+    path = "/reports/outcomes"
+    count = _statements(app, auditor, path)
+    report(
+        f"statements, outcomes report ({label})", str(count), "", None, "same at N=100 and 10,000"
+    )
+    if with_timing:
+        page_s = timed(lambda: auditor.get(path).get_data())
+        raw_s = timed(
+            _raw(engine, RAW_SIGNED_IN + RAW_OUTCOMES, {"token": token, "version": version})
+        )
+        report(
+            f"outcomes report vs raw SQL ({label}; {followed:,} under the depression protocol, "
+            f"{assessments:,} assessments)",
+            f"{page_s * 1000:.1f} ms",
+            f"{raw_s * 1000:.1f} ms",
+            page_s / raw_s,
+            "<= 3x",
+        )
+    engine.dispose()
+    from tracker.db import get_database
+
+    get_database(app).engine.dispose()
+
+
 # --- exports ------------------------------------------------------------------------------
 
 
@@ -573,11 +627,15 @@ def main() -> None:
     if host not in ("127.0.0.1", "localhost", "::1", None):
         raise SystemExit("benchmarks run against a server on loopback only")
     urls = {name: ensure_seeded(args.postgres, name, n) for name, n in SIZES.items()}
-    wanted = set(args.only or ["pages", "exports", "audit", "transitions", "gunicorn"])
+    wanted = set(args.only or ["pages", "outcomes", "exports", "audit", "transitions", "gunicorn"])
     print("| benchmark | value | baseline | ratio | goal |\n|---|---|---|---|---|", flush=True)
     if "pages" in wanted:
         pages(urls["bench100"], "N=100", with_timing=False)
         pages(urls["bench10k"], "N=10,000", with_timing=True)
+    if "outcomes" in wanted:
+        outcomes_report(urls["bench100"], "N=100", with_timing=False)
+        outcomes_report(urls["bench1k"], "N=1,000", with_timing=True)
+        outcomes_report(urls["bench10k"], "N=10,000", with_timing=True)
     if "audit" in wanted:
         audit_export(urls["bench10k"])
     if "transitions" in wanted:

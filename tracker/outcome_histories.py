@@ -119,7 +119,12 @@ def _record_open(
         if point.code == plan.stop_before:
             break  # this one and the later ones are left to do
         window = window_of(point, anchors)
-        baseline_open = window is None and point.code == "baseline"
+        # The baseline is rated in preparation, once eligibility is confirmed: its window is the
+        # weeks before the first dosing, which is not booked yet (rated at enrolment, it would
+        # be stale by the time screening and preparation are over).
+        baseline_open = (
+            window is None and point.code == "baseline" and participant.state == State.PREPARATION
+        )
         if not baseline_open and (window is None or not window[0] <= today <= window[1]):
             continue
         for code in point.instruments:
