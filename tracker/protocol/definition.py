@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from tracker.protocol.outcomes import Instrument, OutcomeRules, Timepoint
+from tracker.protocol.randomisation import RandomisationDesign
 
 
 class ItemKind(StrEnum):
@@ -110,6 +111,8 @@ class ProtocolDefinition:
     instruments: tuple[Instrument, ...] = ()
     timepoints: tuple[Timepoint, ...] = ()
     outcomes: OutcomeRules | None = None
+    # Randomisation (SPEC §11); a protocol without it allocates no arms.
+    randomisation: RandomisationDesign | None = None
 
     def instrument(self, code: str) -> Instrument:
         """Return the instrument ``code``; ``KeyError`` if the protocol has none."""
@@ -208,6 +211,19 @@ class ProtocolDefinition:
             # Only a protocol with outcome measures has these keys, so the content hash of
             # a protocol without them is what it was before they existed.
             **self._outcomes_dict(),
+            **self._randomisation_dict(),
+        }
+
+    def _randomisation_dict(self) -> dict[str, object]:
+        design = self.randomisation
+        if design is None:
+            return {}
+        return {
+            "randomisation": {
+                "arms": [{"code": a.code, "label": a.label, "ratio": a.ratio} for a in design.arms],
+                "strata": [f.value for f in design.strata],
+                "block_sizes": list(design.block_sizes),
+            }
         }
 
     def _outcomes_dict(self) -> dict[str, object]:

@@ -15,6 +15,7 @@ from tracker.protocol.definition import (
 )
 from tracker.protocol.failures import NEVER_OVERRIDABLE, GuardCode
 from tracker.protocol.outcome_files import read_outcome_measures
+from tracker.protocol.randomisation_file import read_randomisation
 from tracker.protocol.tables import Table, describe
 
 
@@ -304,6 +305,7 @@ def load_protocol(text: str) -> ProtocolDefinition:
                         "categories", f"category {category.code!r} has no items"
                     )
     measures = read_outcome_measures(root, schedule.dosing_cycles if schedule else None)
+    randomisation = read_randomisation(root, measures.outcomes if measures else None)
     root.finish()
 
     if problems:
@@ -326,6 +328,7 @@ def load_protocol(text: str) -> ProtocolDefinition:
         instruments=measures.instruments if measures else (),
         timepoints=measures.timepoints if measures else (),
         outcomes=measures.outcomes if measures else None,
+        randomisation=randomisation,
     )
 
 
