@@ -24,7 +24,7 @@ from tests.support.databases import BACKENDS, scratch_database
 from tracker import migrate
 from tracker.db import get_database
 
-SIZES = (20, 60)
+SIZES = (48, 100)  # every kind of history at every site in both
 MAX_PER_PAGE = 10
 
 
@@ -118,6 +118,9 @@ def _pages(study: Study) -> dict[str, tuple[str, str]]:
         "participant list, last page": ("auditor", "/participants/?page=9999"),
         "participant page": (coordinator, f"/participants/{study.scalar(COMPLETED)}"),
         "session page": (coordinator, f"/sessions/{study.scalar(DOSING)}"),
+        # The rater's dashboard is their work list over every participant assigned to them.
+        "dashboard (rater)": (f"s{site:02d}-rater1", "/"),
+        "outcomes report": ("auditor", "/reports/outcomes"),
     }
 
 
@@ -146,6 +149,8 @@ PINNED = {
     "participant list, last page": 7,
     "participant page": 17,
     "session page": 9,
+    "dashboard (rater)": 8,
+    "outcomes report": 4,
 }
 # The goal. The participant page shows fifteen kinds of record (the guards decide on
 # most of them), one indexed read each: docs/benchmarks.md says what merging them would need.

@@ -74,6 +74,17 @@ def test_a_rater_records_the_madrs_on_the_generated_form(
     assert '<option selected value="3">' in refused.get_data(as_text=True)
     assert db_session.scalar(sa.select(sa.func.count()).select_from(Assessment)) == 0
 
+    # "Show the total" gives the total and band as they will be stored, and stores nothing;
+    # with an item missing it names the item instead.
+    previewed = client.post(page, data={**data, "action": "preview"})
+    assert previewed.status_code == 200
+    assert "Total as it will be stored: 30</strong> (moderate)" in previewed.get_data(as_text=True)
+    assert '<option selected value="3">' in previewed.get_data(as_text=True)
+    incomplete = client.post(page, data={**missing, "action": "preview"})
+    assert incomplete.status_code == 422
+    assert "lassitude (Lassitude) is missing" in html.unescape(incomplete.get_data(as_text=True))
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(Assessment)) == 0
+
     done = client.post(page, data=data, follow_redirects=True)
     assert done.status_code == 200
     shown = html.unescape(done.get_data(as_text=True))

@@ -138,16 +138,20 @@ def score_charts(db: Session, participant: Participant) -> list[dict[str, Any]]:
 
 def rater_work(db: Session, user: Any) -> list[dict[str, Any]]:
     """The rater's work list: each assigned participant's due and overdue timepoints that ask
-    for a clinician-rated instrument not yet recorded."""
+    for a clinician-rated instrument not yet recorded (a fixed number of queries however many
+    participants the rater has)."""
     rows = []
     today = utcnow().date()
-    for participant in db.scalars(visible_to(user).order_by(Participant.study_id)):
-        protocol = definition_of(participant.protocol_version)
-        if not protocol.timepoints:
+    participants = list(db.scalars(visible_to(user).order_by(Participant.study_id)))
+    anchors_by_id = queries.anchors_of(db, participants)
+    recorded_by_id, missed_by_id = queries.recorded_of(db, list(anchors_by_id))
+    for participant in participants:
+        anchors = anchors_by_id.get(participant.id)
+        if anchors is None:
             continue
-        anchors = queries.anchor_days(db, participant, protocol)
-        recorded = {(a.timepoint, a.instrument) for a in queries.assessments_of(db, participant.id)}
-        missed = {m.timepoint for m in queries.missed_of(db, participant.id)}
+        protocol = definition_of(participant.protocol_version)
+        recorded = recorded_by_id[participant.id]
+        missed = missed_by_id[participant.id]
         for point in protocol.timepoints:
             pending = [
                 code

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date, datetime
 
 import sqlalchemy as sa
@@ -20,6 +22,7 @@ from tracker.protocol.outcomes import (
 )
 from tracker.protocol.sessions import SessionKind, SessionStatus
 from tracker.sessions.models import TherapySession, session_therapists
+from tracker.study.models import definition_of
 
 
 def assessments_of(db: Session, participant_id: int) -> list[Assessment]:
@@ -193,3 +196,69 @@ def baseline_total(
             Assessment.instrument == instrument,
         )
     )
+
+
+def anchors_of(db: Session, participants: Sequence[Participant]) -> dict[int, AnchorDays]:
+    """The anchors of each participant under a protocol with timepoints, in three queries
+    (a report or a work list over many participants)."""
+    ids = [p.id for p in participants]
+    if not ids:
+        return {}
+    dosings: dict[int, list[tuple[int, date]]] = defaultdict(list)
+    for participant_id, cycle, started_at, scheduled_at in db.execute(
+        sa.select(
+            TherapySession.participant_id,
+            TherapySession.cycle,
+            TherapySession.started_at,
+            TherapySession.scheduled_at,
+        )
+        .where(
+            TherapySession.participant_id.in_(ids),
+            TherapySession.kind == SessionKind.DOSING,
+            TherapySession.status.in_([SessionStatus.SCHEDULED, SessionStatus.COMPLETED]),
+        )
+        .order_by(TherapySession.participant_id, TherapySession.cycle, TherapySession.scheduled_at)
+    ):
+        dosings[participant_id].append((cycle, (started_at or scheduled_at).date()))
+    in_batch = TransitionEvent.participant_id.in_(ids)
+    left = {pid: moment.date() for pid, moment in db.execute(left_treatment(in_batch))}
+    withdrawn = {pid: moment.date() for pid, moment in db.execute(withdrawals(in_batch))}
+    result = {}
+    for participant in participants:
+        protocol = definition_of(participant.protocol_version)
+        if not protocol.timepoints:
+            continue
+        cycles = protocol.schedule.dosing_cycles
+        result[participant.id] = anchor_days_of(
+            participant.enrolled_at.date(),
+            dosings.get(participant.id, []),
+            treatment_over=treatment_over(participant.state, participant.cycle, cycles),
+            dosing_cycles=cycles,
+            left_treatment_on=left.get(participant.id),
+            withdrawn_on=withdrawn.get(participant.id),
+        )
+    return result
+
+
+def recorded_of(
+    db: Session, ids: Sequence[int]
+) -> tuple[dict[int, set[tuple[str, str]]], dict[int, set[str]]]:
+    """Per participant, the (timepoint, instrument) pairs assessed and the timepoints recorded
+    as missed, in two queries."""
+    recorded: dict[int, set[tuple[str, str]]] = defaultdict(set)
+    missed: dict[int, set[str]] = defaultdict(set)
+    if not ids:
+        return recorded, missed
+    for pid, timepoint, instrument in db.execute(
+        sa.select(Assessment.participant_id, Assessment.timepoint, Assessment.instrument).where(
+            Assessment.participant_id.in_(ids)
+        )
+    ):
+        recorded[pid].add((timepoint, instrument))
+    for pid, timepoint in db.execute(
+        sa.select(MissedTimepoint.participant_id, MissedTimepoint.timepoint).where(
+            MissedTimepoint.participant_id.in_(ids)
+        )
+    ):
+        missed[pid].add(timepoint)
+    return recorded, missed

@@ -23,6 +23,7 @@ from tracker.participants.recording import not_future, require_open, require_rol
 from tracker.protocol import ProtocolDefinition, RecordKind, Role
 from tracker.protocol.outcomes import (
     Instrument,
+    Score,
     Timepoint,
     in_window,
     item_problems,
@@ -92,6 +93,18 @@ def _belongs_to(db: Session, actor: Actor, participant: Participant) -> bool:
     if actor.role == Role.RATER:
         return queries.is_assigned_rater(db, participant.id, actor.user_id)
     return False
+
+
+def preview_assessment(
+    participant: Participant, *, timepoint: str, instrument: str, items: Mapping[str, object]
+) -> Score:
+    """The total, subscales and band the items would be stored with, or a refusal naming
+    every missing or out-of-range item; nothing is stored (the form shows it before saving)."""
+    _, scale = measures_of(_protocol(participant), timepoint, instrument)
+    problems = list(item_problems(scale, items))
+    if problems:
+        raise RuleViolation(" ".join(problems), problems)
+    return score(scale, {code: int(value) for code, value in items.items()})  # type: ignore[call-overload]
 
 
 def record_assessment(

@@ -4,7 +4,7 @@ pages and no other page about the participant."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from tracker.auth.signin import current_actor
@@ -81,7 +81,19 @@ def assess(participant_id: int, timepoint: str, instrument: str) -> ResponseRetu
     point, scale = _measures(definition_of(participant.protocol_version), timepoint, instrument)
     form = assessment_form(scale)
     status = 200
-    if form.is_submitted():
+    preview = None
+    if form.is_submitted() and request.form.get("action") == "preview":
+        # The total as it will be stored, shown before anything is (no JavaScript needed).
+        preview, status = attempt(
+            form,
+            lambda: services.preview_assessment(
+                participant,
+                timepoint=point.code,
+                instrument=scale.code,
+                items=item_scores(form, scale),
+            ),
+        )
+    elif form.is_submitted():
         row, status = attempt(
             form,
             lambda: services.record_assessment(
@@ -108,6 +120,7 @@ def assess(participant_id: int, timepoint: str, instrument: str) -> ResponseRetu
         timepoint=point,
         instrument=scale,
         form=form,
+        preview=preview,
         item_fields=[form[f"item_{item.code}"] for item in scale.items],
     ), status or 200
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -24,8 +25,9 @@ from tracker.study.models import ProtocolVersion
 from tracker.study.services import definition_of
 
 
-@dataclass(frozen=True)
-class Total:
+class Total(NamedTuple):
+    """One assessment's total (a tuple: a report reads tens of thousands)."""
+
     participant_id: int
     timepoint: str
     instrument: str
@@ -111,7 +113,8 @@ def outcome_rows(
         protocol = definition_of(version)
         if protocol.outcomes is None:
             continue
-        totals = db.execute(
+        # Core rows, not ORM ones: the report reads every assessment of the study.
+        totals = db.connection().execute(
             sa.select(
                 Assessment.participant_id,
                 Assessment.timepoint,
@@ -121,5 +124,5 @@ def outcome_rows(
             .join(Participant, Participant.id == Assessment.participant_id)
             .where(Participant.protocol_version_id == version.id, *visibility(user), *scope)
         )
-        result += summarise(protocol, (Total(*row) for row in totals))
+        result += summarise(protocol, map(Total._make, totals))
     return result

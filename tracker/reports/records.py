@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -23,7 +23,7 @@ from tracker.dosing.models import (
     VitalSignReading,
 )
 from tracker.outcomes.models import Assessment, MissedTimepoint
-from tracker.outcomes.queries import left_treatment, withdrawals
+from tracker.outcomes.queries import anchors_of
 from tracker.participants.models import (
     ChecklistAnswer,
     ChecklistSignature,
@@ -42,11 +42,9 @@ from tracker.protocol.compliance_records import (
     ReadingRecord,
     SessionRecord,
 )
-from tracker.protocol.outcomes import AnchorDays, anchor_days_of, treatment_over
-from tracker.protocol.sessions import SessionKind, SessionStatus
+from tracker.protocol.outcomes import AnchorDays
 from tracker.safety.models import AdverseEvent, SuicidalityScreen
 from tracker.sessions.models import TherapySession, session_therapists
-from tracker.study.services import definition_of
 
 BATCH = 200
 
@@ -293,36 +291,13 @@ def _overrides(db: Session, ids: Sequence[int]) -> dict[int, list[OverrideRecord
 class _OutcomeRows:
     """The outcome rows of one batch (SPEC §10), keyed by participant id."""
 
-    dosings: dict[int, list[tuple[int, date]]]
-    left_treatment: dict[int, date]
-    withdrawn: dict[int, date]
+    anchors: dict[int, AnchorDays]
     assessments: dict[int, list[AssessmentRecord]]
     missed: dict[int, list[str]]
 
 
-def _outcome_rows(db: Session, ids: Sequence[int]) -> _OutcomeRows:
-    dosings = _grouped(
-        (participant_id, (cycle, (started_at or scheduled_at).date()))
-        for participant_id, cycle, started_at, scheduled_at in db.execute(
-            sa.select(
-                TherapySession.participant_id,
-                TherapySession.cycle,
-                TherapySession.started_at,
-                TherapySession.scheduled_at,
-            )
-            .where(
-                TherapySession.participant_id.in_(ids),
-                TherapySession.kind == SessionKind.DOSING,
-                TherapySession.status.in_([SessionStatus.SCHEDULED, SessionStatus.COMPLETED]),
-            )
-            .order_by(
-                TherapySession.participant_id, TherapySession.cycle, TherapySession.scheduled_at
-            )
-        )
-    )
-    in_batch = TransitionEvent.participant_id.in_(ids)
-    left = {pid: moment.date() for pid, moment in db.execute(left_treatment(in_batch))}
-    withdrawn = {pid: moment.date() for pid, moment in db.execute(withdrawals(in_batch))}
+def _outcome_rows(db: Session, participants: Sequence[Participant]) -> _OutcomeRows:
+    ids = [p.id for p in participants]
     present = set(
         db.execute(
             sa.select(TherapySession.participant_id, session_therapists.c.user_id)
@@ -372,22 +347,7 @@ def _outcome_rows(db: Session, ids: Sequence[int]) -> _OutcomeRows:
             )
         )
     )
-    return _OutcomeRows(dosings, left, withdrawn, assessments, missed)
-
-
-def _anchors(participant: Participant, rows: _OutcomeRows) -> AnchorDays | None:
-    protocol = definition_of(participant.protocol_version)
-    if not protocol.timepoints:
-        return None
-    cycles = protocol.schedule.dosing_cycles
-    return anchor_days_of(
-        participant.enrolled_at.date(),
-        rows.dosings.get(participant.id, []),
-        treatment_over=treatment_over(participant.state, participant.cycle, cycles),
-        dosing_cycles=cycles,
-        left_treatment_on=rows.left_treatment.get(participant.id),
-        withdrawn_on=rows.withdrawn.get(participant.id),
-    )
+    return _OutcomeRows(anchors_of(db, participants), assessments, missed)
 
 
 def load_records(db: Session, participants: Sequence[Participant]) -> list[ParticipantRecord]:
@@ -404,7 +364,7 @@ def load_records(db: Session, participants: Sequence[Participant]) -> list[Parti
     sessions, first_session = _sessions_by_participant(db, ids)
     events = _adverse_events(db, ids)
     overrides = _overrides(db, ids)
-    outcomes = _outcome_rows(db, ids)
+    outcomes = _outcome_rows(db, participants)
 
     records = []
     for participant in participants:
@@ -436,7 +396,7 @@ def load_records(db: Session, participants: Sequence[Participant]) -> list[Parti
                 ),
                 assessments=tuple(outcomes.assessments.get(pid, [])),
                 missed_timepoints=tuple(outcomes.missed.get(pid, [])),
-                anchors=_anchors(participant, outcomes),
+                anchors=outcomes.anchors.get(participant.id),
             )
         )
     return records

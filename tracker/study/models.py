@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tracker.db import Base, utcnow
+from tracker.protocol import ProtocolDefinition, load_protocol
 
 
 class ProtocolVersion(Base):
@@ -29,3 +31,14 @@ class ProtocolVersion(Base):
     # The version new enrolments use is the one activated last (SPEC §10); before any
     # activation, the shipped default file.
     activated_at: Mapped[datetime | None]
+
+
+@lru_cache(maxsize=16)
+def _parse(source: str) -> ProtocolDefinition:
+    # A definition is immutable and keyed by its text, so caching it per process is safe.
+    return load_protocol(source)
+
+
+def definition_of(version: ProtocolVersion) -> ProtocolDefinition:
+    """The rules of a stored protocol version (parsed once per process)."""
+    return _parse(version.source)

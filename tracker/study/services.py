@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -12,20 +11,11 @@ from tracker.audit.services import Actor, record_event
 from tracker.db import utcnow, write_unit
 from tracker.errors import Conflict, PermissionDenied
 from tracker.paths import FIXTURES
-from tracker.protocol import ProtocolDefinition, load_protocol
-from tracker.study.models import ProtocolVersion
+from tracker.protocol import ProtocolDefinition
+from tracker.study.models import ProtocolVersion, _parse
+from tracker.study.models import definition_of as definition_of
 
 CURRENT_PROTOCOL_FILE = FIXTURES / "protocols" / "mdma-at-v1.toml"
-
-
-@lru_cache(maxsize=16)
-def _parse(source: str) -> ProtocolDefinition:
-    # A definition is immutable and keyed by its text, so caching it per process is safe.
-    return load_protocol(source)
-
-
-def definition_of(version: ProtocolVersion) -> ProtocolDefinition:
-    return _parse(version.source)
 
 
 def _stored_version(db: Session, definition: ProtocolDefinition) -> ProtocolVersion | None:
