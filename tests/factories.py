@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from tracker.audit.services import Actor
-from tracker.auth.models import User
+from tracker.auth.models import SITELESS_ROLES, User
 from tracker.auth.services import create_user
 from tracker.sites.models import Site
 from tracker.sites.services import create_site
@@ -32,7 +32,7 @@ def make_user(
     username: str | None = None,
     password: str = PASSWORD,
 ) -> User:
-    if role in ("auditor", "admin"):
+    if role in SITELESS_ROLES:
         site_obj = None
     elif isinstance(site, str):
         site_obj = make_site(session, site)

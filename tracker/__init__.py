@@ -118,6 +118,7 @@ def _register_feature_api_routes() -> None:
     from tracker.notes import api as notes_api
     from tracker.outcomes import api as outcomes_api
     from tracker.participants import api as participants_api
+    from tracker.randomisation import api as randomisation_api
     from tracker.reports import api as reports_api
     from tracker.safety import api as safety_api
     from tracker.sessions import api as sessions_api
@@ -128,6 +129,7 @@ def _register_feature_api_routes() -> None:
         notes_api,
         outcomes_api,
         participants_api,
+        randomisation_api,
         reports_api,
         safety_api,
         sessions_api,

@@ -7,6 +7,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import click
 from flask import Flask, current_app
@@ -55,7 +56,19 @@ def _fail(message: str) -> None:
 
 def register_cli(app: Flask) -> None:
     """Bind the command groups to the app, so `tracker X` and `flask --app tracker X` agree."""
-    for command in (db, sites, users, participants, protocol, audit, report, demo, bench):
+    for command in (
+        db,
+        sites,
+        users,
+        participants,
+        protocol,
+        randomisation,
+        study,
+        audit,
+        report,
+        demo,
+        bench,
+    ):
         app.cli.add_command(command)
 
 
@@ -558,3 +571,179 @@ def bench_seed(participants: int, database_url: str | None, seed_value: int) -> 
         f"(audit head {result.audit_head}); every user's password is "
         f"{_benchmarks().generate.BENCH_PASSWORD!r}"
     )
+
+
+# --- randomisation and the study's blind (SPEC §11) --------------------------------------------
+
+
+def _password(label: str, from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt(f"{label}'s password", hide_input=True))
+
+
+def _signed_in(db: Any, username: str, password: str, purpose: str) -> tuple[Any, Actor]:
+    """The user, re-authenticated, and their actor (with the operating-system account). A
+    wrong password is committed as a failure (it counts towards the lockout) and exits 1."""
+    from tracker.auth.services import (
+        PasswordRefused,
+        actor_for,
+        check_password,
+        get_user_by_username,
+    )
+
+    user = get_user_by_username(db, username)
+    actor = actor_for(user)
+    actor = Actor(
+        username=f"{user.username} ({cli_actor().username})"[:64],
+        role=actor.role,
+        user_id=actor.user_id,
+    )
+    try:
+        check_password(db, user, actor, password, purpose)
+    except PasswordRefused as error:
+        db.commit()
+        _fail(error.message)
+    return user, actor
+
+
+def _protocol_version(db: Any, code: str | None, version: str | None) -> Any:
+    import sqlalchemy as sa
+
+    from tracker.errors import NotFound
+    from tracker.study.models import ProtocolVersion
+    from tracker.study.services import current_protocol_version
+
+    if code is None:
+        return current_protocol_version(db)
+    row = db.scalar(
+        sa.select(ProtocolVersion).where(
+            ProtocolVersion.code == code, ProtocolVersion.version == (version or "1")
+        )
+    )
+    if row is None:
+        raise NotFound(f"No protocol {code} version {version or '1'} is loaded.")
+    return row
+
+
+@click.group(cls=AppGroup)
+def randomisation() -> None:
+    """The randomisation list (the statistician's, SPEC §11)."""
+
+
+_BY = click.option("--by", "username", required=True, help="The statistician.")
+_PROTOCOL = click.option("--protocol", "code", help="Protocol code (default: the active one).")
+_VERSION = click.option("--version", "version", help="Protocol version (with --protocol).")
+_STDIN = click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+
+
+@randomisation.command("generate")
+@click.option("--per-stratum", type=int, required=True, help="At least this many per stratum.")
+@click.option("--seed", "seed_value", type=int, required=True, help="The generator's seed.")
+@_BY
+@_PROTOCOL
+@_VERSION
+@_STDIN
+@with_appcontext
+def randomisation_generate(
+    per_stratum: int,
+    seed_value: int,
+    username: str,
+    code: str | None,
+    version: str | None,
+    password_stdin: bool,
+) -> None:
+    """Generate and store the list: stratified permuted blocks over every site and band. Its
+    hash goes on the audit trail; its seed and arms stay with the list."""
+    from tracker.errors import DomainError
+    from tracker.randomisation.services import generate_for
+
+    password = _password(username, password_stdin)
+    try:
+        with _database().session_scope() as db:
+            _, actor = _signed_in(db, username, password, "randomisation list")
+            row = generate_for(
+                db,
+                actor,
+                _protocol_version(db, code, version),
+                per_stratum=per_stratum,
+                seed=seed_value,
+            )
+            summary = f"{row.entries_count} entries, hash {row.content_hash}"
+    except DomainError as error:
+        _fail(error.message)
+    click.echo(f"Randomisation list stored: {summary}.")
+
+
+@randomisation.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@_BY
+@_PROTOCOL
+@_VERSION
+@_STDIN
+@with_appcontext
+def randomisation_import(
+    path: str, username: str, code: str | None, version: str | None, password_stdin: bool
+) -> None:
+    """Import a list from CSV (stratum,position,block,block_size,arm), checked against the
+    protocol's arms, ratio and the study's strata."""
+    from tracker.errors import DomainError
+    from tracker.randomisation.services import import_list
+
+    password = _password(username, password_stdin)
+    try:
+        with _database().session_scope() as db:
+            _, actor = _signed_in(db, username, password, "randomisation list")
+            row = import_list(
+                db, actor, _protocol_version(db, code, version), Path(path).read_text("utf-8")
+            )
+            summary = f"{row.entries_count} entries, hash {row.content_hash}"
+    except DomainError as error:
+        _fail(error.message)
+    click.echo(f"Randomisation list imported: {summary}.")
+
+
+@click.group(cls=AppGroup)
+def study() -> None:
+    """The study as a whole."""
+
+
+@study.command("unblind")
+@click.option("--admin", "admin_name", required=True, help="The admin.")
+@click.option("--statistician", "statistician_name", required=True, help="The statistician.")
+@click.option("--reason", required=True, help="Why the study is unblinded (e.g. database lock).")
+@_STDIN
+@with_appcontext
+def study_unblind(
+    admin_name: str, statistician_name: str, reason: str, password_stdin: bool
+) -> None:
+    """Unblind the study (final): the admin and the statistician each enter their password
+    (with --password-stdin: the admin's line, then the statistician's)."""
+    from tracker.auth.services import PasswordRefused, get_user_by_username
+    from tracker.errors import DomainError
+    from tracker.randomisation.services import unblind_study
+
+    admin_password = _password(admin_name, password_stdin)
+    statistician_password = _password(statistician_name, password_stdin)
+    try:
+        with _database().session_scope() as db:
+            admin = get_user_by_username(db, admin_name)
+            statistician = get_user_by_username(db, statistician_name)
+            by = f"{admin_name}+{statistician_name} ({cli_actor().username})"[:64]
+            try:
+                row = unblind_study(
+                    db,
+                    Actor(username=by, role="system"),
+                    admin=admin,
+                    admin_password=admin_password,
+                    statistician=statistician,
+                    statistician_password=statistician_password,
+                    reason=reason,
+                )
+            except PasswordRefused as error:
+                db.commit()  # the wrong password counts towards the lockout
+                _fail(error.message)
+            when = f"{row.unblinded_at:%Y-%m-%d %H:%M} UTC"
+    except DomainError as error:
+        _fail(error.message)
+    click.echo(f"The study is unblinded ({when}); arms are visible to every role from now on.")

@@ -35,6 +35,7 @@ from tracker.participants.services import (
 from tracker.participants.transitions import apply_transition
 from tracker.protocol import pregnancy_test_required
 from tracker.protocol.dosing import EFFECT_CODES
+from tracker.randomisation.services import randomise
 from tracker.safety import services as safety_services
 from tracker.sessions import services as session_services
 from tracker.sessions.models import TherapySession
@@ -310,6 +311,9 @@ def start_cycle(db: Session, team: Team, participant: Participant) -> None:
             tested_at=clock.now() - timedelta(hours=3),
             result="negative",
         )
+    protocol = definition_of(participant.protocol_version)
+    if protocol.randomisation is not None and participant.cycle == 0:
+        randomise(db, team.as_coordinator, participant, expected_version=participant.version)
     _move(db, team.as_coordinator, participant, "start_dosing")
 
 

@@ -22,6 +22,13 @@ from tracker.participants.models import (
     TherapistAssignment,
     TransitionEvent,
 )
+from tracker.randomisation.models import (
+    BlindingGuess,
+    EmergencyUnblinding,
+    RandomisationEntry,
+    RandomisationList,
+    StudyUnblinding,
+)
 from tracker.safety.models import AdverseEvent, PregnancyTest, SideEffect, SuicidalityScreen
 from tracker.sessions.models import TherapySession
 from tracker.sites.models import Site
@@ -32,10 +39,12 @@ __all__ = [
     "ApiToken",
     "Assessment",
     "AuditEvent",
+    "BlindingGuess",
     "ChecklistAnswer",
     "ChecklistSignature",
     "Consent",
     "DoseAdministration",
+    "EmergencyUnblinding",
     "IdempotencyKey",
     "MissedTimepoint",
     "Note",
@@ -43,12 +52,15 @@ __all__ = [
     "PregnancyTest",
     "ProtocolDeviation",
     "ProtocolVersion",
+    "RandomisationEntry",
+    "RandomisationList",
     "RaterAssignment",
     "ReviewAssessment",
     "SessionEffects",
     "SideEffect",
     "SignIn",
     "Site",
+    "StudyUnblinding",
     "SuicidalityScreen",
     "TherapistAssignment",
     "TherapySession",

@@ -48,6 +48,12 @@ class Permission(StrEnum):
     OUTCOMES_VIEW = "outcomes.view"
     OUTCOMES_RECORD = "outcomes.record"
     RATERS_ASSIGN = "raters.assign"
+    RANDOMISATION_LIST = "randomisation.list"
+    RANDOMISE = "randomisation.randomise"
+    ALLOCATIONS_VIEW = "randomisation.allocations"
+    EMERGENCY_UNBLIND = "randomisation.emergency_unblind"
+    BLINDING_GUESS_RECORD = "blinding.guess"
+    STUDY_UNBLIND = "study.unblind"
 
 
 _EVERYONE = frozenset(Role)
@@ -88,6 +94,17 @@ ROLE_PERMISSIONS: dict[Permission, frozenset[Role]] = {
         {Role.COORDINATOR, Role.THERAPIST, Role.INVESTIGATOR, Role.RATER}
     ),
     Permission.RATERS_ASSIGN: _SITE_STAFF,
+    # Randomisation and blinding (SPEC §11): the list is the statistician's; the arm is read
+    # by the statistician and the pharmacist (and, for one participant, the investigator who
+    # unblinded them in an emergency).
+    Permission.RANDOMISATION_LIST: frozenset({Role.STATISTICIAN}),
+    Permission.RANDOMISE: _SITE_STAFF,
+    Permission.ALLOCATIONS_VIEW: frozenset({Role.STATISTICIAN, Role.PHARMACIST}),
+    Permission.EMERGENCY_UNBLIND: frozenset({Role.INVESTIGATOR}),
+    Permission.BLINDING_GUESS_RECORD: frozenset(
+        {Role.COORDINATOR, Role.THERAPIST, Role.INVESTIGATOR, Role.RATER}
+    ),
+    Permission.STUDY_UNBLIND: frozenset({Role.ADMIN, Role.STATISTICIAN}),
 }
 
 

@@ -286,6 +286,7 @@ def test_an_investigator_overrides_the_interval_and_integration_count_with_a_rea
         "cycle_limit_not_reached": "passed",
         "pregnancy_test_negative": "passed",
         "no_open_serious_adverse_event": "passed",
+        "randomised_before_first_dosing": "passed",
     }
 
 

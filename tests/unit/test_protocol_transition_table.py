@@ -36,6 +36,8 @@ def test_enumeration_values_are_the_spec_strings() -> None:
         "auditor",
         "admin",
         "rater",
+        "pharmacist",
+        "statistician",
     ]
     assert [str(s) for s in State] == [
         "screening",

@@ -28,7 +28,16 @@ from tracker.safety.services import record_adverse_event
 from tracker.security import PUBLIC, permission_of, role_has
 from tracker.sessions.models import TherapySession
 
-ROLES = ("coordinator", "therapist", "investigator", "auditor", "admin", "rater")
+ROLES = (
+    "coordinator",
+    "therapist",
+    "investigator",
+    "auditor",
+    "admin",
+    "rater",
+    "pharmacist",
+    "statistician",
+)
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # Signing out ends the session the rest of the walk uses: it goes last.
 LAST = {"auth.logout"}
@@ -84,6 +93,8 @@ def study(db_session: Session, team):  # type: ignore[no-untyped-def]
         "auditor": make_user(db_session, "auditor"),
         "admin": make_user(db_session, "admin"),
         "rater": make_user(db_session, "rater", "S01"),
+        "pharmacist": make_user(db_session, "pharmacist", "S01"),
+        "statistician": make_user(db_session, "statistician", None),
     }
     tokens = {role: create_api_token(db_session, FACTORY_ACTOR, u) for role, u in users.items()}
     db_session.commit()

@@ -122,6 +122,57 @@ class ChecklistAnswerOut(BaseModel):
     assessment: dict[str, Any] | None
 
 
+class RandomisationOut(BaseModel):
+    randomisation_number: str
+    stratum: str
+    randomised_at: datetime
+
+
+class RandomiseIn(Strict):
+    expected_version: int
+
+
+class EmergencyUnblindIn(Strict):
+    password: str = Field(max_length=1000)
+    reason: str = Field(max_length=2000)
+
+
+class EmergencyUnblindOut(BaseModel):
+    arm: str
+    label: str
+
+
+class BlindingGuessIn(Strict):
+    respondent: Literal["participant", "therapist", "rater"]
+    session_id: int | None = None
+    timepoint: str | None = Field(None, max_length=60)
+    guess: str = Field(max_length=60, description="An arm code of the protocol, or 'unsure'")
+    confidence: int = Field(ge=1, le=5)
+
+
+class BlindingGuessOut(BaseModel):
+    id: int
+    respondent: str
+    session_id: int | None
+    timepoint: str | None
+    guess: str
+    confidence: int
+    recorded_at: datetime
+
+
+class AllocationOut(BaseModel):
+    study_id: str
+    site: str
+    randomisation_number: str
+    stratum: str
+    arm: str
+    randomised_at: datetime
+
+
+class AllocationList(BaseModel):
+    allocations: list[AllocationOut]
+
+
 class ParticipantOut(BaseModel):
     id: int
     study_id: str
@@ -145,6 +196,16 @@ class ParticipantOut(BaseModel):
     consent: ConsentOut | None
     checklist: list[ChecklistAnswerOut] | None = Field(
         None, description="Every item with its answer (on the single-participant read)"
+    )
+    randomisation: RandomisationOut | None = Field(
+        None, description="The randomisation number, stratum and time; never the arm"
+    )
+    arm: str | None = Field(
+        None,
+        description="The allocated arm's code: present only for those who may see it "
+        "(statistician, pharmacist, the investigator who unblinded this participant, or "
+        "everyone after the study's unblinding)",
+        exclude_if=lambda value: value is None,
     )
 
 

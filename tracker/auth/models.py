@@ -10,7 +10,7 @@ from tracker.protocol.roles import Role
 from tracker.sites.models import Site
 
 ROLE_VALUES = tuple(role.value for role in Role)
-SITELESS_ROLES = (Role.AUDITOR.value, Role.ADMIN.value)
+SITELESS_ROLES = (Role.AUDITOR.value, Role.ADMIN.value, Role.STATISTICIAN.value)
 
 
 def _in_list(column: str, values: tuple[str, ...]) -> str:

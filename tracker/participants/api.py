@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import Session
 
 from tracker.api import bp
 from tracker.api.openapi import api_route, parse_body, parse_query
@@ -21,6 +22,7 @@ from tracker.api.schemas import (
     ParticipantQuery,
     ParticipantSummary,
     ProtocolOut,
+    RandomisationOut,
     SignatureIn,
     SignatureOut,
     TherapistsIn,
@@ -38,6 +40,7 @@ from tracker.participants import queries, services
 from tracker.participants.models import Participant
 from tracker.participants.transitions import apply_transition, options_for
 from tracker.protocol import ItemKind, State, phase_of
+from tracker.randomisation.queries import allocation_of, visible_arm
 from tracker.security import Permission, authenticated_user, requires
 from tracker.sites.services import get_site_by_code
 from tracker.study.services import current_protocol_version
@@ -83,6 +86,7 @@ def participant_out(participant: Participant, *, with_checklist: bool = False) -
     state = State(participant.state)
     held_from = State(participant.held_from) if participant.held_from else None
     protocol = participant.protocol_version
+    randomisation = _randomisation(db, participant)
     return ParticipantOut(
         id=participant.id,
         study_id=participant.study_id,
@@ -116,6 +120,20 @@ def participant_out(participant: Participant, *, with_checklist: bool = False) -
             recorded_at=latest_consent.recorded_at,
         ),
         checklist=items,
+        randomisation=randomisation,
+        arm=visible_arm(db, authenticated_user(), participant.id) if randomisation else None,
+    )
+
+
+def _randomisation(db: Session, participant: Participant) -> RandomisationOut | None:
+    """The allocation every reader of the participant sees (never the arm)."""
+    allocation = allocation_of(db, participant.id)
+    if allocation is None:
+        return None
+    return RandomisationOut(
+        randomisation_number=allocation.randomisation_number,
+        stratum=allocation.stratum,
+        randomised_at=allocation.randomised_at,
     )
 
 

@@ -27,6 +27,7 @@ from tracker.protocol import (
     decide,
 )
 from tracker.protocol.transitions import Decision, TransitionOption
+from tracker.randomisation.queries import is_randomised
 from tracker.study.services import definition_of
 
 MAX_REASON = 2000
@@ -65,6 +66,12 @@ def participant_facts(
             open_follow_up(db, participant, checklist.definition, utcnow().date())
             if participant.state == State.FOLLOW_UP
             else ()
+        ),
+        randomised=(
+            is_randomised(db, participant.id)
+            if checklist.definition.randomisation is not None
+            and participant.state == State.PREPARATION
+            else False
         ),
     )
 

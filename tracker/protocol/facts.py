@@ -67,3 +67,5 @@ class ParticipantFacts:
     # The follow-up timepoints neither assessed, recorded as missed, nor past their window
     # (their titles): the follow-up phase ends when there are none (SPEC §10).
     follow_up_open: tuple[str, ...] = ()
+    # Whether the participant has been randomised (SPEC §11; read only where it decides).
+    randomised: bool = False

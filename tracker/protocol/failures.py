@@ -33,6 +33,7 @@ class GuardCode(StrEnum):
     UNACKNOWLEDGED_ALERTS = "unacknowledged_alerts"
     NO_FOLLOW_UP = "no_follow_up"
     FOLLOW_UP_OPEN = "follow_up_open"
+    NOT_RANDOMISED = "not_randomised"
 
 
 # SPEC §3: eligibility, consent, the cycle limit and open serious adverse events are never
@@ -54,6 +55,7 @@ NEVER_OVERRIDABLE: frozenset[GuardCode] = frozenset(
         GuardCode.OPEN_SERIOUS_ADVERSE_EVENT,
         GuardCode.NO_FOLLOW_UP,
         GuardCode.FOLLOW_UP_OPEN,
+        GuardCode.NOT_RANDOMISED,
     }
 )
 

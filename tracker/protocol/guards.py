@@ -105,6 +105,19 @@ def integration_sessions_completed(
     )
 
 
+def randomised_before_first_dosing(
+    facts: ParticipantFacts, protocol: ProtocolDefinition
+) -> tuple[GuardFailure, ...]:
+    """Under a randomised protocol, cycle 1's dosing needs the participant randomised."""
+    if protocol.randomisation is None or facts.cycle > 0 or facts.randomised:
+        return _PASSED
+    return _fail(
+        GuardCode.NOT_RANDOMISED,
+        "The participant must be randomised before the first dosing session; they are not.",
+        protocol,
+    )
+
+
 def dosing_interval_respected(
     facts: ParticipantFacts, protocol: ProtocolDefinition
 ) -> tuple[GuardFailure, ...]:

@@ -12,3 +12,5 @@ class Role(StrEnum):
     AUDITOR = "auditor"
     ADMIN = "admin"
     RATER = "rater"  # blinded independent rater of outcome assessments (SPEC §10)
+    PHARMACIST = "pharmacist"  # site investigational-product manager, unblinded (SPEC §11, §12)
+    STATISTICIAN = "statistician"  # unblinded statistician: the randomisation list (SPEC §11)

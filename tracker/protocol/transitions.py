@@ -72,6 +72,7 @@ _TABLE = (
             guards.cycle_limit_not_reached,
             guards.pregnancy_test_negative,
             guards.no_open_serious_adverse_event,
+            guards.randomised_before_first_dosing,
         ),
         starts_cycle=True,
     ),
