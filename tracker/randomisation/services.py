@@ -174,6 +174,8 @@ def generate_for(
     if per_stratum < 1 or per_stratum > 10_000:
         raise InvalidInput("--per-stratum must be 1 to 10,000.")
     strata = study_strata(db, protocol, design)
+    if not strata:
+        raise RuleViolation("The study has no sites yet; add them before generating the list.")
     entries = generate_list(design, strata, per_stratum, seed)
     return store_list(
         db, actor, version, entries, source="generated", seed=seed, per_stratum=per_stratum
@@ -321,10 +323,17 @@ def randomise(
             "decide again.",
             [{"expected_version": expected_version}],
         )
-    entry.participant_id = participant.id
-    entry.allocated_at = now
-    entry.allocated_by_id = actor.user_id
-    db.flush()
+    # The entry is taken only while unused: with the lock this always holds; without it a
+    # second writer would fail here instead of overwriting another participant's allocation.
+    taken = db.execute(
+        sa.update(RandomisationEntry)
+        .where(RandomisationEntry.id == entry.id, RandomisationEntry.participant_id.is_(None))
+        .values(participant_id=participant.id, allocated_at=now, allocated_by_id=actor.user_id)
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict("The entry was taken by another randomisation a moment ago; try again.")
+    db.refresh(entry)
     db.refresh(participant)
     record_event(
         db,
