@@ -145,6 +145,7 @@ def _register_blueprints(app: Flask) -> None:
     from tracker.notes.views import bp as notes_bp
     from tracker.outcomes.views import bp as outcomes_bp
     from tracker.participants.views import bp as participants_bp
+    from tracker.randomisation.views import bp as randomisation_bp
     from tracker.reports.audit_views import bp as audit_bp
     from tracker.reports.views import bp as reports_bp
     from tracker.safety.views import bp as safety_bp
@@ -160,6 +161,7 @@ def _register_blueprints(app: Flask) -> None:
         safety_bp,
         notes_bp,
         outcomes_bp,
+        randomisation_bp,
         reports_bp,
         admin_bp,
         audit_bp,

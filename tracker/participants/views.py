@@ -36,6 +36,8 @@ from tracker.participants.forms import (
 from tracker.participants.models import Participant
 from tracker.participants.presenters import phase_label, state_label
 from tracker.protocol import TRANSITIONS, ItemKind, State, childbearing_potential_applies
+from tracker.randomisation.forms import RandomiseForm, UnblindForm
+from tracker.randomisation.presenters import participant_randomisation
 from tracker.security import Permission, can, requires
 from tracker.sessions.presenters import participant_sections, therapist_choices
 from tracker.sites import services as sites
@@ -225,6 +227,9 @@ def render_participant(
         unoffered=unoffered,
         review_kind=ItemKind.REVIEW,
         screening=participant.state == State.SCREENING,
+        randomisation=participant_randomisation(db, user, participant),
+        randomise_form=RandomiseForm(formdata=None, data={"expected_version": participant.version}),
+        unblind_form=UnblindForm(formdata=None),
         **sections,
     ), status
 
