@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from tests.factories import PASSWORD, actor, make_user
+from tracker import clock
 from tracker.audit.models import AuditEvent
 from tracker.audit.services import Actor
 from tracker.auth.services import PasswordRefused
@@ -21,10 +22,13 @@ from tracker.histories import Team, _move, run_histories
 from tracker.outcome_histories import OutcomePlan, outcome_history
 from tracker.participants.models import Participant
 from tracker.paths import FIXTURES
+from tracker.protocol.compliance import run_checks
+from tracker.protocol.compliance_records import Outcome, StudyFacts
 from tracker.randomisation import queries, services
-from tracker.randomisation.models import RandomisationEntry
+from tracker.randomisation.models import EmergencyUnblinding, RandomisationEntry
+from tracker.reports.records import load_records
 from tracker.sessions.models import TherapySession
-from tracker.study.services import activate_protocol
+from tracker.study.services import activate_protocol, definition_of
 
 ARMS = ("midomafetamine", "active_placebo")
 LABELS = ("Midomafetamine (MDMA) 120 mg + 60 mg", "Active placebo (methylphenidate 20 mg)")
@@ -183,6 +187,21 @@ def test_emergency_unblinding_needs_the_password_and_leaves_a_trace(
     ).one()
     assert event.reason.startswith("Serotonin syndrome")
     assert entry.arm not in str(event.new_values)
+
+    # C18 reports it, with who, when and why; a planted unblinding without a reason fails.
+    def c18():  # type: ignore[no-untyped-def]
+        db_session.expire_all()
+        (record,) = load_records(db_session, [participant])
+        study = StudyFacts(audit_ok=True, audit_problem=None, now=clock.now())
+        protocol = definition_of(participant.protocol_version)
+        return next(r for r in run_checks(record, protocol, study) if r.check_id == "C18")
+
+    result = c18()
+    assert result.outcome is Outcome.PASS
+    assert team.investigator.username in result.note and "Serotonin syndrome" in result.note
+    db_session.execute(sa.update(EmergencyUnblinding).values(reason=" "))
+    result = c18()
+    assert result.outcome is Outcome.FAIL and result.evidence[0].found == "no reason"
 
 
 def test_guesses_and_the_study_unblinding(db_session: Session, team: Team, study) -> None:  # type: ignore[no-untyped-def]

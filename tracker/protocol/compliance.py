@@ -12,6 +12,7 @@ from tracker.protocol.compliance_outcomes import (
     c15_assessment_windows,
     c16_blinded_primary,
     c17_follow_up,
+    c18_emergency_unblindings,
 )
 from tracker.protocol.compliance_records import (
     Check,
@@ -542,6 +543,12 @@ CHECKS: tuple[Check, ...] = (
         "Follow-up timepoints assessed, or recorded as missed",
         Severity.MAJOR,
         c17_follow_up,
+    ),
+    Check(
+        "C18",
+        "Emergency unblindings on record with who, when and why, each by an investigator",
+        Severity.MAJOR,
+        c18_emergency_unblindings,
     ),
 )
 CHECKS_BY_ID = {check.id: check for check in CHECKS}

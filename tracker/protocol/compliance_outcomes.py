@@ -138,3 +138,24 @@ def retention_of(
         if place is not None:
             places.append((point, place))
     return places
+
+
+def c18_emergency_unblindings(
+    record: ParticipantRecord, protocol: ProtocolDefinition, study: StudyFacts
+) -> CheckResult:
+    """Every emergency unblinding is on record with who, when and why, and was made by an
+    investigator; the report lists each one, so a reviewer sees whom the blind was broken for."""
+    if protocol.randomisation is None:
+        return not_applicable("C18", "The protocol does not randomise.")
+    if not record.unblindings:
+        return not_applicable("C18", "No emergency unblinding.")
+    evidence = []
+    listed = []
+    for u in record.unblindings:
+        what = f"unblinding of {u.unblinded_at:%Y-%m-%d %H:%M} UTC by {u.by}"
+        if u.by_role != "investigator":
+            evidence.append(Evidence(what, "by an investigator", f"by a {u.by_role}"))
+        if not u.reason.strip():
+            evidence.append(Evidence(what, "a reason", "no reason"))
+        listed.append(f"{u.unblinded_at:%Y-%m-%d %H:%M} UTC, {u.by}: {u.reason}")
+    return judged("C18", evidence, "Emergency unblindings: " + "; ".join(listed))

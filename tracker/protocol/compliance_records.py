@@ -116,6 +116,16 @@ class OverrideRecord:
 
 
 @dataclass(frozen=True)
+class UnblindingRecord:
+    """An emergency unblinding (SPEC §11) as C18 reports it."""
+
+    unblinded_at: datetime
+    by: str
+    by_role: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class AssessmentRecord:
     """An outcome assessment as the checks of SPEC §10 judge it."""
 
@@ -151,6 +161,7 @@ class ParticipantRecord:
     assessments: tuple[AssessmentRecord, ...] = ()
     missed_timepoints: tuple[str, ...] = ()
     anchors: AnchorDays | None = None
+    unblindings: tuple[UnblindingRecord, ...] = ()
 
     @property
     def recorded(self) -> frozenset[tuple[str, str]]:

@@ -41,8 +41,10 @@ from tracker.protocol.compliance_records import (
     ParticipantRecord,
     ReadingRecord,
     SessionRecord,
+    UnblindingRecord,
 )
 from tracker.protocol.outcomes import AnchorDays
+from tracker.randomisation.models import EmergencyUnblinding
 from tracker.safety.models import AdverseEvent, SuicidalityScreen
 from tracker.sessions.models import TherapySession, session_therapists
 
@@ -365,6 +367,21 @@ def load_records(db: Session, participants: Sequence[Participant]) -> list[Parti
     events = _adverse_events(db, ids)
     overrides = _overrides(db, ids)
     outcomes = _outcome_rows(db, participants)
+    unblindings = _grouped(
+        (pid, UnblindingRecord(at, username, role, reason))
+        for pid, at, username, role, reason in db.execute(
+            sa.select(
+                EmergencyUnblinding.participant_id,
+                EmergencyUnblinding.unblinded_at,
+                User.username,
+                User.role,
+                EmergencyUnblinding.reason,
+            )
+            .join(User, User.id == EmergencyUnblinding.user_id)
+            .where(EmergencyUnblinding.participant_id.in_(ids))
+            .order_by(EmergencyUnblinding.id)
+        )
+    )
 
     records = []
     for participant in participants:
@@ -397,6 +414,7 @@ def load_records(db: Session, participants: Sequence[Participant]) -> list[Parti
                 assessments=tuple(outcomes.assessments.get(pid, [])),
                 missed_timepoints=tuple(outcomes.missed.get(pid, [])),
                 anchors=outcomes.anchors.get(participant.id),
+                unblindings=tuple(unblindings.get(pid, [])),
             )
         )
     return records
