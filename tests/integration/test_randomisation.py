@@ -26,6 +26,8 @@ from tracker.protocol.compliance import run_checks
 from tracker.protocol.compliance_records import Outcome, StudyFacts
 from tracker.randomisation import queries, services
 from tracker.randomisation.models import EmergencyUnblinding, RandomisationEntry
+from tracker.reports.blinding import blinding_section
+from tracker.reports.outcomes import outcome_rows
 from tracker.reports.records import load_records
 from tracker.sessions.models import TherapySession
 from tracker.study.services import activate_protocol, definition_of
@@ -269,6 +271,9 @@ def test_guesses_and_the_study_unblinding(db_session: Session, team: Team, study
         )
     assert queries.study_unblinded(db_session) is None
     assert queries.visible_arm(db_session, team.coordinator, participant.id) is None
+    blinded = blinding_section(db_session, None)
+    assert (blinded.guesses, blinded.indices) == (1, [])
+    assert {r.arm for r in outcome_rows(db_session, None)} == {None}  # pooled
     services.unblind_study(
         db_session,
         Actor.system(),
@@ -278,7 +283,19 @@ def test_guesses_and_the_study_unblinding(db_session: Session, team: Team, study
         statistician_password=PASSWORD,
         reason="Database lock of 2027-06-30.",
     )
-    assert queries.visible_arm(db_session, team.coordinator, participant.id) in ARMS
+    arm = queries.visible_arm(db_session, team.coordinator, participant.id)
+    assert arm in ARMS
+    # After the unblinding: the index of the one guess (unsure: 0 correct, 0 incorrect, so 0),
+    # and the outcome figures by arm (the other arm has no one assessed).
+    (index,) = blinding_section(db_session, None).indices
+    assert (index.arm, index.respondent, index.n, index.unsure, index.index) == (
+        arm,
+        "participant",
+        1,
+        1,
+        0.0,
+    )
+    assert {r.arm for r in outcome_rows(db_session, None) if r.protocol == "mdma-mdd v2"} == {arm}
     with pytest.raises(Conflict, match="it is final"):
         services.unblind_study(
             db_session,

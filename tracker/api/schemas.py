@@ -706,6 +706,7 @@ class OutcomeRowOut(BaseModel):
     response_rate: float | None
     remitters: int | None
     remission_rate: float | None
+    arm: str | None = Field(None, description="The arm, once the study is unblinded")
 
 
 class OutcomeReport(BaseModel):

@@ -20,6 +20,7 @@ from tracker.audit import queries as audit_queries
 from tracker.audit.services import checkpoint_store, verify
 from tracker.db import get_db
 from tracker.errors import InvalidInput
+from tracker.randomisation.queries import study_unblinded
 from tracker.reports import compliance
 from tracker.reports.downloads import export_response, record_export
 from tracker.reports.outcomes import outcome_rows
@@ -97,5 +98,6 @@ def compliance_report() -> ResponseReturnValue:
 def outcomes_report() -> ResponseReturnValue:
     rows = outcome_rows(get_db(), authenticated_user())
     return OutcomeReport(
-        blinded=True, rows=[OutcomeRowOut.model_validate(r, from_attributes=True) for r in rows]
+        blinded=study_unblinded(get_db()) is None,
+        rows=[OutcomeRowOut.model_validate(r, from_attributes=True) for r in rows],
     ).model_dump(mode="json")

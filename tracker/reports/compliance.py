@@ -22,6 +22,7 @@ from tracker.protocol.compliance import CHECKS, run_checks
 from tracker.protocol.compliance_outcomes import retention_of
 from tracker.protocol.compliance_records import CheckResult, Outcome, ParticipantRecord, StudyFacts
 from tracker.protocol.outcomes import Retention
+from tracker.reports.blinding import BlindingSection, blinding_section
 from tracker.reports.outcomes import OutcomeRow, outcome_rows
 from tracker.reports.records import batches, load_records
 from tracker.safety.models import AdverseEvent
@@ -213,6 +214,11 @@ def _query(user: User | None, flt: ReportFilter) -> sa.Select[Participant]:
 def outcome_section(db: Session, user: User | None, flt: ReportFilter) -> list[OutcomeRow]:
     """The outcomes report over the compliance report's participants (pooled while blinded)."""
     return outcome_rows(db, user, _query(user, flt))
+
+
+def blinding(db: Session, user: User | None, flt: ReportFilter) -> BlindingSection:
+    """The blinding section over the compliance report's participants."""
+    return blinding_section(db, user, _query(user, flt))
 
 
 def participants_in_scope(db: Session, user: User | None, flt: ReportFilter) -> int:

@@ -19,6 +19,7 @@ from tracker.protocol.compliance import CHECKS_BY_ID
 from tracker.protocol.compliance_records import ParticipantRecord
 from tracker.protocol.definition import ProtocolDefinition
 from tracker.protocol.dosing import Reading, breaches
+from tracker.reports.blinding import BlindingSection
 from tracker.reports.compliance import (
     Deviation,
     ParticipantResult,
@@ -113,6 +114,7 @@ def json_report(
     summary: Summary,
     deviations: Iterable[Deviation] = (),
     outcomes: Iterable[OutcomeRow] = (),
+    blinding: BlindingSection | None = None,
 ) -> Iterator[str]:
     """A JSON document written piece by piece; the summary, gathered while the participants
     stream, comes last."""
@@ -135,9 +137,12 @@ def json_report(
         ],
         ensure_ascii=False,
     )
+    blinded = blinding is None or blinding.unblinding is None
     yield ', "outcomes": ' + json.dumps(
-        {"blinded": True, "rows": [outcome_json(r) for r in outcomes]}, ensure_ascii=False
+        {"blinded": blinded, "rows": [outcome_json(r) for r in outcomes]}, ensure_ascii=False
     )
+    if blinding is not None:
+        yield ', "blinding": ' + json.dumps(blinding.to_dict(), ensure_ascii=False)
     yield ', "summary": ' + json.dumps(summary.to_dict(), ensure_ascii=False) + "}"
 
 
@@ -364,6 +369,7 @@ def write_pdf_report(
     safety: SafetyItems,
     output: BinaryIO,
     outcomes: Sequence[OutcomeRow] = (),
+    blinding: BlindingSection | None = None,
 ) -> int:
     """The report as one PDF written to ``output``: the front matter (title page with the
     protocol, the author, the time and the audit head; summary; pass-rate chart; safety items;
@@ -407,6 +413,7 @@ def write_pdf_report(
                 deviations=deviations,
                 safety=safety,
                 outcomes=outcomes,
+                blinding=blinding,
                 checks=check_catalogue(),
                 chart=pass_rate_chart(summary),
                 detail_participants=detail_participants,

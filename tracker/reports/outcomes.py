@@ -21,6 +21,8 @@ from tracker.participants.models import Participant
 from tracker.participants.queries import visibility
 from tracker.protocol import ProtocolDefinition
 from tracker.protocol.outcomes import change_from_baseline
+from tracker.randomisation.models import RandomisationEntry
+from tracker.randomisation.queries import study_unblinded
 from tracker.study.models import ProtocolVersion
 from tracker.study.services import definition_of
 
@@ -47,10 +49,14 @@ class OutcomeRow:
     response_rate: float | None
     remitters: int | None
     remission_rate: float | None
+    arm: str | None = None  # by arm once the study is unblinded (SPEC §11), else pooled
 
 
-def summarise(protocol: ProtocolDefinition, totals: Iterable[Total]) -> list[OutcomeRow]:
-    """The rows of one protocol, in its instrument and timepoint order."""
+def summarise(
+    protocol: ProtocolDefinition, totals: Iterable[Total], arm: str | None = None
+) -> list[OutcomeRow]:
+    """The rows of one protocol (of one arm, given ``arm``), in its instrument and timepoint
+    order."""
     rules = protocol.outcomes
     if rules is None:
         return []
@@ -96,6 +102,7 @@ def summarise(protocol: ProtocolDefinition, totals: Iterable[Total]) -> list[Out
                     response_rate=round(sum(judged) / len(judged), 3) if judged else None,
                     remitters=sum(remission) if remission else None,
                     remission_rate=round(sum(remission) / len(remission), 3) if remission else None,
+                    arm=arm,
                 )
             )
     return out
@@ -105,16 +112,17 @@ def outcome_rows(
     db: Session, user: User | None, within: sa.Select[Participant] | None = None
 ) -> list[OutcomeRow]:
     """Every protocol version's rows, over the participants ``user`` may see (and, given
-    ``within``, only those it selects: a report's site and state filters)."""
+    ``within``, only those it selects: a report's site and state filters). Pooled while the
+    study is blinded; by arm, for a randomised protocol, once it is unblinded."""
     scope = [] if within is None else [Participant.id.in_(within.with_only_columns(Participant.id))]
+    by_arm = study_unblinded(db) is not None
     versions = db.scalars(sa.select(ProtocolVersion).order_by(ProtocolVersion.id)).all()
     result = []
     for version in versions:
         protocol = definition_of(version)
         if protocol.outcomes is None:
             continue
-        # Core rows, not ORM ones: the report reads every assessment of the study.
-        totals = db.connection().execute(
+        query = (
             sa.select(
                 Assessment.participant_id,
                 Assessment.timepoint,
@@ -124,5 +132,17 @@ def outcome_rows(
             .join(Participant, Participant.id == Assessment.participant_id)
             .where(Participant.protocol_version_id == version.id, *visibility(user), *scope)
         )
-        result += summarise(protocol, map(Total._make, totals))
+        if not (by_arm and protocol.randomisation is not None):
+            # Core rows, not ORM ones: the report reads every assessment of the study.
+            totals = db.connection().execute(query)
+            result += summarise(protocol, map(Total._make, totals))
+            continue
+        arms: dict[str, list[Total]] = {arm.code: [] for arm in protocol.randomisation.arms}
+        allocated = query.add_columns(RandomisationEntry.arm).join(
+            RandomisationEntry, RandomisationEntry.participant_id == Participant.id
+        )
+        for *values, arm in db.connection().execute(allocated):
+            arms[arm].append(Total._make(values))
+        for arm, rows in arms.items():
+            result += summarise(protocol, rows, arm=arm)
     return result

@@ -11,6 +11,7 @@ from tracker.participants import queries as participant_queries
 from tracker.protocol import State
 from tracker.protocol.compliance import CHECKS_BY_ID, run_checks
 from tracker.protocol.compliance_records import StudyFacts
+from tracker.randomisation.queries import study_unblinded
 from tracker.reports import compliance, exporters
 from tracker.reports.compliance import ReportFilter, Summary
 from tracker.reports.downloads import export_response, record_export
@@ -69,6 +70,7 @@ def compliance_page() -> ResponseReturnValue:
         deviations=compliance.deviations(db, user, flt),
         safety=compliance.open_safety_items(db, user, flt),
         outcomes=compliance.outcome_section(db, user, flt),
+        blinding=compliance.blinding(db, user, flt),
         sites=list_sites(db) if user.site_id is None else [],
         states=[s.value for s in State],
         args=request.args,
@@ -125,7 +127,9 @@ def compliance_export(fmt: str) -> ResponseReturnValue:
 def outcomes() -> ResponseReturnValue:
     """The outcomes report: pooled figures per protocol, instrument and timepoint."""
     return render_template(
-        "reports/outcomes.html", rows=outcome_rows(get_db(), authenticated_user())
+        "reports/outcomes.html",
+        rows=outcome_rows(get_db(), authenticated_user()),
+        unblinded=study_unblinded(get_db()) is not None,
     )
 
 

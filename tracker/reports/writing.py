@@ -32,6 +32,7 @@ def report_text(
         summary,
         compliance.deviations(db, user, flt),
         compliance.outcome_section(db, user, flt),
+        compliance.blinding(db, user, flt),
     )
 
 
@@ -52,4 +53,5 @@ def write_report_pdf(
         compliance.open_safety_items(db, user, flt),
         handle,
         compliance.outcome_section(db, user, flt),
+        compliance.blinding(db, user, flt),
     )
