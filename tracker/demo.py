@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from tracker import clock
 from tracker.audit.services import Actor
 from tracker.auth.models import User
-from tracker.auth.services import create_user
+from tracker.auth.services import actor_for, create_user
 from tracker.db import Database
 from tracker.histories import (
     History,
@@ -33,13 +33,17 @@ from tracker.histories import (
     starting_at,
 )
 from tracker.outcome_histories import OutcomePlan, outcome_histories
+from tracker.outcomes.models import Assessment
 from tracker.participants.models import Participant
 from tracker.participants.services import assess_review_item, enrol_participant
 from tracker.participants.transitions import apply_transition
 from tracker.paths import FIXTURES
+from tracker.randomisation.models import RandomisationEntry
+from tracker.randomisation.services import generate_for, record_guess
 from tracker.safety import services as safety_services
+from tracker.sessions.models import TherapySession
 from tracker.sites.services import create_site
-from tracker.study.services import activate_protocol
+from tracker.study.services import activate_protocol, definition_of
 
 DEMO_SITES = (("S01", "Demo Site One"), ("S02", "Demo Site Two"))
 DEMO_USERS = (
@@ -51,6 +55,8 @@ DEMO_USERS = (
     ("auditor", "auditor", None, "Demo Auditor"),
     ("admin", "admin", None, "Demo Data Manager"),
     ("rater", "rater", "S01", "Demo Blinded Rater"),
+    ("statistician", "statistician", None, "Demo Unblinded Statistician"),
+    ("pharmacist", "pharmacist", "S01", "Demo Pharmacist"),
 )
 LOGINS_FILE = "demo-logins.txt"
 # Long enough for the outcome cohorts' 12-month follow-up; the first-release cohort starts
@@ -68,6 +74,19 @@ OUTCOME_COHORTS = (
             OutcomePlan("relapse"),
             OutcomePlan("partial"),
             OutcomePlan("partial", stage="integration", discontinue=True),
+        ),
+    ),
+    # Randomised to MDMA or an active placebo (SPEC §11), each with blinding guesses.
+    (
+        "mdma-mdd-v2.toml",
+        525,
+        (
+            OutcomePlan("responder"),
+            OutcomePlan("partial"),
+            OutcomePlan("responder"),
+            OutcomePlan("relapse"),
+            OutcomePlan("partial"),
+            OutcomePlan("responder"),
         ),
     ),
     ("mdma-at-v2.toml", 500, (OutcomePlan("responder"), OutcomePlan("partial"))),
@@ -171,9 +190,10 @@ def _demo_participants(db: Session, users: dict[str, User], passwords: dict[str,
         )
     )
     histories.append(starting_at(end - timedelta(days=40), lambda: _screen_failures(db, team, rng)))
-    histories += _outcome_cohorts(db, team, users["rater"], end)
+    histories += _outcome_cohorts(db, team, users["rater"], end, users["statistician"])
     histories.append(starting_at(end - timedelta(days=60), lambda: _withdrawal(db, team, rng)))
     run_histories(histories, until=end - timedelta(hours=1))
+    _blinding_guesses(db, team, users["rater"])
 
 
 def _screen_failures(db: Session, team: Team, rng: random.Random) -> Iterator[datetime]:
@@ -261,22 +281,103 @@ def _enrol(db: Session, team: Team, rng: random.Random) -> Participant:
     )
 
 
-def _activate(db: Session, name: str) -> Iterator[datetime]:
-    activate_protocol(
+def _activate(db: Session, name: str, statistician: User | None = None) -> Iterator[datetime]:
+    version = activate_protocol(
         db, Actor.system("demo"), (FIXTURES / "protocols" / name).read_text(encoding="utf-8")
     )
+    if statistician is not None and definition_of(version).randomisation is not None:
+        generate_for(db, actor_for(statistician), version, per_stratum=12, seed=20261203)
     return
     yield
 
 
-def _outcome_cohorts(db: Session, team: Team, rater: User, end: datetime) -> list[History]:
+# How often a respondent guesses the allocated arm, "unsure", or the other arm: MDMA's effects
+# unblind most of its participants and therapists (the phase 3 trials' weakness); the rater,
+# who attended no session, is near chance.
+GUESSING = {
+    ("midomafetamine", "participant"): (0.85, 0.1),
+    ("midomafetamine", "therapist"): (0.9, 0.05),
+    ("active_placebo", "participant"): (0.6, 0.15),
+    ("active_placebo", "therapist"): (0.65, 0.15),
+    ("midomafetamine", "rater"): (0.55, 0.3),
+    ("active_placebo", "rater"): (0.45, 0.3),
+}
+
+
+def _guess(rng: random.Random, arm: str, respondent: str, arms: tuple[str, ...]) -> str:
+    right, unsure = GUESSING[(arm, respondent)]
+    roll = rng.random()
+    if roll < right:
+        return arm
+    if roll < right + unsure:
+        return "unsure"
+    return next(a for a in arms if a != arm)
+
+
+def _blinding_guesses(db: Session, team: Team, rater: User) -> None:
+    """After each completed dosing session, the participant's and each therapist's guess; at
+    the primary endpoint, the participant's and the rater's (SPEC §11)."""
+    rng = random.Random(1103)  # noqa: S311 (demo data, not security)
+    for entry in db.scalars(
+        sa.select(RandomisationEntry).where(RandomisationEntry.participant_id.is_not(None))
+    ):
+        participant = db.get_one(Participant, entry.participant_id)
+        design = definition_of(participant.protocol_version).randomisation
+        assert design is not None
+        for session in db.scalars(
+            sa.select(TherapySession).where(
+                TherapySession.participant_id == participant.id,
+                TherapySession.kind == "dosing",
+                TherapySession.status == "completed",
+            )
+        ):
+            who = [("participant", team.as_coordinator)] + [
+                ("therapist", actor_for(t)) for t in session.therapists
+            ]
+            for respondent, by in who:
+                record_guess(
+                    db,
+                    by,
+                    participant,
+                    respondent=respondent,
+                    guess=_guess(rng, entry.arm, respondent, design.arm_codes),
+                    confidence=rng.randint(2, 5),
+                    session_id=session.id,
+                )
+        endpoint = db.scalar(
+            sa.select(Assessment.id).where(
+                Assessment.participant_id == participant.id,
+                Assessment.timepoint == "primary_endpoint",
+            )
+        )
+        if endpoint is not None:
+            for respondent, by in (
+                ("participant", team.as_coordinator),
+                ("rater", actor_for(rater)),
+            ):
+                record_guess(
+                    db,
+                    by,
+                    participant,
+                    respondent=respondent,
+                    guess=_guess(rng, entry.arm, respondent, design.arm_codes),
+                    confidence=rng.randint(1, 4),
+                    timepoint="primary_endpoint",
+                )
+
+
+def _outcome_cohorts(
+    db: Session, team: Team, rater: User, end: datetime, statistician: User
+) -> list[History]:
     """Each cohort's protocol is activated just before it enrols (one a few days apart from
     the next), and version 1 again before the first-release cohort starts."""
     histories: list[History] = []
     for index, (name, days, plans) in enumerate(OUTCOME_COHORTS):
         start = end - timedelta(days=days)
         histories.append(
-            starting_at(start - timedelta(hours=1), functools.partial(_activate, db, name))
+            starting_at(
+                start - timedelta(hours=1), functools.partial(_activate, db, name, statistician)
+            )
         )
         for offset, factory in enumerate(
             outcome_histories(db, team, rater, 8100 + index, list(plans))

@@ -100,13 +100,14 @@ def test_an_imported_list_with_faults_is_refused_with_every_reason() -> None:
 def test_bang_index_hand_worked() -> None:
     """Ten participants of the MDMA arm: 7 guess MDMA, 1 placebo, 2 are unsure.
     BI = (7 - 1) / 10 = 0.6; variance = [0.7 x 0.3 + 0.1 x 0.9 + 2 x 0.7 x 0.1] / 10 = 0.044,
-    standard error = 0.2098 -> 0.21, 95 % interval 0.6 +- 0.41 = (0.188, 1.012).
+    standard error = 0.2098 -> 0.21, 95 % interval 0.6 +- 0.41 = (0.188, 1.012), cut to the
+    index's range: (0.188, 1.0).
     Eight of the placebo arm: 2 guess placebo, 6 MDMA: BI = (2 - 6) / 8 = -0.5."""
     mdma = bang_index("mdma", "participant", ["mdma"] * 7 + ["placebo"] + ["unsure"] * 2)
     assert (mdma.n, mdma.correct, mdma.incorrect, mdma.unsure) == (10, 7, 1, 2)
     assert mdma.index == 0.6
     assert mdma.standard_error == 0.21
-    assert mdma.interval == (0.188, 1.012)
+    assert mdma.interval == (0.188, 1.0)
     placebo = bang_index("placebo", "participant", ["placebo"] * 2 + ["mdma"] * 6)
     assert placebo.index == -0.5
     assert bang_index("placebo", "rater", []).index is None

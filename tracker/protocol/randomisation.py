@@ -187,8 +187,9 @@ class BlindingIndex:
     def interval(self) -> tuple[float, float] | None:
         if self.index is None or self.standard_error is None:
             return None
+        # A Wald interval, cut to the index's range of -1 to 1.
         half = 1.96 * self.standard_error
-        return (round(self.index - half, 3), round(self.index + half, 3))
+        return (round(max(-1.0, self.index - half), 3), round(min(1.0, self.index + half), 3))
 
 
 def bang_index(arm: str, respondent: str, guesses: Sequence[str]) -> BlindingIndex:
