@@ -103,3 +103,36 @@ def test_randomise_and_unblind_on_the_pages(
     listing = html.unescape(client.get("/randomisation/").get_data(as_text=True))
     assert number.group(1) in listing and participant.study_id in listing
     assert "midomafetamine" in listing or "active_placebo" in listing
+
+
+def test_the_block_sizes_are_known_to_the_unblinded_only(
+    client: FlaskClient, db_session: Session, team: Team
+) -> None:
+    from tests.factories import FACTORY_ACTOR
+    from tracker.auth.services import create_api_token
+
+    activate_protocol(
+        db_session,
+        Actor.system(),
+        (FIXTURES / "protocols" / "mdma-mdd-v2.toml").read_text(encoding="utf-8"),
+    )
+    statistician = make_user(db_session, "statistician", None)
+    tokens = {
+        "coordinator": create_api_token(db_session, FACTORY_ACTOR, team.coordinator),
+        "statistician": create_api_token(db_session, FACTORY_ACTOR, statistician),
+    }
+    db_session.commit()
+
+    def design(role: str) -> dict[str, object]:
+        response = client.get(
+            "/api/v1/protocol", headers={"Authorization": f"Bearer {tokens[role]}"}
+        )
+        assert response.status_code == 200
+        return response.get_json()["definition"]["randomisation"]  # type: ignore[no-any-return]
+
+    assert design("coordinator")["block_sizes"] == "concealed"
+    assert [a["code"] for a in design("coordinator")["arms"]] == [  # type: ignore[index]
+        "midomafetamine",
+        "active_placebo",
+    ]
+    assert design("statistician")["block_sizes"] == [4, 6]

@@ -40,6 +40,7 @@ from tracker.participants import queries, services
 from tracker.participants.models import Participant
 from tracker.participants.transitions import apply_transition, options_for
 from tracker.protocol import ItemKind, State, phase_of
+from tracker.randomisation.presenters import protocol_definition_for
 from tracker.randomisation.queries import allocation_of, visible_arm
 from tracker.security import Permission, authenticated_user, requires
 from tracker.sites.services import get_site_by_code
@@ -168,7 +169,7 @@ def protocol() -> ResponseReturnValue:
         version=row.version,
         title=row.title,
         content_hash=row.content_hash,
-        definition=row.definition,
+        definition=protocol_definition_for(get_db(), authenticated_user(), row.definition),
     ).model_dump(mode="json")
 
 

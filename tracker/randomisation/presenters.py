@@ -38,3 +38,20 @@ def participant_randomisation(db: Session, user: User, participant: Participant)
         and arm_code is None
         and role_has(user.role, Permission.EMERGENCY_UNBLIND),
     }
+
+
+def protocol_definition_for(db: Session, user: User, definition: dict[str, Any]) -> dict[str, Any]:
+    """The protocol document as ``user`` may read it: the block sizes are known to the
+    unblinded roles only (ICH E9: knowing them lets site staff predict the end of a block)."""
+    design = definition.get("randomisation")
+    if not isinstance(design, dict) or "block_sizes" not in design:
+        return definition
+    if user.role in queries.ALWAYS_UNBLINDED or queries.study_unblinded(db) is not None:
+        return definition
+    return {
+        **definition,
+        "randomisation": {
+            **{k: v for k, v in design.items() if k != "block_sizes"},
+            "block_sizes": "concealed",
+        },
+    }
