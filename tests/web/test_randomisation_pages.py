@@ -20,7 +20,7 @@ from tracker.histories import Team, run_histories
 from tracker.outcome_histories import OutcomePlan, outcome_history
 from tracker.participants.models import Participant
 from tracker.paths import FIXTURES
-from tracker.randomisation import services
+from tracker.randomisation import queries, services
 from tracker.study.services import activate_protocol
 
 LABELS = ("Midomafetamine (MDMA) 120 mg + 60 mg", "Active placebo (methylphenidate 20 mg)")
@@ -103,6 +103,44 @@ def test_randomise_and_unblind_on_the_pages(
     listing = html.unescape(client.get("/randomisation/").get_data(as_text=True))
     assert number.group(1) in listing and participant.study_id in listing
     assert "midomafetamine" in listing or "active_placebo" in listing
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+
+    # The rater records their own guess at the primary endpoint, on a page that shows nothing
+    # else of the participant; a guess for someone else is not offered.
+    assert login(client, rater.username).status_code == 302
+    guesses = f"/participants/{participant.id}/blinding-guesses"
+    form = html.unescape(client.get(guesses).get_data(as_text=True))
+    assert "The primary endpoint" in form and "The participant's" not in form
+    token = csrf_token(client, guesses)
+    refused = client.post(
+        guesses,
+        data={
+            "csrf_token": token,
+            "respondent": "participant",
+            "occasion": "timepoint:primary_endpoint",
+            "guess": "unsure",
+            "confidence": "2",
+        },
+    )
+    assert refused.status_code == 400
+    recorded = client.post(
+        guesses,
+        data={
+            "csrf_token": token,
+            "respondent": "rater",
+            "occasion": "timepoint:primary_endpoint",
+            "guess": "active_placebo",
+            "confidence": "3",
+        },
+        follow_redirects=True,
+    )
+    assert "The rater's guess is recorded" in html.unescape(recorded.get_data(as_text=True))
+    (row,) = queries.guesses_of(db_session, participant.id)
+    assert (row.respondent, row.respondent_user_id, row.guess) == (
+        "rater",
+        rater.id,
+        "active_placebo",
+    )
 
 
 def test_the_block_sizes_are_known_to_the_unblinded_only(

@@ -4,20 +4,22 @@ statistician's and the pharmacist's allocation list."""
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from wtforms.fields.choices import SelectChoice
 
 from tracker.auth.signin import current_actor
 from tracker.db import get_db
 from tracker.errors import DomainError
 from tracker.extensions import password_check_limit
-from tracker.pages import signed_in_user
+from tracker.pages import attempt, signed_in_user
 from tracker.participants.models import Participant
 from tracker.participants.queries import get_participant
 from tracker.randomisation import queries, services
-from tracker.randomisation.forms import RandomiseForm, UnblindForm
+from tracker.randomisation.forms import GuessForm, RandomiseForm, UnblindForm
 from tracker.security import Permission, requires
-from tracker.study.models import ProtocolVersion
+from tracker.sessions.models import TherapySession
+from tracker.study.models import ProtocolVersion, definition_of
 
 bp = Blueprint("randomisation", __name__)
 
@@ -100,3 +102,77 @@ def allocations() -> ResponseReturnValue:
         rows=queries.allocations(db, user),
         unblinded=queries.study_unblinded(db),
     )
+
+
+def _guess_form(participant: Participant, submitted: GuessForm | None = None) -> GuessForm:
+    db = get_db()
+    user = signed_in_user()
+    form = submitted or GuessForm()
+    protocol = definition_of(participant.protocol_version)
+    assert protocol.randomisation is not None
+    own = {"therapist": "Mine (therapist)", "rater": "Mine (rater)"}
+    respondents = [("participant", "The participant's")] if user.role != "rater" else []
+    if user.role in own:
+        respondents.append((user.role, own[user.role]))
+    form.respondent.choices = [SelectChoice(v, label) for v, label in respondents]
+    occasions = [
+        SelectChoice(f"session:{s.id}", f"Dosing session of cycle {s.cycle}")
+        for s in db.scalars(
+            sa.select(TherapySession).where(
+                TherapySession.participant_id == participant.id,
+                TherapySession.kind == "dosing",
+                TherapySession.status == "completed",
+            )
+        )
+    ]
+    if protocol.outcomes is not None:
+        occasions.append(
+            SelectChoice(f"timepoint:{protocol.outcomes.primary_timepoint}", "The primary endpoint")
+        )
+    form.occasion.choices = [SelectChoice("", "— choose —"), *occasions]
+    form.guess.choices = (
+        [SelectChoice("", "— choose —")]
+        + [SelectChoice(a.code, a.label) for a in protocol.randomisation.arms]
+        + [SelectChoice("unsure", "Unsure")]
+    )
+    return form
+
+
+@bp.route("/participants/<int:participant_id>/blinding-guesses", methods=["GET", "POST"])
+@requires(Permission.BLINDING_GUESS_RECORD)
+def guesses(participant_id: int) -> ResponseReturnValue:
+    """Record a blinding-integrity guess (SPEC §11); the page shows the participant's study id
+    and the guesses' occasions, nothing a rater should not see."""
+    participant = _participant(participant_id)
+    if definition_of(participant.protocol_version).randomisation is None:
+        abort(404, description=f"{participant.study_id}'s protocol does not randomise.")
+    form = _guess_form(participant, GuessForm() if request.method == "POST" else None)
+    status = 200
+    if request.method == "POST":
+        kind, _, value = (form.occasion.data or "").partition(":")
+        row, status = attempt(
+            form,
+            lambda: services.record_guess(
+                get_db(),
+                current_actor(),
+                participant,
+                respondent=form.respondent.data or "",
+                guess=form.guess.data or "",
+                confidence=int(form.confidence.data or 0),
+                session_id=int(value) if kind == "session" and value.isdigit() else None,
+                timepoint=value if kind == "timepoint" else None,
+            ),
+        )
+        if row is not None:
+            flash(
+                f"The {row.respondent}'s guess is recorded for {participant.study_id}.", "success"
+            )
+            return redirect(url_for("randomisation.guesses", participant_id=participant.id))
+    recorded = [
+        g
+        for g in queries.guesses_of(get_db(), participant.id)
+        if g.recorded_by_id == signed_in_user().id
+    ]
+    return render_template(
+        "randomisation/guesses.html", participant=participant, form=form, recorded=recorded
+    ), status or 200
