@@ -162,3 +162,18 @@ ratio = 1
             )
         )
     assert "5 is not a multiple of the ratio's sum (2)" in "\n".join(raised.value.problems)
+
+
+def test_the_ptsd_protocol_randomises_in_a_new_version() -> None:
+    """Version 3 of the PTSD protocol randomises by site and baseline CAPS-5 band; version 2,
+    already in use, is unchanged and does not."""
+    v3 = load_protocol_file(FIXTURES / "protocols" / "mdma-at-v3.toml")
+    v2 = load_protocol_file(FIXTURES / "protocols" / "mdma-at-v2.toml")
+    assert (v3.code, v3.version, v2.version) == ("mdma-at", "3", "2")
+    assert v2.randomisation is None
+    assert v3.randomisation is not None
+    assert v3.randomisation.arm_codes == ("midomafetamine", "active_placebo")
+    assert v3.outcomes is not None and v3.outcomes.primary_instrument == "caps5"
+    bands = [b.label for b in v3.instrument("caps5").bands]
+    assert bands == ["asymptomatic to mild", "moderate", "severe", "extreme"]
+    assert all_strata(v3.randomisation, ["S01"], bands)[0] == "S01|asymptomatic to mild"
