@@ -41,9 +41,13 @@ ARMS = ("midomafetamine", "active_placebo")
 LABELS = ("Midomafetamine (MDMA) 120 mg + 60 mg", "Active placebo (methylphenidate 20 mg)")
 # "Midomafetamine" would be found inside the first label's code: search both, any case.
 CONCEALED = re.compile("|".join(re.escape(t) for t in (*ARMS, *LABELS)), re.IGNORECASE)
-# The protocol document lists the arms (SPEC §10: the active version with its arms' codes);
-# it names no participant, so no allocation.
-PROTOCOL_DOCUMENTS = {"/api/v1/protocol", "/admin/protocols"}
+# The protocol document lists the arms (SPEC §10: the active version with its arms' codes), and
+# the guess form offers them as answers; neither names an allocation.
+PROTOCOL_DOCUMENTS = {
+    "/api/v1/protocol",
+    "/admin/protocols",
+    "/participants/<int:participant_id>/blinding-guesses",
+}
 PER_SITE = 100
 BLINDED = ("coordinator", "therapist", "investigator", "rater", "auditor", "admin")
 
@@ -232,7 +236,7 @@ def _concealed(app: Flask, db_session: Session, randomised) -> None:  # type: ig
                 else body.decode("utf-8", "replace")
             )
             walked.add(rule)
-            if path in PROTOCOL_DOCUMENTS:
+            if rule in PROTOCOL_DOCUMENTS:
                 # Protocol data, never an allocation.
                 assert not any(n["randomisation_number"] in text for n in numbers.values())
                 continue

@@ -706,7 +706,11 @@ class OutcomeRowOut(BaseModel):
     response_rate: float | None
     remitters: int | None
     remission_rate: float | None
-    arm: str | None = Field(None, description="The arm, once the study is unblinded")
+    arm: str | None = Field(
+        None,
+        description="The arm, once the study is unblinded (absent while it is blinded)",
+        exclude_if=lambda value: value is None,
+    )
 
 
 class OutcomeReport(BaseModel):

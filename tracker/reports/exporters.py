@@ -147,7 +147,11 @@ def json_report(
 
 
 def outcome_json(row: OutcomeRow) -> dict[str, Any]:
-    return dataclasses.asdict(row)
+    """A row as JSON; no "arm" key while the study is blinded (pooled rows)."""
+    values = dataclasses.asdict(row)
+    if values["arm"] is None:
+        del values["arm"]
+    return values
 
 
 OUTCOME_CSV_HEADER = tuple(f.name for f in dataclasses.fields(OutcomeRow))
