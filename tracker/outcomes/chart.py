@@ -5,6 +5,7 @@ same markup can go into a PDF."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
@@ -15,6 +16,9 @@ from tracker.protocol.outcomes import Instrument
 WIDTH, HEIGHT = 860, 300
 LEFT, RIGHT, TOP, BOTTOM = 56, 250, 24, 236
 BAND_FILLS = ("#e8f3ea", "#f4f1dc", "#f8e6d2", "#f6dcdc", "#ecd6e6")
+
+
+_CHART_IDS = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -40,10 +44,12 @@ def render_score_chart(
         return BOTTOM - (BOTTOM - TOP) * total / high
 
     title = f"{instrument.title}: total score by timepoint"
+    # A page or a report holds many charts: each title's id is its own.
+    title_id = f"score-title-{instrument.code}-{next(_CHART_IDS)}"
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'role="img" aria-labelledby="score-title" class="chart">',
-        f'<title id="score-title">{escape(title)}</title>',
+        f'role="img" aria-labelledby="{title_id}" class="chart">',
+        f'<title id="{title_id}">{escape(title)}</title>',
     ]
     for index, band in enumerate(instrument.bands):
         top, bottom = y(band.maximum + 1 if band.maximum < high else high), y(band.minimum)
