@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.orm import Session
@@ -143,3 +145,91 @@ def test_protocol_activate_chooses_the_version_new_enrolments_use(
     refused = _run(app, "protocol", "activate", str(changed))
     assert refused.exit_code == 1
     assert "give the changed protocol a new version" in refused.output
+
+
+def test_the_randomisation_list_and_the_study_unblinding_from_the_command_line(
+    app: Flask, db_session: Session
+) -> None:
+    """The statistician generates a list (password asked again), imports one from CSV (bad
+    lines named), and with an admin unblinds the study; a wrong password is refused."""
+    from tests.factories import make_user
+    from tracker.audit.services import Actor
+    from tracker.paths import FIXTURES
+    from tracker.randomisation.models import RandomisationEntry, RandomisationList
+    from tracker.study.services import activate_protocol
+
+    activate_protocol(
+        db_session,
+        Actor.system(),
+        (FIXTURES / "protocols" / "mdma-mdd-v2.toml").read_text(encoding="utf-8"),
+    )
+    make_user(db_session, "coordinator", "S01")  # the site the strata are made of
+    make_user(db_session, "statistician", None, username="stat.cli")
+    make_user(db_session, "admin", None, username="admin.cli")
+    db_session.commit()
+
+    generate = ("randomisation", "generate", "--per-stratum", "6", "--seed", "42")
+    wrong = _run(app, *generate, "--by", "stat.cli", "--password-stdin", stdin="nope\n")
+    assert wrong.exit_code == 1 and "error:" in wrong.output
+    done = _run(app, *generate, "--by", "stat.cli", "--password-stdin", stdin=PASSWORD + "\n")
+    assert done.exit_code == 0, done.output
+    stored = db_session.scalars(sa.select(RandomisationList)).one()
+    assert f"hash {stored.content_hash}" in done.output and stored.source == "generated"
+    assert "42" not in str(
+        db_session.scalar(
+            sa.select(AuditEvent.new_values).where(AuditEvent.action == "randomisation.list_store")
+        )
+    )
+
+    # The same entries as CSV import to a list with the same hash (nothing is allocated yet).
+    rows = db_session.scalars(
+        sa.select(RandomisationEntry).where(RandomisationEntry.list_id == stored.id)
+    ).all()
+    lines = ["stratum,position,block,block_size,arm"] + [
+        f"{e.stratum},{e.position},{e.block},{e.block_size},{e.arm}" for e in rows
+    ]
+    path = Path(app.instance_path) / "list.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    imported = _run(
+        app,
+        "randomisation",
+        "import",
+        str(path),
+        "--by",
+        "stat.cli",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert imported.exit_code == 0, imported.output
+    assert f"hash {stored.content_hash}" in imported.output
+    path.write_text(
+        lines[0] + "\nS99|severe,1,1,4,midomafetamine\nS01|severe,x,1,4,active_placebo\n"
+    )
+    refused = _run(
+        app,
+        "randomisation",
+        "import",
+        str(path),
+        "--by",
+        "stat.cli",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert refused.exit_code == 1 and "Line 3: position, block and block_size" in refused.output
+
+    unblind = ("study", "unblind", "--admin", "admin.cli", "--statistician", "stat.cli")
+    half = _run(app, *unblind, "--reason", "Lock", "--password-stdin", stdin=f"{PASSWORD}\nbad\n")
+    assert half.exit_code == 1
+    whole = _run(
+        app,
+        *unblind,
+        "--reason",
+        "Database lock",
+        "--password-stdin",
+        stdin=f"{PASSWORD}\n{PASSWORD}\n",
+    )
+    assert whole.exit_code == 0 and "The study is unblinded" in whole.output, whole.output
+    assert (
+        db_session.scalar(sa.select(AuditEvent.reason).where(AuditEvent.action == "study.unblind"))
+        == "Database lock"
+    )
