@@ -150,7 +150,7 @@ PINNED = {
     "participant page": 17,
     "session page": 9,
     "dashboard (rater)": 8,
-    "outcomes report": 4,
+    "outcomes report": 5,  # and one more to know whether the study is unblinded
 }
 # The goal. The participant page shows fifteen kinds of record (the guards decide on
 # most of them), one indexed read each: docs/benchmarks.md says what merging them would need.

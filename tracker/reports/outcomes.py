@@ -109,13 +109,17 @@ def summarise(
 
 
 def outcome_rows(
-    db: Session, user: User | None, within: sa.Select[Participant] | None = None
+    db: Session,
+    user: User | None,
+    within: sa.Select[Participant] | None = None,
+    *,
+    unblinded: bool | None = None,
 ) -> list[OutcomeRow]:
     """Every protocol version's rows, over the participants ``user`` may see (and, given
     ``within``, only those it selects: a report's site and state filters). Pooled while the
     study is blinded; by arm, for a randomised protocol, once it is unblinded."""
     scope = [] if within is None else [Participant.id.in_(within.with_only_columns(Participant.id))]
-    by_arm = study_unblinded(db) is not None
+    by_arm = study_unblinded(db) is not None if unblinded is None else unblinded
     versions = db.scalars(sa.select(ProtocolVersion).order_by(ProtocolVersion.id)).all()
     result = []
     for version in versions:

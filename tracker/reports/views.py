@@ -125,11 +125,13 @@ def compliance_export(fmt: str) -> ResponseReturnValue:
 @bp.route("/outcomes")
 @requires(Permission.REPORTS_VIEW)
 def outcomes() -> ResponseReturnValue:
-    """The outcomes report: pooled figures per protocol, instrument and timepoint."""
+    """The outcomes report: pooled figures per protocol, instrument and timepoint (by arm
+    once the study is unblinded)."""
+    unblinded = study_unblinded(get_db()) is not None
     return render_template(
         "reports/outcomes.html",
-        rows=outcome_rows(get_db(), authenticated_user()),
-        unblinded=study_unblinded(get_db()) is not None,
+        rows=outcome_rows(get_db(), authenticated_user(), unblinded=unblinded),
+        unblinded=unblinded,
     )
 
 
