@@ -44,7 +44,7 @@ from tracker.randomisation.presenters import protocol_definition_for
 from tracker.randomisation.queries import allocation_of, visible_arm
 from tracker.security import Permission, authenticated_user, requires
 from tracker.sites.services import get_site_by_code
-from tracker.study.services import current_protocol_version
+from tracker.study.services import current_protocol_version, definition_of
 
 
 def _participant(participant_id: int) -> Participant:
@@ -127,7 +127,10 @@ def participant_out(participant: Participant, *, with_checklist: bool = False) -
 
 
 def _randomisation(db: Session, participant: Participant) -> RandomisationOut | None:
-    """The allocation every reader of the participant sees (never the arm)."""
+    """The allocation every reader of the participant sees (never the arm); nothing is read
+    for a protocol that does not randomise."""
+    if definition_of(participant.protocol_version).randomisation is None:
+        return None
     allocation = allocation_of(db, participant.id)
     if allocation is None:
         return None

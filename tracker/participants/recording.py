@@ -9,7 +9,7 @@ from datetime import datetime
 
 from tracker.audit.services import Actor
 from tracker.db import utcnow
-from tracker.errors import InvalidInput, PermissionDenied, RuleViolation
+from tracker.errors import Conflict, InvalidInput, PermissionDenied, RuleViolation
 from tracker.participants.models import Participant
 from tracker.protocol import RecordKind, Role, State, closed_record_refusal
 
@@ -56,3 +56,13 @@ def not_future(moment: datetime | None, field: str, problems: list[str]) -> None
 def raise_problems(problems: list[str], what: str) -> None:
     if problems:
         raise InvalidInput(f"{what}: " + " ".join(problems), problems)
+
+
+def require_version(participant: Participant, expected_version: int) -> None:
+    """Refuse an action decided on an outdated version of the participant (409)."""
+    if participant.version != expected_version:
+        raise Conflict(
+            f"{participant.study_id} changed since you looked at it (version {expected_version}, "
+            f"now {participant.version}); reload and decide again.",
+            [{"expected_version": expected_version, "current_version": participant.version}],
+        )

@@ -15,6 +15,7 @@ from tracker.outcomes.queries import open_follow_up
 from tracker.participants import queries
 from tracker.participants.facts import SessionRecords, session_facts
 from tracker.participants.models import Participant, ProtocolDeviation, TransitionEvent
+from tracker.participants.recording import require_version
 from tracker.participants.services import ChecklistState, checklist_state
 from tracker.protocol import (
     TRANSITIONS,
@@ -136,12 +137,7 @@ def apply_transition(
     if reason and len(reason) > MAX_REASON:
         raise InvalidInput(f"The reason is longer than {MAX_REASON} characters.")
     category = _parse_category(withdrawal_category)
-    if participant.version != expected_version:
-        raise Conflict(
-            f"{participant.study_id} changed since you looked at it (version {expected_version}, "
-            f"now {participant.version}); reload and decide again.",
-            [{"expected_version": expected_version, "current_version": participant.version}],
-        )
+    require_version(participant, expected_version)
     protocol = definition_of(participant.protocol_version)
     facts = participant_facts(db, participant)
     decision = decide(

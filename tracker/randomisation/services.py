@@ -23,7 +23,7 @@ from tracker.db import utcnow
 from tracker.errors import Conflict, InvalidInput, NotFound, PermissionDenied, RuleViolation
 from tracker.outcomes.models import Assessment
 from tracker.participants.models import Participant
-from tracker.participants.recording import text_field
+from tracker.participants.recording import require_version, text_field
 from tracker.protocol import ProtocolDefinition, Role, State
 from tracker.protocol.randomisation import (
     UNSURE,
@@ -275,12 +275,7 @@ def randomise(
             "is randomised in preparation, once eligible, signed and consented.",
             ["wrong_state"],
         )
-    if participant.version != expected_version:
-        raise Conflict(
-            f"{participant.study_id} changed since you looked at it (version {expected_version}, "
-            f"now {participant.version}); reload and decide again.",
-            [{"expected_version": expected_version, "current_version": participant.version}],
-        )
+    require_version(participant, expected_version)
     stratum = stratum_of(db, participant, protocol)
     current = queries.active_list(db, participant.protocol_version_id)
     if current is None:
