@@ -115,16 +115,21 @@ def _guess_form(participant: Participant, submitted: GuessForm | None = None) ->
     if user.role in own:
         respondents.append((user.role, own[user.role]))
     form.respondent.choices = [SelectChoice(v, label) for v, label in respondents]
-    occasions = [
-        SelectChoice(f"session:{s.id}", f"Dosing session of cycle {s.cycle}")
-        for s in db.scalars(
-            sa.select(TherapySession).where(
-                TherapySession.participant_id == participant.id,
-                TherapySession.kind == "dosing",
-                TherapySession.status == "completed",
+    # A rater guesses at the primary endpoint only, and is shown no session (SPEC §10).
+    occasions = (
+        []
+        if user.role == "rater"
+        else [
+            SelectChoice(f"session:{s.id}", f"Dosing session of cycle {s.cycle}")
+            for s in db.scalars(
+                sa.select(TherapySession).where(
+                    TherapySession.participant_id == participant.id,
+                    TherapySession.kind == "dosing",
+                    TherapySession.status == "completed",
+                )
             )
-        )
-    ]
+        ]
+    )
     if protocol.outcomes is not None:
         occasions.append(
             SelectChoice(f"timepoint:{protocol.outcomes.primary_timepoint}", "The primary endpoint")
