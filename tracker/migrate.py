@@ -41,7 +41,20 @@ def upgrade(database_url: str, revision: str = "head", app_url: str | None = Non
 
 
 # Tables the app appends to and never changes: their history is the record.
-APPEND_ONLY_TABLES = ("audit_events", "notes", "assessments", "missed_timepoints")
+APPEND_ONLY_TABLES = (
+    "audit_events",
+    "notes",
+    "assessments",
+    "missed_timepoints",
+    # The investigational product's record (SPEC §12).
+    "dea_registrations",
+    "storage_locations",
+    "drug_lots",
+    "ledger_entries",
+    "ledger_witnesses",
+    "loss_reports",
+    "count_explanations",
+)
 
 
 def grant_app_role(owner_url: str, role: str) -> None:

@@ -384,6 +384,11 @@ class DoseIn(Strict):
         max_length=2000,
         description="Investigator only: why a supplemental dose is safe despite a breach",
     )
+    dispensing_id: int | None = Field(
+        None,
+        description="The dispensing for this session that covers the dose (SPEC §12); may be "
+        "left out when the session has exactly one that covers it",
+    )
 
 
 def _plausible(name: str, kind: type) -> Any:
@@ -511,6 +516,8 @@ class DoseOut(BaseModel):
     amount_mg: int
     administered_at: datetime
     breach_justification: str | None
+    dispensing_id: int | None = None
+    dispensing: str | None = Field(None, description="The dispensing's number, e.g. D-000042")
 
 
 class EffectsOut(BaseModel):

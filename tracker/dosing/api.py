@@ -19,6 +19,7 @@ from tracker.api.schemas import (
 from tracker.auth.signin import current_actor
 from tracker.db import get_db
 from tracker.dosing import services
+from tracker.protocol.accountability import dispensing_number
 from tracker.security import Permission, authenticated_user, requires
 from tracker.sessions.api import therapy_session_for_api
 
@@ -44,8 +45,12 @@ def dose_record(session_id: int) -> ResponseReturnValue:
         amount_mg=body.amount_mg,
         kind=body.kind,
         breach_justification=body.breach_justification,
+        dispensing_id=body.dispensing_id,
     )
-    return DoseOut.model_validate(dose, from_attributes=True).model_dump(mode="json"), 201
+    out = DoseOut.model_validate(dose, from_attributes=True)
+    if dose.dispensing_id is not None:
+        out.dispensing = dispensing_number(dose.dispensing_id)
+    return out.model_dump(mode="json"), 201
 
 
 @api_route(

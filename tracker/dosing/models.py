@@ -31,6 +31,10 @@ class DoseAdministration(RecordedInSession, Base):
     # An investigator's documented reason for a supplemental dose despite a breach.
     breach_justification: Mapped[str | None] = mapped_column(sa.Text)
     justified_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    # The dispensing of the investigational product that covers the dose (SPEC §12).
+    dispensing_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("ledger_entries.id"), index=True
+    )
 
 
 class VitalSignReading(RecordedInSession, Base):

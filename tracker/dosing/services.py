@@ -29,7 +29,9 @@ from tracker.participants.recording import (
     require_role,
     text_field,
 )
+from tracker.pharmacy import queries as pharmacy_queries
 from tracker.protocol import RecordKind, Role, SessionKind, SessionStatus, reading_problems
+from tracker.protocol.accountability import dispensing_number, dose_coverage_problems
 from tracker.protocol.dosing import (
     Dose,
     DoseKind,
@@ -73,6 +75,52 @@ def _latest_reading(db: Session, row: TherapySession, before: datetime) -> Vital
     )
 
 
+def _covering_dispensing(
+    db: Session,
+    row: TherapySession,
+    site_id: int,
+    amount_mg: int,
+    dispensing_id: int | None,
+    refusals: list[str],
+) -> int | None:
+    """The dispensing that covers the dose, or None at a site that keeps no ledger here;
+    why not in ``refusals``. The lot is locked, so two doses cannot both take its last mg."""
+    if dispensing_id is None and not pharmacy_queries.keeps_ledger(db, site_id):
+        return None
+    standing = [d for d in pharmacy_queries.dispensings_for(db, row.id) if not d.corrected]
+    if dispensing_id is None:
+        fitting = [d for d in standing if not dose_coverage_problems(amount_mg, d.use, d.number)]
+        if not standing:
+            refusals.append(
+                "No dispensing for this session covers the dose: the pharmacist dispenses the "
+                "product for the session first."
+            )
+            return None
+        if len(fitting) != 1:
+            refusals.append(
+                "Name the dispensing that covers the dose: "
+                + ", ".join(f"{d.number} ({d.use.available_mg:g} mg left)" for d in standing)
+                + "."
+            )
+            return None
+        chosen = fitting[0]
+    else:
+        found = next((d for d in standing if d.id == dispensing_id), None)
+        if found is None:
+            refusals.append(
+                f"Dispensing {dispensing_number(dispensing_id)} is not a dispensing for this "
+                "session."
+            )
+            return None
+        chosen = found
+    pharmacy_queries.lock_lot(db, chosen.lot_id)
+    again = pharmacy_queries.dispensing(db, chosen.id)
+    assert again is not None
+    problems = dose_coverage_problems(amount_mg, again.use, again.number)
+    refusals.extend(problems)
+    return None if problems else chosen.id
+
+
 def record_dose(
     db: Session,
     actor: Actor,
@@ -82,8 +130,11 @@ def record_dose(
     amount_mg: int,
     kind: str,
     breach_justification: str | None = None,
+    dispensing_id: int | None = None,
 ) -> DoseAdministration:
-    """A dose administration, held to every dose rule of the protocol (SPEC §2)."""
+    """A dose administration, held to every dose rule of the protocol (SPEC §2) and, at a site
+    that keeps its Schedule I record here, covered by a dispensing for the session (SPEC §12):
+    named, or the session's only dispensing that covers it."""
     require_role(actor, *RECORDING_ROLES)
     require_open(participant_of(db, row), RecordKind.DOSE)
     problems: list[str] = []
@@ -127,8 +178,12 @@ def record_dose(
         latest_reading=reading,
         breach_justified=bool(justification),
     )
+    refusals = list(refusals)
+    covering = _covering_dispensing(
+        db, row, participant.site_id, amount_mg, dispensing_id, refusals
+    )
     if refusals:
-        raise RuleViolation("The dose is refused: " + " ".join(refusals), list(refusals))
+        raise RuleViolation("The dose is refused: " + " ".join(refusals), refusals)
     dose = DoseAdministration(
         session_id=row.id,
         kind=dose_kind.value,
@@ -137,6 +192,7 @@ def record_dose(
         recorded_by_id=actor.user_id,
         breach_justification=justification,
         justified_by_id=actor.user_id if justification else None,
+        dispensing_id=covering,
     )
     db.add(dose)
     db.flush()
@@ -152,6 +208,7 @@ def record_dose(
             "amount_mg": amount_mg,
             "administered_at": administered_at,
             "breach_justification": justification,
+            "dispensing": None if covering is None else dispensing_number(covering),
         },
     )
     return dose

@@ -209,6 +209,27 @@ def c05_doses(
     return _result("C05", evidence)
 
 
+def c19_doses_dispensed(
+    record: ParticipantRecord, protocol: ProtocolDefinition, study: StudyFacts
+) -> CheckResult:
+    """Every dose given is covered by a dispensing for its session (SPEC §12)."""
+    doses = [(row, dose) for row in record.sessions if row.kind == "dosing" for dose in row.doses]
+    if not doses:
+        return _na("C19", "No dose is recorded.")
+    return _result(
+        "C19",
+        [
+            Evidence(
+                f"{row.label}, {dose.kind} dose #{dose.id} ({dose.amount_mg} mg)",
+                "a dispensing for the session",
+                "none named",
+            )
+            for row, dose in doses
+            if dose.dispensing is None
+        ],
+    )
+
+
 def _facts(row: SessionRecord, protocol: ProtocolDefinition) -> DosingSessionFacts:
     """What the ``complete_dosing`` guards see of a session, derived the same way for the
     report (C06, C07) as for the guards: one rule, one place."""
@@ -549,6 +570,12 @@ CHECKS: tuple[Check, ...] = (
         "Emergency unblindings on record with who, when and why, each by an investigator",
         Severity.MAJOR,
         c18_emergency_unblindings,
+    ),
+    Check(
+        "C19",
+        "Every dose covered by a dispensing of the investigational product for its session",
+        Severity.CRITICAL,
+        c19_doses_dispensed,
     ),
 )
 CHECKS_BY_ID = {check.id: check for check in CHECKS}

@@ -51,6 +51,7 @@ class DoseRecord:
     amount_mg: int
     administered_at: datetime
     breach_justified: bool = False
+    dispensing: str | None = None  # the number of the dispensing that covers it (SPEC §12)
 
 
 @dataclass(frozen=True)

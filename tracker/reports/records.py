@@ -32,6 +32,7 @@ from tracker.participants.models import (
     ProtocolDeviation,
     TransitionEvent,
 )
+from tracker.protocol.accountability import dispensing_number
 from tracker.protocol.compliance_records import (
     AdverseEventRecord,
     AlertRecord,
@@ -115,6 +116,7 @@ def _session_records(db: Session, session_ids: Sequence[int]) -> _SessionRecords
             DoseAdministration.amount_mg,
             DoseAdministration.administered_at,
             DoseAdministration.breach_justification.is_not(None),
+            DoseAdministration.dispensing_id,
         ).where(DoseAdministration.session_id.in_(session_ids))
     )
     readings = db.execute(
@@ -143,8 +145,18 @@ def _session_records(db: Session, session_ids: Sequence[int]) -> _SessionRecords
     return _SessionRecords(
         therapists={session_id: count for session_id, count in therapists},
         doses=_grouped(
-            (session_id, DoseRecord(id_, kind, amount, at, justified))
-            for session_id, id_, kind, amount, at, justified in doses
+            (
+                session_id,
+                DoseRecord(
+                    id_,
+                    kind,
+                    amount,
+                    at,
+                    justified,
+                    None if dispensing is None else dispensing_number(dispensing),
+                ),
+            )
+            for session_id, id_, kind, amount, at, justified, dispensing in doses
         ),
         readings=_grouped(
             (session_id, ReadingRecord(id_, at, systolic, diastolic, rate, float(temperature)))

@@ -28,6 +28,7 @@ from tracker.participants.recording import (
     require_role,
 )
 from tracker.participants.services import ensure_therapist_assigned
+from tracker.pharmacy import queries as pharmacy_queries
 from tracker.protocol import (
     SESSION_KIND_FOR_STATE,
     RecordKind,
@@ -199,6 +200,13 @@ def update_session(
             now=utcnow(),
         )
     )
+    if new_status == SessionStatus.COMPLETED and row.status != SessionStatus.COMPLETED:
+        # Unused product goes back to stock before the session's record is complete (§12).
+        problems += [
+            f"Dispensing {d.number} has {d.use.unused_units} unused units: the pharmacist "
+            "returns them before the session is completed."
+            for d in pharmacy_queries.unreturned(db, row.id)
+        ]
     people: list[User] | None = None
     if therapists is not UNSET:
         people = _therapists(db, participant, therapists)  # type: ignore[arg-type]
