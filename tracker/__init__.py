@@ -67,6 +67,9 @@ def create_app(
     from tracker.security import Permission, can
 
     app.jinja_env.globals["can"] = lambda name: can(Permission(name))
+    from tracker.protocol.accountability import dispensing_number
+
+    app.jinja_env.globals["dispensing_number"] = dispensing_number
 
     database.init_app(app, settings.database_url)
     _init_checkpoints(app, settings)
@@ -118,6 +121,7 @@ def _register_feature_api_routes() -> None:
     from tracker.notes import api as notes_api
     from tracker.outcomes import api as outcomes_api
     from tracker.participants import api as participants_api
+    from tracker.pharmacy import api as pharmacy_api
     from tracker.randomisation import api as randomisation_api
     from tracker.reports import api as reports_api
     from tracker.safety import api as safety_api
@@ -129,6 +133,7 @@ def _register_feature_api_routes() -> None:
         notes_api,
         outcomes_api,
         participants_api,
+        pharmacy_api,
         randomisation_api,
         reports_api,
         safety_api,
@@ -145,6 +150,7 @@ def _register_blueprints(app: Flask) -> None:
     from tracker.notes.views import bp as notes_bp
     from tracker.outcomes.views import bp as outcomes_bp
     from tracker.participants.views import bp as participants_bp
+    from tracker.pharmacy.views import bp as pharmacy_bp
     from tracker.randomisation.views import bp as randomisation_bp
     from tracker.reports.audit_views import bp as audit_bp
     from tracker.reports.views import bp as reports_bp
@@ -162,6 +168,7 @@ def _register_blueprints(app: Flask) -> None:
         notes_bp,
         outcomes_bp,
         randomisation_bp,
+        pharmacy_bp,
         reports_bp,
         admin_bp,
         audit_bp,

@@ -17,7 +17,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from tracker import clock
+from tracker import clock, demo_ledger
 from tracker.audit.services import Actor
 from tracker.auth.models import User
 from tracker.auth.services import actor_for, create_user
@@ -160,6 +160,7 @@ def _demo_participants(db: Session, users: dict[str, User], passwords: dict[str,
         investigator=users["investigator"],
         therapists=[users["therapist"], users["therapist2"]],
         investigator_password=passwords["investigator"],
+        pharmacist=users["pharmacist"],
     )
     rng = random.Random(20261121)  # noqa: S311 (demo data, not security)
     end = clock.now() + SIMULATED_DAYS
@@ -190,7 +191,25 @@ def _demo_participants(db: Session, users: dict[str, User], passwords: dict[str,
         )
     )
     histories.append(starting_at(end - timedelta(days=40), lambda: _screen_failures(db, team, rng)))
-    histories += _outcome_cohorts(db, team, users["rater"], end, users["statistician"])
+    pharmacist, coordinator = users["pharmacist"], users["coordinator"]
+    histories.append(
+        starting_at(
+            end - timedelta(days=556), lambda: demo_ledger.open_stock(db, pharmacist, coordinator)
+        )
+    )
+    witnesses = (
+        (users["investigator"], passwords["investigator"]),
+        (coordinator, passwords["coordinator"]),
+    )
+    histories.append(
+        starting_at(
+            end - timedelta(days=300),
+            lambda: demo_ledger.ledger_events(db, pharmacist, witnesses, end),
+        )
+    )
+    histories += _outcome_cohorts(
+        db, team, users["rater"], end, users["statistician"], users["pharmacist"], coordinator
+    )
     histories.append(starting_at(end - timedelta(days=60), lambda: _withdrawal(db, team, rng)))
     run_histories(histories, until=end - timedelta(hours=1))
     _blinding_guesses(db, team, users["rater"])
@@ -281,12 +300,21 @@ def _enrol(db: Session, team: Team, rng: random.Random) -> Participant:
     )
 
 
-def _activate(db: Session, name: str, statistician: User | None = None) -> Iterator[datetime]:
+def _activate(
+    db: Session,
+    name: str,
+    statistician: User | None = None,
+    pharmacist: User | None = None,
+    witness: User | None = None,
+) -> Iterator[datetime]:
     version = activate_protocol(
         db, Actor.system("demo"), (FIXTURES / "protocols" / name).read_text(encoding="utf-8")
     )
-    if statistician is not None and definition_of(version).randomisation is not None:
+    design = definition_of(version).randomisation
+    if statistician is not None and design is not None:
         generate_for(db, actor_for(statistician), version, per_stratum=12, seed=20261203)
+        if pharmacist is not None and witness is not None:
+            demo_ledger.blinded_stock(db, pharmacist, witness, tuple(a.code for a in design.arms))
     return
     yield
 
@@ -367,7 +395,13 @@ def _blinding_guesses(db: Session, team: Team, rater: User) -> None:
 
 
 def _outcome_cohorts(
-    db: Session, team: Team, rater: User, end: datetime, statistician: User
+    db: Session,
+    team: Team,
+    rater: User,
+    end: datetime,
+    statistician: User,
+    pharmacist: User,
+    witness: User,
 ) -> list[History]:
     """Each cohort's protocol is activated just before it enrols (one a few days apart from
     the next), and version 1 again before the first-release cohort starts."""
@@ -376,7 +410,8 @@ def _outcome_cohorts(
         start = end - timedelta(days=days)
         histories.append(
             starting_at(
-                start - timedelta(hours=1), functools.partial(_activate, db, name, statistician)
+                start - timedelta(hours=1),
+                functools.partial(_activate, db, name, statistician, pharmacist, witness),
             )
         )
         for offset, factory in enumerate(

@@ -33,8 +33,12 @@ from tracker.participants.services import (
     sign_checklist,
 )
 from tracker.participants.transitions import apply_transition
+from tracker.pharmacy import queries as pharmacy_queries
+from tracker.pharmacy import services as pharmacy_services
 from tracker.protocol import pregnancy_test_required
+from tracker.protocol.accountability import balance
 from tracker.protocol.dosing import EFFECT_CODES
+from tracker.randomisation.queries import arm_of
 from tracker.randomisation.services import randomise
 from tracker.safety import services as safety_services
 from tracker.sessions import services as session_services
@@ -65,6 +69,9 @@ class Team:
     investigator: User
     therapists: list[User]
     investigator_password: str
+    # The site's pharmacist: at a site that keeps its drug ledger here, every dosing session's
+    # product is dispensed by them and its unused units returned (SPEC §12).
+    pharmacist: User | None = None
 
     @property
     def site(self) -> Site:
@@ -219,8 +226,11 @@ def dosing_session(
         scheduled_at=start,
         therapists=[t.username for t in team.therapists[:2]],
     )
-    session_services.update_session(db, therapist, row, started_at=start)
     protocol = definition_of(participant.protocol_version)
+    initial_mg = rng.choice(protocol.dosing.initial_doses_mg)
+    most = initial_mg + int(protocol.dosing.supplemental_dose_mg(initial_mg))
+    dispensed = _dispense(db, team, participant, row, most, start - timedelta(minutes=20))
+    session_services.update_session(db, therapist, row, started_at=start)
     initial_at = start + timedelta(minutes=30)
     moment = start + timedelta(minutes=10)
     end = start + timedelta(hours=8, minutes=45) if finish else now
@@ -232,7 +242,6 @@ def dosing_session(
         reading_times.append(end - timedelta(minutes=3))
     # A breach after the supplemental dose, so the dose is not held back by it.
     breach_at = reading_times[6] if breach and len(reading_times) > 7 else None
-    initial_mg = rng.choice(protocol.dosing.initial_doses_mg)
     dosed = False
     supplemental_at = initial_at + timedelta(minutes=rng.randint(95, 140))
     supplemental_done = not supplemental
@@ -296,10 +305,64 @@ def dosing_session(
             behaviour=False,
             session_id=row.id,
         )
+        if dispensed is not None:
+            _return_unused(db, team, dispensed, end - timedelta(minutes=1))
         session_services.update_session(
             db, therapist, row, ended_at=end, status="completed", overnight_stay=True
         )
     return row
+
+
+def _dispense(
+    db: Session,
+    team: Team,
+    participant: Participant,
+    row: TherapySession,
+    mg: int,
+    when: datetime,
+) -> int | None:
+    """The pharmacist dispenses enough units of a lot of the participant's arm for the most
+    the session can give; None at a site that keeps no ledger here."""
+    if team.pharmacist is None or not pharmacy_queries.keeps_ledger(db, participant.site_id):
+        return None
+    arm = arm_of(db, participant.id)
+    pharmacist = actor_for(team.pharmacist)
+    for lot in db.scalars(pharmacy_queries.lots_query(team.pharmacist)):
+        units = -(-mg // int(lot.strength_mg))
+        if lot.arm != arm or lot.expires_on < when.date():
+            continue
+        if balance(pharmacy_queries.lines_of(db, lot.id)) < units:
+            continue
+        entry = pharmacy_services.record_entry(
+            db,
+            pharmacist,
+            team.pharmacist,
+            lot,
+            kind="dispensing",
+            units=units,
+            occurred_at=when,
+            session_id=row.id,
+        )
+        return entry.id
+    raise ValueError(f"No lot at {team.site.code} has {mg} mg for {participant.study_id}")
+
+
+def _return_unused(db: Session, team: Team, dispensing_id: int, when: datetime) -> None:
+    assert team.pharmacist is not None
+    dispensed = pharmacy_queries.dispensing(db, dispensing_id)
+    assert dispensed is not None
+    if dispensed.use.unused_units:
+        lot = pharmacy_queries.get_lot(db, team.pharmacist, dispensed.lot_id)
+        pharmacy_services.record_entry(
+            db,
+            actor_for(team.pharmacist),
+            team.pharmacist,
+            lot,
+            kind="return",
+            units=dispensed.use.unused_units,
+            occurred_at=when,
+            dispensing_id=dispensing_id,
+        )
 
 
 def start_cycle(db: Session, team: Team, participant: Participant) -> None:
@@ -382,7 +445,9 @@ def protocol_history(
             dosing_session(db, team, participant, rng, hours=4, finish=False)
             return
         yield clock.now() + timedelta(days=1, hours=10)
-        dosing_session(db, team, participant, rng, breach=cycle == 2)
+        # Some participants decline the supplemental dose of their first session.
+        declined = cycle == 1 and participant.id % 3 == 0
+        dosing_session(db, team, participant, rng, breach=cycle == 2, supplemental=not declined)
         _move(db, team.as_therapist(), participant, "complete_dosing")
         if serious_event_in_cycle == cycle:
             yield clock.now() + timedelta(hours=30)

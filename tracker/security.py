@@ -54,6 +54,10 @@ class Permission(StrEnum):
     EMERGENCY_UNBLIND = "randomisation.emergency_unblind"
     BLINDING_GUESS_RECORD = "blinding.guess"
     STUDY_UNBLIND = "study.unblind"
+    INVENTORY_VIEW = "inventory.view"
+    INVENTORY_RECORD = "inventory.record"
+    INVENTORY_REGISTER = "inventory.register"
+    INVENTORY_EXPLAIN = "inventory.explain"
 
 
 _EVERYONE = frozenset(Role)
@@ -105,6 +109,14 @@ ROLE_PERMISSIONS: dict[Permission, frozenset[Role]] = {
         {Role.COORDINATOR, Role.THERAPIST, Role.INVESTIGATOR, Role.RATER}
     ),
     Permission.STUDY_UNBLIND: frozenset({Role.ADMIN, Role.STATISTICIAN}),
+    # The investigational product (SPEC §12): the site's pharmacist keeps the ledger; the
+    # site's staff and the study's auditor and statistician read it (blinded as §11 says).
+    Permission.INVENTORY_VIEW: frozenset(
+        {Role.PHARMACIST, Role.INVESTIGATOR, Role.COORDINATOR, Role.AUDITOR, Role.STATISTICIAN}
+    ),
+    Permission.INVENTORY_RECORD: frozenset({Role.PHARMACIST}),
+    Permission.INVENTORY_REGISTER: frozenset({Role.PHARMACIST, Role.ADMIN}),
+    Permission.INVENTORY_EXPLAIN: frozenset({Role.PHARMACIST, Role.INVESTIGATOR}),
 }
 
 

@@ -723,3 +723,99 @@ class OutcomeRowOut(BaseModel):
 class OutcomeReport(BaseModel):
     blinded: bool = Field(description="True while the study is blinded: the figures are pooled")
     rows: list[OutcomeRowOut]
+
+
+# --- the investigational product (SPEC §12) ---------------------------------------------------
+
+Units = Annotated[int, Field(ge=0, le=1_000_000)]
+EntityId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+class RegistrationIn(Strict):
+    number: str = Field(max_length=20, description="The DEA registration: two letters, 7 digits")
+    registrant: str = Field(max_length=200)
+    expires_on: StudyDate
+
+
+class StorageIn(Strict):
+    name: str = Field(max_length=120)
+    description: str | None = Field(None, max_length=2000)
+
+
+class LotIn(Strict):
+    site: str = Field(max_length=16)
+    product: str = Field(max_length=200)
+    lot: str = Field(max_length=60)
+    strength_mg: float = Field(gt=0, le=10_000)
+    expires_on: StudyDate
+    arm: str | None = Field(
+        None, max_length=60, description="The arm a blinded product is for (randomised studies)"
+    )
+    storage: str | None = Field(None, max_length=120, description="A storage location's name")
+
+
+class WitnessIn(Strict):
+    username: str = Field(max_length=80)
+    password: str = Field(max_length=1000)
+
+
+class EntryIn(Strict):
+    kind: Literal["receipt", "dispensing", "return", "destruction", "loss", "count", "correction"]
+    units: Units | None = None
+    occurred_at: StudyTime
+    supplier: str | None = Field(None, max_length=200)
+    dea_form_222: str | None = Field(None, max_length=40)
+    witness: str | None = Field(None, max_length=80, description="receipt: a username")
+    session_id: EntityId | None = Field(None, description="dispensing: the dosing session")
+    dispensing_id: EntityId | None = Field(None, description="return: the dispensing")
+    dea_form_41: str | None = Field(None, max_length=40)
+    witnesses: list[WitnessIn] = Field(default_factory=list, max_length=10)
+    description: str | None = Field(None, max_length=5000, description="loss: what happened")
+    counted_units: Units | None = None
+    explanation: str | None = Field(None, max_length=5000)
+    reverses: EntityId | None = Field(None, description="correction: the entry it reverses")
+    reason: str | None = Field(None, max_length=5000)
+
+
+class LossReportIn(Strict):
+    report: Literal["initial_notice", "dea_form_106"]
+    reference: str = Field(max_length=80)
+    reported_at: StudyTime
+
+
+class ExplanationIn(Strict):
+    explanation: str = Field(max_length=5000)
+
+
+class CreatedOut(BaseModel):
+    id: int
+
+
+class LotOut(BaseModel):
+    id: int
+    site: str
+    product: str
+    lot: str
+    strength_mg: float
+    expires_on: date
+    storage: str | None
+    blinded: bool
+    arm: str | None = None
+    balance: int
+    totals: dict[str, int]
+    open_discrepancies: list[int]
+    reports_due: list[dict[str, Any]]
+    entries: list[dict[str, Any]]
+
+
+class LotList(BaseModel):
+    lots: list[LotOut]
+
+
+class EntryOut(BaseModel):
+    id: int
+    lot: int
+    kind: str
+    units: int
+    balance: int
+    dispensing: str | None = None

@@ -62,6 +62,13 @@ class DoseForm(FlaskForm):
         validators=[InputRequired(), NumberRange(1, 1000)],
         render_kw={"inputmode": "numeric"},
     )
+    dispensing_id = SelectField(
+        "Dispensing",
+        choices=[],
+        validate_choice=False,  # the service says which dispensings cover the dose
+        validators=[Optional()],
+        description="The dispensing of the product for this session that the dose comes from.",
+    )
     breach_justification = TextAreaField(
         "Breach justification (investigator)",
         validators=[Optional(), Length(max=MAX_TEXT)],

@@ -73,6 +73,9 @@ def dose(session_id: int) -> ResponseReturnValue:
             kind=form.kind.data or "",
             # The service decides who may justify a breach, for the API and the page alike.
             breach_justification=form.breach_justification.data,
+            dispensing_id=int(form.dispensing_id.data)
+            if (form.dispensing_id.data or "").isdigit()
+            else None,
         ),
     )
     if given is None:

@@ -105,7 +105,7 @@ def lot_entries(db: Session, lot_id: int) -> list[LedgerEntry]:
     )
 
 
-def _lines(db: Session, entries: Sequence[LedgerEntry]) -> list[LedgerLine]:
+def lines_from(db: Session, entries: Sequence[LedgerEntry]) -> list[LedgerLine]:
     ids = [e.id for e in entries]
     witnesses: dict[int, int] = defaultdict(int)
     reports: dict[tuple[int, str], datetime] = {}
@@ -149,7 +149,7 @@ def _lines(db: Session, entries: Sequence[LedgerEntry]) -> list[LedgerLine]:
 
 def lines_of(db: Session, lot_id: int) -> list[LedgerLine]:
     """The lot's ledger as the core reads it."""
-    return _lines(db, lot_entries(db, lot_id))
+    return lines_from(db, lot_entries(db, lot_id))
 
 
 def lot_label(lot: DrugLot, site_code: str, *, masked: bool) -> str:
@@ -158,7 +158,7 @@ def lot_label(lot: DrugLot, site_code: str, *, masked: bool) -> str:
 
 def lot_records(db: Session, lots: Iterable[DrugLot], *, masked: bool) -> list[LotRecord]:
     """The lots as the checks C20 to C23 see them."""
-    codes = dict(db.execute(sa.select(Site.id, Site.code)))
+    codes = dict(db.execute(sa.select(Site.id, Site.code)).all())
     return [
         LotRecord(
             lot_label(lot, codes[lot.site_id], masked=masked and lot.arm is not None),
@@ -195,10 +195,11 @@ def _uses(db: Session, entries: Sequence[LedgerEntry]) -> dict[int, tuple[int, i
             sa.select(DoseAdministration.dispensing_id, sa.func.sum(DoseAdministration.amount_mg))
             .where(DoseAdministration.dispensing_id.in_(ids))
             .group_by(DoseAdministration.dispensing_id)
-        )
+        ).all()
     )
+    returns = sa.select(LedgerEntry.id).where(LedgerEntry.dispensing_id.in_(ids))
     reversed_ = set(
-        db.scalars(sa.select(LedgerEntry.reverses_id).where(LedgerEntry.reverses_id.is_not(None)))
+        db.scalars(sa.select(LedgerEntry.reverses_id).where(LedgerEntry.reverses_id.in_(returns)))
     )
     returned: dict[int, int] = defaultdict(int)
     for entry_id, dispensing_id, units in db.execute(
@@ -280,4 +281,31 @@ def users_named(db: Session, user_ids: Iterable[int]) -> dict[int, str]:
     ids = list(set(user_ids))
     if not ids:
         return {}
-    return dict(db.execute(sa.select(User.id, User.username).where(User.id.in_(ids))))
+    return dict(db.execute(sa.select(User.id, User.username).where(User.id.in_(ids))).all())
+
+
+def open_dosing_sessions(db: Session, site_id: int) -> list[tuple[int, str]]:
+    """(id, label) of the site's dosing sessions that can still take a dispensing."""
+    rows = db.execute(
+        sa.select(
+            TherapySession.id,
+            Participant.study_id,
+            TherapySession.cycle,
+            TherapySession.scheduled_at,
+        )
+        .join(Participant, Participant.id == TherapySession.participant_id)
+        .where(
+            Participant.site_id == site_id,
+            TherapySession.kind == "dosing",
+            TherapySession.status == "scheduled",
+        )
+        .order_by(TherapySession.scheduled_at)
+    )
+    return [
+        (session_id, f"{study_id}, dosing {cycle} ({at:%Y-%m-%d %H:%M} UTC)")
+        for session_id, study_id, cycle, at in rows
+    ]
+
+
+def lot_dispensings(db: Session, lot_id: int) -> list[Dispensing]:
+    return _dispensings(db, LedgerEntry.lot_id == lot_id)

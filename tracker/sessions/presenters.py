@@ -22,6 +22,7 @@ from tracker.notes.presenters import amend_forms, note_threads
 from tracker.participants import queries as participant_queries
 from tracker.participants.models import Participant
 from tracker.participants.presenters import therapist_choices as choices_of
+from tracker.pharmacy import queries as pharmacy_queries
 from tracker.protocol import CLOSED_STATES, SESSION_KIND_FOR_STATE, SessionKind, State, open_for
 from tracker.safety import queries as safety_queries
 from tracker.safety.forms import (
@@ -179,6 +180,11 @@ def session_page(
     if record is not None:
         forms["vitals"] = submitted.get("vitals") or VitalSignsForm(prefix="vitals", formdata=None)
         forms["dose"] = submitted.get("dose") or DoseForm(prefix="dose", formdata=None)
+        dispensings = pharmacy_queries.dispensings_for(db, row.id)
+        standing = [d for d in dispensings if not d.corrected]
+        forms["dose"].dispensing_id.choices = (
+            [] if len(standing) == 1 else [("", "— choose —")]
+        ) + [(str(d.id), f"{d.number} ({d.use.available_mg:g} mg left)") for d in standing]
         effects = record.effects
         forms["effects"] = submitted.get("effects") or EffectsForm(
             prefix="effects",
@@ -199,6 +205,7 @@ def session_page(
         "row": row,
         "dosing": dosing,
         "record": record,
+        "dispensings": dispensings if record is not None else [],
         "protocol": definition_of(participant.protocol_version),
         "chart": vitals_chart(participant, row, record) if record is not None else None,
         "note_threads": threads,
