@@ -96,6 +96,8 @@ def _covering_dispensing(
                 "product for the session first."
             )
             return None
+        if len(standing) == 1:
+            fitting = standing  # the session's one dispensing: say why it does not cover it
         if len(fitting) != 1:
             refusals.append(
                 "Name the dispensing that covers the dose: "

@@ -147,6 +147,10 @@ def correction_problems(target: LedgerLine | None, lines: Sequence[LedgerLine]) 
         return ["A correction is not corrected: write the right entry again instead."]
     if target.id in reversed_ids(lines):
         return [f"Entry #{target.id} has already been corrected."]
+    if target.kind is EntryKind.DISPENSING and any(
+        line.dispensing == target.id for line in standing(lines, EntryKind.RETURN)
+    ):
+        return [f"Units of dispensing #{target.id} were returned: correct the returns first."]
     by_id = {line.id: line for line in lines}
     after = balance(lines) - effect(target, by_id)
     if after < 0:
