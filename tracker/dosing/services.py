@@ -180,12 +180,12 @@ def record_dose(
         latest_reading=reading,
         breach_justified=bool(justification),
     )
-    refusals = list(refusals)
+    problems = list(refusals)
     covering = _covering_dispensing(
-        db, row, participant.site_id, amount_mg, dispensing_id, refusals
+        db, row, participant.site_id, amount_mg, dispensing_id, problems
     )
-    if refusals:
-        raise RuleViolation("The dose is refused: " + " ".join(refusals), refusals)
+    if problems:
+        raise RuleViolation("The dose is refused: " + " ".join(problems), problems)
     dose = DoseAdministration(
         session_id=row.id,
         kind=dose_kind.value,

@@ -13,6 +13,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from tracker.form_fields import MAX_TEXT, required_time
@@ -89,7 +90,10 @@ class EntryForm(FlaskForm):
 class LossReportForm(FlaskForm):
     report = SelectField(
         "Report",
-        choices=[("initial_notice", "Initial notice"), ("dea_form_106", "DEA Form 106")],
+        choices=[
+            SelectChoice("initial_notice", "Initial notice"),
+            SelectChoice("dea_form_106", "DEA Form 106"),
+        ],
     )
     reference = StringField("Reference", validators=[InputRequired(), Length(max=80)])
     reported_at = required_time("Sent at (UTC)", default_now=True)

@@ -147,6 +147,7 @@ class LotView:
     open_discrepancies: list[int]
     open_reports: list[LossDeadline]
     registration: str | None
+    withheld: tuple[int, int] = (0, 0)  # dispensed and returned units a blinded reader sees
 
     @property
     def expired(self) -> bool:
@@ -187,7 +188,7 @@ def _detail(entry: LedgerEntry, names: dict[int, str], masked: bool) -> list[str
     if entry.dea_form_222:
         out.append(f"DEA Form 222: {entry.dea_form_222}")
     if entry.witness_id is not None:
-        out.append(f"Witness: {names.get(entry.witness_id, '?')}")
+        out.append(f"Witness: {names.get(entry.witness_id, '?')}")  # printed name
     if entry.dea_form_41:
         out.append(f"DEA Form 41: {entry.dea_form_41}")
     if entry.description:
@@ -230,8 +231,15 @@ def lot_view(db: Session, user: User, lot: DrugLot) -> LotView:
     reversed_by = {e.reverses_id: e.id for e in entries if e.reverses_id is not None}
     views = []
     previous = 0
+    withheld = [0, 0]  # units out and back that a blinded reader sees only as totals
     for (line, after), entry in zip(running_balances(lines), entries, strict=True):
-        hidden = masked and line.kind in (EntryKind.DISPENSING, EntryKind.RETURN)
+        if masked and line.kind in (EntryKind.DISPENSING, EntryKind.RETURN):
+            # Which participant took units of an arm-bound lot, and when, would sort them by
+            # arm: a blinded reader sees the totals only.
+            withheld[line.kind is EntryKind.RETURN] += entry.units
+            previous = after
+            continue
+        hidden = masked
         views.append(
             EntryView(
                 id=None if hidden else entry.id,
@@ -247,6 +255,7 @@ def lot_view(db: Session, user: User, lot: DrugLot) -> LotView:
                 reason=entry.reason,
                 reverses=entry.reverses_id,
                 reversed_by=None if hidden else reversed_by.get(entry.id),
+                # (a blinded reader sees no entry's id: ids are shared by every lot)
                 number=None
                 if masked or line.kind is not EntryKind.DISPENSING
                 else dispensing_number(entry.id),
@@ -288,6 +297,7 @@ def lot_view(db: Session, user: User, lot: DrugLot) -> LotView:
             for d in loss_deadlines(line)
             if d.open()
         ],
+        withheld=(withheld[0], withheld[1]),
         registration=(
             f"{registration.number} ({registration.registrant}, expires "
             f"{registration.expires_on:%Y-%m-%d})"

@@ -76,7 +76,7 @@ def storage_of(db: Session, site_id: int) -> list[StorageLocation]:
     )
 
 
-def lots_query(user: User) -> sa.Select[tuple[DrugLot]]:
+def lots_query(user: User) -> sa.Select[DrugLot]:
     query = sa.select(DrugLot).order_by(DrugLot.site_id, DrugLot.expires_on, DrugLot.id)
     if user.site_id is not None:
         query = query.where(DrugLot.site_id == user.site_id)
@@ -207,7 +207,7 @@ def _uses(db: Session, entries: Sequence[LedgerEntry]) -> dict[int, tuple[int, i
             LedgerEntry.dispensing_id.in_(ids), LedgerEntry.kind == EntryKind.RETURN
         )
     ):
-        if entry_id not in reversed_:
+        if entry_id not in reversed_ and dispensing_id is not None:
             returned[dispensing_id] += units
     return {i: (int(dosed.get(i) or 0), returned[i]) for i in ids}
 
@@ -278,10 +278,11 @@ def session_labels(db: Session, session_ids: Iterable[int]) -> dict[int, str]:
 
 
 def users_named(db: Session, user_ids: Iterable[int]) -> dict[int, str]:
+    """Printed names by user id: the ledger is signed and read by people's names."""
     ids = list(set(user_ids))
     if not ids:
         return {}
-    return dict(db.execute(sa.select(User.id, User.username).where(User.id.in_(ids))).all())
+    return dict(db.execute(sa.select(User.id, User.printed_name).where(User.id.in_(ids))).all())
 
 
 def open_dosing_sessions(db: Session, site_id: int) -> list[tuple[int, str]]:

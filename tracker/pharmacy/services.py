@@ -191,7 +191,7 @@ def create_lot(
     name = text_field(product, "The product", problems, limit=200)
     number = text_field(lot, "The lot number", problems, limit=60)
     if not strength_mg or strength_mg <= 0:
-        problems.append("The strength per unit (strength_mg) is more than 0 mg.")
+        problems.append("The strength per unit is more than 0 mg.")
     if queries.registration_of(db, site_row.id) is None:
         problems.append(
             f"{site_row.code} has no DEA registration on file: record it before any lot."
@@ -276,7 +276,7 @@ def _dispensing_session(
 ) -> tuple[TherapySession, Participant] | None:
     row = db.get(TherapySession, session_id) if session_id else None
     if row is None:
-        problems.append("A dispensing names the dosing session it is for (session_id).")
+        problems.append("Choose the dosing session the dispensing is for.")
         return None
     participant = db.get(Participant, row.participant_id)
     assert participant is not None
@@ -339,12 +339,12 @@ def record_entry(
             f"kind is one of {', '.join(k.value for k in EntryKind)}, not {kind!r}."
         ) from None
     problems: list[str] = []
-    not_future(occurred_at, "The time it happened (occurred_at)", problems)
+    not_future(occurred_at, "The time it happened", problems)
     fields: dict[str, Any] = {}
     signers: list[tuple[User, str]] = []
     if entry_kind is EntryKind.COUNT:
         if counted_units is None or counted_units < 0:
-            problems.append("A count gives the units counted (counted_units, 0 or more).")
+            problems.append("A count gives the units counted (0 or more).")
         units = counted_units if counted_units is not None else 0
     elif entry_kind is EntryKind.CORRECTION:
         fields["reason"] = text_field(reason, "The reason for the correction", problems)
@@ -384,6 +384,7 @@ def record_entry(
         else None
     )
     raise_problems(problems, f"The {entry_kind} was not recorded")
+    assert units is not None
 
     # Passwords before anything is written: a wrong one is audited and counts to the lockout.
     for signer, password in signers:
@@ -462,7 +463,8 @@ def record_entry(
         db.add(CountExplanation(entry_id=entry.id, explanation=note, explained_by_id=actor.user_id))
     db.flush()
     audited = {
-        "lot": lot.id,
+        # An arm-bound lot's id would sort the participants it was dispensed to by arm.
+        **({"lot": lot.id} if lot.arm is None else {"blinded": True}),
         "units": units,
         "occurred_at": occurred_at,
         **{k: v for k, v in fields.items() if v is not None},
@@ -500,7 +502,7 @@ def report_loss(
     if report not in LOSS_REPORTS:
         problems.append(f"report is initial_notice or dea_form_106, not {report!r}.")
     ref = text_field(reference, "The reference", problems, limit=80)
-    not_future(reported_at, "The time it was sent (reported_at)", problems)
+    not_future(reported_at, "The time it was sent", problems)
     if reported_at < entry.occurred_at:
         problems.append("A report is sent after the loss was discovered.")
     if db.scalar(

@@ -22,6 +22,7 @@ from tracker.protocol.compliance import CHECKS, run_checks
 from tracker.protocol.compliance_outcomes import retention_of
 from tracker.protocol.compliance_records import CheckResult, Outcome, ParticipantRecord, StudyFacts
 from tracker.protocol.outcomes import Retention
+from tracker.reports.accountability import LotResult, accountability_section
 from tracker.reports.blinding import BlindingSection, blinding_section
 from tracker.reports.outcomes import OutcomeRow, outcome_rows
 from tracker.reports.records import batches, load_records
@@ -216,6 +217,10 @@ def outcome_section(db: Session, user: User | None, flt: ReportFilter) -> list[O
     return outcome_rows(db, user, _query(user, flt))
 
 
+def accountability(db: Session, user: User | None, flt: ReportFilter) -> list[LotResult]:
+    return accountability_section(db, user, flt.site)
+
+
 def blinding(db: Session, user: User | None, flt: ReportFilter) -> BlindingSection:
     """The blinding section over the compliance report's participants."""
     return blinding_section(db, user, _query(user, flt))
@@ -355,6 +360,7 @@ def record_export(
 
 
 def check_catalogue() -> list[dict[str, str]]:
+    """The checks judged per participant (the lot checks: ``lot_check_catalogue``)."""
     return [
         {"id": c.id, "description": c.description, "severity": c.severity.value} for c in CHECKS
     ]

@@ -19,6 +19,7 @@ from tracker.protocol.compliance import CHECKS_BY_ID
 from tracker.protocol.compliance_records import ParticipantRecord
 from tracker.protocol.definition import ProtocolDefinition
 from tracker.protocol.dosing import Reading, breaches
+from tracker.reports.accountability import LotResult, lot_check_catalogue
 from tracker.reports.blinding import BlindingSection
 from tracker.reports.compliance import (
     Deviation,
@@ -115,6 +116,7 @@ def json_report(
     deviations: Iterable[Deviation] = (),
     outcomes: Iterable[OutcomeRow] = (),
     blinding: BlindingSection | None = None,
+    accountability: Iterable[LotResult] = (),
 ) -> Iterator[str]:
     """A JSON document written piece by piece; the summary, gathered while the participants
     stream, comes last."""
@@ -143,6 +145,10 @@ def json_report(
     )
     if blinding is not None:
         yield ', "blinding": ' + json.dumps(blinding.to_dict(), ensure_ascii=False)
+    yield ', "lot_checks": ' + json.dumps(lot_check_catalogue(), ensure_ascii=False)
+    yield ', "accountability": ' + json.dumps(
+        [lot.to_dict() for lot in accountability], ensure_ascii=False
+    )
     yield ', "summary": ' + json.dumps(summary.to_dict(), ensure_ascii=False) + "}"
 
 
@@ -211,6 +217,23 @@ JSON_SCHEMA: dict[str, Any] = {
             },
         },
         "deviations": {"type": "array"},
+        "accountability": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["lot", "label", "balance", "results"],
+                "properties": {
+                    "results": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["check", "outcome", "evidence"],
+                            "properties": {"outcome": {"enum": ["pass", "fail", "not_applicable"]}},
+                        },
+                    }
+                },
+            },
+        },
         "outcomes": {
             "type": "object",
             "required": ["blinded", "rows"],

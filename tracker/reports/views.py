@@ -71,6 +71,7 @@ def compliance_page() -> ResponseReturnValue:
         safety=compliance.open_safety_items(db, user, flt),
         outcomes=compliance.outcome_section(db, user, flt),
         blinding=compliance.blinding(db, user, flt),
+        accountability=compliance.accountability(db, user, flt),
         sites=list_sites(db) if user.site_id is None else [],
         states=[s.value for s in State],
         args=request.args,

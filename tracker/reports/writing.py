@@ -33,6 +33,7 @@ def report_text(
         compliance.deviations(db, user, flt),
         compliance.outcome_section(db, user, flt),
         compliance.blinding(db, user, flt),
+        compliance.accountability(db, user, flt),
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
+from wtforms.fields.choices import SelectChoice
 
 from tracker.auth.models import User
 from tracker.dosing import queries as dosing_queries
@@ -183,8 +184,11 @@ def session_page(
         dispensings = pharmacy_queries.dispensings_for(db, row.id)
         standing = [d for d in dispensings if not d.corrected]
         forms["dose"].dispensing_id.choices = (
-            [] if len(standing) == 1 else [("", "— choose —")]
-        ) + [(str(d.id), f"{d.number} ({d.use.available_mg:g} mg left)") for d in standing]
+            [] if len(standing) == 1 else [SelectChoice("", "— choose —")]
+        ) + [
+            SelectChoice(str(d.id), f"{d.number} ({d.use.available_mg:g} mg left)")
+            for d in standing
+        ]
         effects = record.effects
         forms["effects"] = submitted.get("effects") or EffectsForm(
             prefix="effects",
