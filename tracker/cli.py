@@ -64,6 +64,7 @@ def register_cli(app: Flask) -> None:
         protocol,
         randomisation,
         study,
+        inventory,
         audit,
         report,
         demo,
@@ -747,3 +748,85 @@ def study_unblind(
     except DomainError as error:
         _fail(error.message)
     click.echo(f"The study is unblinded ({when}); arms are visible to every role from now on.")
+
+
+# --- inventory (SPEC §12) --------------------------------------------------------------------
+
+
+@click.group(cls=AppGroup)
+def inventory() -> None:
+    """The investigational product's ledger."""
+
+
+@inventory.command("reconcile")
+@click.option("--site", default=None, help="Only this site's lots.")
+@with_appcontext
+def inventory_reconcile(site: str | None) -> None:
+    """Each lot's balance and its terms, and the checks C20 to C23 (blinded: no product of
+    an arm-bound lot is printed). Exits 1 when a check fails."""
+    from tracker.protocol.compliance_records import Outcome
+    from tracker.reports.accountability import accountability_section
+
+    with _database().session_scope() as db:
+        lots = accountability_section(db, None, site)
+    failed = False
+    for lot in lots:
+        outcomes = " ".join(f"{r.check_id}:{r.outcome.value}" for r in lot.results)
+        click.echo(f"{lot.label}: balance {lot.balance} units; {outcomes}")
+        for result in lot.results:
+            if result.outcome is Outcome.FAIL:
+                failed = True
+                for evidence in result.evidence:
+                    click.echo(
+                        f"  {result.check_id} {evidence.record}: expected {evidence.expected}; "
+                        f"found {evidence.found}"
+                    )
+    if not lots:
+        click.echo("No lot is on file.")
+    if failed:
+        raise SystemExit(1)
+
+
+@inventory.command("log")
+@click.argument("lot_id", type=int)
+@click.option("--pdf", "output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@with_appcontext
+def inventory_log(lot_id: int, output: Path) -> None:
+    """Write one lot's accountability log as a PDF (the unblinded copy: the pharmacy's
+    record), audited as an export."""
+    from flask import render_template
+    from weasyprint import HTML
+
+    from tracker.audit.services import record_event
+    from tracker.db import utcnow
+    from tracker.pharmacy import presenters
+    from tracker.pharmacy.models import DrugLot
+    from tracker.sites.models import Site
+
+    with _database().session_scope() as db:
+        lot = db.get(DrugLot, lot_id)
+        if lot is None:
+            _fail(f"No lot {lot_id}.")
+        assert lot is not None
+        # Read as the statistician reads it: every product named (the pharmacy's own copy).
+        reader = _UnblindedReader()
+        html = render_template(
+            "pharmacy/log_pdf.html",
+            lot=presenters.lot_view(db, reader, lot),  # type: ignore[arg-type]
+            site=db.get(Site, lot.site_id),
+            generated_at=utcnow(),
+            generated_by=cli_actor().username,
+        )
+        HTML(string=html).write_pdf(output)
+        record_event(
+            db, cli_actor(), "report.export", "accountability_log", lot.id, new={"format": "pdf"}
+        )
+    click.echo(f"Wrote {output}.")
+
+
+class _UnblindedReader:
+    """The command line reads the ledger as the study's unblinded (it runs on the server)."""
+
+    id = 0
+    role = "statistician"
+    site_id = None

@@ -148,7 +148,7 @@ PINNED = {
     "participant list": 4,
     "participant list, last page": 7,
     "participant page": 17,
-    "session page": 9,
+    "session page": 10,  # + the session's dispensings (SPEC §12)
     "dashboard (rater)": 8,
     "outcomes report": 5,  # and one more to know whether the study is unblinded
 }

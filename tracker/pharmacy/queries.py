@@ -222,6 +222,8 @@ def _dispensings(db: Session, where: sa.ColumnElement[bool]) -> list[Dispensing]
         )
     )
     entries = [entry for entry, _ in rows]
+    if not entries:
+        return []
     uses = _uses(db, entries)
     corrected = set(
         db.scalars(
