@@ -136,3 +136,47 @@ def item_codes(instrument: str, protocol: str = "mdma-mdd-v1.toml") -> list[str]
 
     scale = load_protocol_file(FIXTURES / "protocols" / protocol).instrument(instrument)
     return [item.code for item in scale.items]
+
+
+def keep_ledger(session: Session, team, units: int = 5000):  # type: ignore[no-untyped-def]
+    """The team's site keeps its drug ledger here (SPEC §12): a pharmacist, the DEA
+    registration and an open-label lot of 20 mg units with ``units`` received. Returns the
+    team with its pharmacist, so the histories dispense for every dosing session; and the
+    lot's receipt entry."""
+    import dataclasses
+    from datetime import date
+
+    from tracker import clock
+    from tracker.pharmacy import services as pharmacy
+
+    pharmacist = make_user(session, "pharmacist", team.site)
+    pharmacy.register_site(
+        session,
+        actor(pharmacist),
+        team.site.code,
+        number="RT1234567",
+        registrant="Test pharmacy",
+        expires_on=date(2100, 1, 1),
+    )
+    lot = pharmacy.create_lot(
+        session,
+        actor(pharmacist),
+        pharmacist,
+        site=team.site.code,
+        product="MDMA 20 mg",
+        lot=f"T-{next(_counter)}",
+        strength_mg=20,
+        expires_on=date(2100, 1, 1),
+    )
+    receipt = pharmacy.record_entry(
+        session,
+        actor(pharmacist),
+        pharmacist,
+        lot,
+        kind="receipt",
+        units=units,
+        occurred_at=clock.now(),
+        dea_form_222="221000000",
+        witness=team.coordinator.username,
+    )
+    return dataclasses.replace(team, pharmacist=pharmacist), receipt

@@ -50,6 +50,9 @@ def _outcomes(results: dict[str, object]) -> dict[str, str]:
 
 @pytest.fixture
 def completed(db_session: Session, team) -> Participant:  # type: ignore[no-untyped-def]
+    from tests.factories import keep_ledger
+
+    team, _ = keep_ledger(db_session, team)  # every dose covered by a dispensing (C19)
     run_histories([protocol_history(db_session, team, random.Random(11), "completed")])
     return db_session.scalar(sa.select(Participant))
 
@@ -82,6 +85,7 @@ def test_a_clean_history_passes_every_applicable_check(
         "C09",
         "C13",
         "C14",
+        "C19",
     }
 
 

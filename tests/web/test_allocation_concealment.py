@@ -190,8 +190,14 @@ def _concealed(app: Flask, db_session: Session, randomised) -> None:  # type: ig
     assert session is not None
     users = _users(db_session, teams, raters)
     tokens = {role: create_api_token(db_session, FACTORY_ACTOR, u) for role, u in users.items()}  # type: ignore[arg-type]
+    from tests.factories import keep_ledger
+
+    _, receipt = keep_ledger(db_session, teams["S01"])
     db_session.commit()
     values = {
+        "lot_id": receipt.lot_id,
+        "entry_id": receipt.id,
+        "kind": "count",
         "participant_id": participant.id,
         "session_id": session.id,
         "event_id": 1,

@@ -29,7 +29,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Rule
 
 from tests.conftest import csrf_token
-from tests.factories import FACTORY_ACTOR, PASSWORD, make_user
+from tests.factories import FACTORY_ACTOR, PASSWORD, keep_ledger, make_user
 from tracker import clock
 from tracker.auth.services import create_api_token
 from tracker.dosing.models import VitalSignAlert
@@ -65,6 +65,8 @@ class Rows:
     user_id: int
     therapist: str
     version: int
+    lot_id: int
+    entry_id: int
 
     def url_values(self, rule: Rule) -> dict[str, object]:
         values: dict[str, object] = {
@@ -80,6 +82,9 @@ class Rows:
             "filename": "tracker.css",
             "timepoint": "baseline",
             "instrument": "madrs",
+            "lot_id": self.lot_id,
+            "entry_id": self.entry_id,
+            "kind": "count",
         }
         missing = rule.arguments - values.keys()
         assert not missing, f"{rule.rule}: no real row for {sorted(missing)}; add one to Rows"
@@ -96,6 +101,7 @@ def _study(db_session: Session, team: Team) -> Rows:
             protocol_history(db_session, team, rng, "completed", serious_event_in_cycle=1),
         ]
     )
+    _, receipt = keep_ledger(db_session, team)
     db_session.commit()
 
     def first(model: type) -> int:
@@ -114,6 +120,8 @@ def _study(db_session: Session, team: Team) -> Rows:
         user_id=team.coordinator.id,
         therapist=team.therapists[0].username,
         version=participant.version,
+        lot_id=receipt.lot_id,
+        entry_id=receipt.id,
     )
 
 

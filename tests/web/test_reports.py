@@ -23,6 +23,9 @@ from tracker.reports.exporters import JSON_SCHEMA
 
 
 def _study(db_session: Session, team) -> None:  # type: ignore[no-untyped-def]
+    from tests.factories import keep_ledger
+
+    team, _ = keep_ledger(db_session, team)  # every dose covered by a dispensing (C19)
     rng = random.Random(21)
     run_histories(
         [
@@ -60,7 +63,7 @@ def test_csv_export_reads_back_and_is_audited(
     assert response.status_code == 200 and response.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True), newline="")))
     assert {r["study_id"] for r in rows} == {"S01-0001", "S01-0002", "S01-0003"}
-    assert {r["check_id"] for r in rows} == {f"C{i:02d}" for i in range(1, 19)}
+    assert {r["check_id"] for r in rows} == {f"C{i:02d}" for i in range(1, 20)}
     heads = {r["audit_head"] for r in rows}
     assert len(heads) == 1 and len(heads.pop()) == 64
     c10 = [r for r in rows if r["study_id"] == "S01-0002" and r["check_id"] == "C10"]

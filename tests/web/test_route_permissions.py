@@ -97,8 +97,14 @@ def study(db_session: Session, team):  # type: ignore[no-untyped-def]
         "statistician": make_user(db_session, "statistician", None),
     }
     tokens = {role: create_api_token(db_session, FACTORY_ACTOR, u) for role, u in users.items()}
+    from tests.factories import keep_ledger
+
+    _, receipt = keep_ledger(db_session, team)
     db_session.commit()
     values = {
+        "lot_id": receipt.lot_id,
+        "entry_id": receipt.id,
+        "kind": "count",
         "participant_id": participant.id,
         "session_id": dosing.id,
         "event_id": event.id,
