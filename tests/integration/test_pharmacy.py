@@ -321,3 +321,25 @@ def test_an_arm_bound_lot_is_blind_to_the_blinded_and_the_trail(
             expires_on=EXPIRES,
             arm="nonsense",
         )
+
+
+def test_a_session_is_not_closed_with_product_out(
+    db_session, team, pharmacist, lot, session_row
+) -> None:  # type: ignore[no-untyped-def]
+    dispensing = _entry(
+        db_session, pharmacist, lot, "dispensing", units=6, session_id=session_row.id
+    )
+    with pytest.raises(
+        InvalidInput,
+        match="6 unused units: the pharmacist returns them before the session is cancelled",
+    ):
+        session_services.update_session(
+            db_session, team.as_coordinator, session_row, status="cancelled"
+        )
+    _entry(db_session, pharmacist, lot, "return", units=6, dispensing_id=dispensing.id)
+    session_services.update_session(
+        db_session, team.as_coordinator, session_row, status="cancelled"
+    )
+    # A cancelled session takes no more product.
+    with pytest.raises(RuleViolation, match="is cancelled"):
+        _entry(db_session, pharmacist, lot, "dispensing", units=1, session_id=session_row.id)

@@ -348,6 +348,7 @@ def record_entry(
         units = counted_units if counted_units is not None else 0
     elif entry_kind is EntryKind.CORRECTION:
         fields["reason"] = text_field(reason, "The reason for the correction", problems)
+        units = 0  # the reversed entry's, once it is found
     elif units is None:
         problems.append(f"A {entry_kind} gives its units.")
         units = 0

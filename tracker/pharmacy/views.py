@@ -110,6 +110,7 @@ def _stock_page(
         registration_form=registration_form or RegistrationForm(formdata=None),
         storage_form=storage_form or StorageForm(formdata=None),
         may_record=can(Permission.INVENTORY_RECORD) and site is not None,
+        arm_labels=dict(_arms()),
     ), status
 
 
@@ -254,6 +255,7 @@ def _lot_page(
         may_explain=can(Permission.INVENTORY_EXPLAIN) and user.site_id == lot.site_id,
         open_form=open_form,
         now=utcnow(),
+        arm_labels=dict(_arms()),
         checks=zip(
             LOT_CHECKS,
             run_lot_checks(queries.lot_records(db, [lot], masked=view.masked)[0], utcnow()),

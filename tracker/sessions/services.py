@@ -30,6 +30,7 @@ from tracker.participants.recording import (
 from tracker.participants.services import ensure_therapist_assigned
 from tracker.pharmacy import queries as pharmacy_queries
 from tracker.protocol import (
+    FINAL_STATUSES,
     SESSION_KIND_FOR_STATE,
     RecordKind,
     Role,
@@ -200,11 +201,11 @@ def update_session(
             now=utcnow(),
         )
     )
-    if new_status == SessionStatus.COMPLETED and row.status != SessionStatus.COMPLETED:
-        # Unused product goes back to stock before the session's record is complete (§12).
+    if new_status in FINAL_STATUSES and new_status != row.status:
+        # Unused product goes back to stock before the session's record is closed (§12).
         problems += [
             f"Dispensing {d.number} has {d.use.unused_units} unused units: the pharmacist "
-            "returns them before the session is completed."
+            f"returns them before the session is {new_status}."
             for d in pharmacy_queries.unreturned(db, row.id)
         ]
     people: list[User] | None = None
