@@ -81,7 +81,7 @@ def _arms() -> list[tuple[str, str]]:
 
 
 def _lot_form(site_id: int | None, submitted: bool = False) -> LotForm:
-    form = LotForm() if submitted else LotForm(formdata=None)
+    form = LotForm(prefix="lot") if submitted else LotForm(prefix="lot", formdata=None)
     form.arm.choices = [SelectChoice("", "None (open label)")] + [
         SelectChoice(code, label) for code, label in _arms()
     ]
@@ -107,8 +107,9 @@ def _stock_page(
         registration=queries.registration_of(db, site.id) if site else None,
         storage=queries.storage_of(db, site.id) if site else [],
         lot_form=lot_form or _lot_form(user.site_id),
-        registration_form=registration_form or RegistrationForm(formdata=None),
-        storage_form=storage_form or StorageForm(formdata=None),
+        registration_form=registration_form
+        or RegistrationForm(prefix="registration", formdata=None),
+        storage_form=storage_form or StorageForm(prefix="storage", formdata=None),
         may_record=can(Permission.INVENTORY_RECORD) and site is not None,
         arm_labels=dict(_arms()),
     ), status
@@ -158,7 +159,7 @@ def lot_create() -> ResponseReturnValue:
 @requires(Permission.INVENTORY_RECORD)
 def registration() -> ResponseReturnValue:
     site = _own_site()
-    form = RegistrationForm()
+    form = RegistrationForm(prefix="registration")
     row, status = attempt(
         form,
         lambda: services.register_site(
@@ -180,7 +181,7 @@ def registration() -> ResponseReturnValue:
 @requires(Permission.INVENTORY_RECORD)
 def storage() -> ResponseReturnValue:
     site = _own_site()
-    form = StorageForm()
+    form = StorageForm(prefix="storage")
     row, status = attempt(
         form,
         lambda: services.add_storage(
@@ -245,12 +246,21 @@ def _lot_page(
         else {},
         fields=ENTRY_FIELDS,
         help=ENTRY_HELP,
-        loss_form=submitted
-        if isinstance(submitted, LossReportForm)
-        else LossReportForm(formdata=None),
-        explanation_form=submitted
-        if isinstance(submitted, ExplanationForm)
-        else ExplanationForm(formdata=None),
+        # One form per row, each with its own prefix (field ids stay unique on the page).
+        loss_forms={
+            e.id: submitted
+            if isinstance(submitted, LossReportForm) and open_form == f"loss-{e.id}"
+            else LossReportForm(prefix=f"loss{e.id}", formdata=None)
+            for e in view.entries
+            if e.id is not None and e.kind == EntryKind.LOSS
+        },
+        explanation_forms={
+            e.id: submitted
+            if isinstance(submitted, ExplanationForm) and open_form == f"count-{e.id}"
+            else ExplanationForm(prefix=f"count{e.id}", formdata=None)
+            for e in view.entries
+            if e.id is not None and e.kind == EntryKind.COUNT
+        },
         may_record=may_record,
         may_explain=can(Permission.INVENTORY_EXPLAIN) and user.site_id == lot.site_id,
         open_form=open_form,
@@ -327,7 +337,7 @@ def entry_create(lot_id: int, kind: str) -> ResponseReturnValue:
 def loss_report(entry_id: int) -> ResponseReturnValue:
     db, user = get_db(), signed_in_user()
     entry, lot = services.get_entry(db, user, entry_id)
-    form = LossReportForm()
+    form = LossReportForm(prefix=f"loss{entry_id}")
     row, status = attempt(
         form,
         lambda: services.report_loss(
@@ -351,7 +361,7 @@ def loss_report(entry_id: int) -> ResponseReturnValue:
 def explanation(entry_id: int) -> ResponseReturnValue:
     db, user = get_db(), signed_in_user()
     entry, lot = services.get_entry(db, user, entry_id)
-    form = ExplanationForm()
+    form = ExplanationForm(prefix=f"count{entry_id}")
     row, status = attempt(
         form,
         lambda: services.explain_count(

@@ -397,6 +397,7 @@ def write_pdf_report(
     output: BinaryIO,
     outcomes: Sequence[OutcomeRow] = (),
     blinding: BlindingSection | None = None,
+    accountability: Sequence[LotResult] = (),
 ) -> int:
     """The report as one PDF written to ``output``: the front matter (title page with the
     protocol, the author, the time and the audit head; summary; pass-rate chart; safety items;
@@ -441,6 +442,7 @@ def write_pdf_report(
                 safety=safety,
                 outcomes=outcomes,
                 blinding=blinding,
+                accountability=accountability,
                 checks=check_catalogue(),
                 chart=pass_rate_chart(summary),
                 detail_participants=detail_participants,

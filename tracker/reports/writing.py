@@ -55,4 +55,5 @@ def write_report_pdf(
         handle,
         compliance.outcome_section(db, user, flt),
         compliance.blinding(db, user, flt),
+        compliance.accountability(db, user, flt),
     )
