@@ -233,3 +233,48 @@ def test_the_randomisation_list_and_the_study_unblinding_from_the_command_line(
         db_session.scalar(sa.select(AuditEvent.reason).where(AuditEvent.action == "study.unblind"))
         == "Database lock"
     )
+
+
+def test_the_drug_ledger_from_the_command_line(
+    app: Flask, db_session: Session, team, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """`inventory reconcile` prints each lot's balance and checks and exits 1 on a failing
+    one; `inventory log` writes the lot's accountability log as a PDF a reader opens, and the
+    export is on the audit trail."""
+    from pypdf import PdfReader
+
+    from tests.factories import actor, keep_ledger
+    from tracker import clock
+    from tracker.pharmacy import services
+    from tracker.pharmacy.models import DrugLot
+
+    team, receipt = keep_ledger(db_session, team, units=30)
+    db_session.commit()
+    clean = _run(app, "inventory", "reconcile")
+    assert clean.exit_code == 0, clean.output
+    assert "balance 30 units" in clean.output and "C20:not_applicable" in clean.output
+
+    lot = db_session.get(DrugLot, receipt.lot_id)
+    services.record_entry(
+        db_session,
+        actor(team.pharmacist),
+        team.pharmacist,
+        lot,
+        kind="count",
+        counted_units=28,
+        occurred_at=clock.now(),
+    )
+    db_session.commit()
+    short = _run(app, "inventory", "reconcile", "--site", "S01")
+    assert short.exit_code == 1
+    assert "C20:fail" in short.output and "28 counted (-2), not explained" in short.output
+
+    output = tmp_path / "log.pdf"
+    written = _run(app, "inventory", "log", str(lot.id), "--pdf", str(output))
+    assert written.exit_code == 0, written.output
+    text = PdfReader(output).pages[0].extract_text()
+    assert lot.lot_number in text and "Physical count" in text
+    event = db_session.scalar(sa.select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1))
+    assert event.action == "report.export" and event.entity_type == "accountability_log"
+    missing = _run(app, "inventory", "log", "99999", "--pdf", str(output))
+    assert missing.exit_code == 1 and "No lot 99999" in missing.output
