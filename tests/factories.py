@@ -154,7 +154,7 @@ def keep_ledger(session: Session, team, units: int = 5000):  # type: ignore[no-u
         session,
         actor(pharmacist),
         team.site.code,
-        number="RT1234567",
+        number="RT1234563",
         registrant="Test pharmacy",
         expires_on=date(2100, 1, 1),
     )

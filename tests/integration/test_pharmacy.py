@@ -47,7 +47,7 @@ def lot(db_session: Session, pharmacist, team):  # type: ignore[no-untyped-def]
         db_session,
         actor(pharmacist),
         "S01",
-        number="RS1234567",
+        number="RS1234563",
         registrant="S01 pharmacy",
         expires_on=EXPIRES,
     )

@@ -63,7 +63,7 @@ def _seed(url: str) -> tuple[int, list[int], list[str]]:
                 db,
                 actor(first),
                 "S01",
-                number="RS7654321",
+                number="RS7654329",
                 registrant="S01 pharmacy",
                 expires_on=date(2031, 1, 1),
             )

@@ -234,3 +234,11 @@ def test_c19_fails_a_dose_without_a_dispensing() -> None:
     failed = c19_doses_dispensed(record(None), None, facts)  # type: ignore[arg-type]
     assert failed.outcome is Outcome.FAIL
     assert "dose #7" in failed.evidence[0].record
+
+
+def test_a_dea_number_has_its_check_digit() -> None:
+    from tracker.protocol.accountability import dea_number_problems
+
+    assert dea_number_problems("RD1234563") == []
+    assert "check digit" in dea_number_problems("RD1234567")[0]
+    assert "two letters" in dea_number_problems("12")[0]

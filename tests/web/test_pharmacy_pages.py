@@ -55,7 +55,7 @@ def test_the_ledger_through_the_api_and_the_pages(
     assert "no DEA registration" in refused.get_json()["error"]["message"]
     registered = client.post(
         "/api/v1/inventory/sites/S01/registration",
-        json={"number": "RS1234567", "registrant": "S01 pharmacy", "expires_on": "2030-01-01"},
+        json={"number": "RS1234563", "registrant": "S01 pharmacy", "expires_on": "2030-01-01"},
         headers=api,
     )
     assert registered.status_code == 201

@@ -40,6 +40,7 @@ from tracker.protocol.accountability import (
     EntryKind,
     balance,
     correction_problems,
+    dea_number_problems,
     dispensing_number,
     expiry_problems,
     return_problems,
@@ -98,13 +99,7 @@ def register_site(
         _require_pharmacist(actor, site.id, user)
     problems: list[str] = []
     number = (number or "").strip().upper()
-    # A DEA number: two letters and seven digits.
-    if not (
-        len(number) == 9 and number[:2].isalpha() and number[2:].isdigit() and number.isascii()
-    ):
-        problems.append(
-            f"The DEA registration number is two letters and seven digits, not {number!r}."
-        )
+    problems += dea_number_problems(number)
     name = text_field(registrant, "The registrant", problems, limit=200)
     if expires_on <= utcnow().date():
         problems.append(f"The registration expired on {expires_on:%Y-%m-%d}.")

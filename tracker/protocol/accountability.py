@@ -118,6 +118,24 @@ def totals(lines: Sequence[LedgerLine]) -> dict[EntryKind, int]:
     }
 
 
+# --- the site's registration ---------------------------------------------------------------
+
+
+def dea_number_problems(number: str) -> list[str]:
+    """A DEA registration number: two letters, six digits and a check digit (the sum of the
+    first, third and fifth digits plus twice the sum of the second, fourth and sixth ends in
+    the seventh)."""
+    if not (
+        len(number) == 9 and number.isascii() and number[:2].isalpha() and number[2:].isdigit()
+    ):
+        return [f"A DEA registration number is two letters and seven digits, not {number!r}."]
+    digits = [int(c) for c in number[2:]]
+    check = (digits[0] + digits[2] + digits[4] + 2 * (digits[1] + digits[3] + digits[5])) % 10
+    if check != digits[6]:
+        return [f"{number} is not a valid DEA registration number: its check digit is wrong."]
+    return []
+
+
 # --- what an entry may do -----------------------------------------------------------------
 
 
