@@ -17,6 +17,7 @@ from tracker import create_app
 from tracker.audit.checkpoints import CheckpointStore
 from tracker.audit.services import Actor
 from tracker.db import Database, get_database
+from tracker.protocol.roles import Role
 
 
 def main() -> None:
@@ -65,6 +66,7 @@ def register_cli(app: Flask) -> None:
         randomisation,
         study,
         inventory,
+        notify,
         audit,
         report,
         demo,
@@ -210,14 +212,22 @@ def users() -> None:
 @click.option(
     "--role",
     required=True,
-    type=click.Choice(["coordinator", "therapist", "investigator", "auditor", "admin"]),
+    type=click.Choice([role.value for role in Role]),
 )
-@click.option("--site", "site_code", help="Site code; required except for auditor and admin.")
+@click.option(
+    "--site", "site_code", help="Site code; required except for auditor, admin, statistician."
+)
 @click.option("--name", "printed_name", help="Printed name on signatures (default: the username).")
+@click.option("--email", default=None, help="Where safety notifications go (investigators).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @with_appcontext
 def users_create(
-    username: str, role: str, site_code: str | None, printed_name: str | None, password_stdin: bool
+    username: str,
+    role: str,
+    site_code: str | None,
+    printed_name: str | None,
+    email: str | None,
+    password_stdin: bool,
 ) -> None:
     """Create USERNAME with ROLE; the password is prompted for, or read from stdin. It is
     temporary: the user chooses their own at the first sign-in, before signing or using the
@@ -241,6 +251,7 @@ def users_create(
                 password=password,
                 printed_name=printed_name or username,
                 site=site,
+                email=email,
             )
             click.echo(
                 f"User {user.username} created ({user.role}{', ' + site.code if site else ''}); "
@@ -830,3 +841,43 @@ class _UnblindedReader:
     id = 0
     role = "statistician"
     site_id = None
+
+
+# --- notify (issue 17) -----------------------------------------------------------------------
+
+
+@click.group(cls=AppGroup)
+def notify() -> None:
+    """Safety notifications by e-mail."""
+
+
+@notify.command("send")
+@click.option("--loop", is_flag=True, help="Keep sending until stopped (a worker).")
+@click.option("--interval", default=30, show_default=True, help="Seconds between passes.")
+@with_appcontext
+def notify_send(loop: bool, interval: int) -> None:
+    """Queue the notices of overdue serious reports, then send every message that is due
+    through TRACKER_SMTP_HOST; failures are retried with a growing delay."""
+    import time
+
+    from tracker.config import load_settings
+    from tracker.notifications.services import WORKER, send_due, smtp_mailer
+    from tracker.safety.services import queue_overdue_report_notices
+
+    smtp = load_settings().smtp
+    if smtp is None:
+        _fail("TRACKER_SMTP_HOST is not set: the messages stay in the outbox.")
+    assert smtp is not None
+    database = _database()
+    mailer = smtp_mailer(smtp)
+    while True:
+        with database.session_scope() as db:
+            queued = queue_overdue_report_notices(db, WORKER)
+        result = send_due(database.session_scope, mailer, smtp)
+        click.echo(
+            f"{queued} queued; {result.sent} sent, {result.retried} to retry, "
+            f"{result.failed} failed."
+        )
+        if not loop:
+            return
+        time.sleep(interval)

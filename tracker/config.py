@@ -24,6 +24,44 @@ class ConfigError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class SmtpSettings:
+    """Where the safety notifications are sent from (``TRACKER_SMTP_*``); None: not set up,
+    and the outbox keeps every message until it is."""
+
+    host: str
+    port: int = 25
+    username: str = ""
+    password: str = ""
+    sender: str = "tracker@localhost"
+    starttls: bool = False
+    timeout_seconds: int = 10
+    base_url: str = ""  # TRACKER_BASE_URL: links in the messages
+
+
+def _smtp(environ: dict[str, str]) -> SmtpSettings | None:
+    host = environ.get("TRACKER_SMTP_HOST", "").strip()
+    if not host:
+        return None
+    starttls = environ.get("TRACKER_SMTP_STARTTLS", "").strip().lower()
+    if starttls not in ("", "0", "1", "true", "false", "yes", "no"):
+        raise ConfigError(f"TRACKER_SMTP_STARTTLS must be true or false, not {starttls!r}")
+    username = environ.get("TRACKER_SMTP_USERNAME", "")
+    password = environ.get("TRACKER_SMTP_PASSWORD", "")
+    if bool(username) != bool(password):
+        raise ConfigError("TRACKER_SMTP_USERNAME and TRACKER_SMTP_PASSWORD go together")
+    return SmtpSettings(
+        host=host,
+        port=_int(environ, "TRACKER_SMTP_PORT", 25),
+        username=username,
+        password=password,
+        sender=environ.get("TRACKER_SMTP_FROM", "tracker@localhost").strip(),
+        starttls=starttls in ("1", "true", "yes"),
+        timeout_seconds=_int(environ, "TRACKER_SMTP_TIMEOUT", 10),
+        base_url=environ.get("TRACKER_BASE_URL", "").strip().rstrip("/"),
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     env: str
     database_url: str
@@ -44,6 +82,7 @@ class Settings:
     audit_checkpoint_minutes: int = 5
     # Trusted reverse-proxy hops in front of the app (0: the peer address is the client's).
     proxy_fix: int = 0
+    smtp: SmtpSettings | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -273,6 +312,7 @@ def load_settings(
         audit_checkpoint_dir=checkpoint_dir,
         audit_checkpoint_minutes=_int(env_vars, "TRACKER_AUDIT_CHECKPOINT_MINUTES", 5),
         proxy_fix=_hops(env_vars),
+        smtp=_smtp(env_vars),
         extra={
             # Several installations may share one Redis: each counts under its own prefix.
             "RATELIMIT_KEY_PREFIX": env_vars.get("TRACKER_RATELIMIT_KEY_PREFIX", "tracker"),

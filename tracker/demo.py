@@ -143,6 +143,11 @@ def _load(database: Database, actor: Actor) -> str:
                 site=sites[site_code] if site_code else None,
                 # A demonstration's logins are printed for whoever installed it to try.
                 temporary=False,
+                # Safety notifications queue for the investigator (the .invalid domain
+                # never delivers: a demo sends nothing anywhere).
+                email=f"{username}@{site_code.lower()}.demo.invalid"
+                if role == "investigator" and site_code
+                else None,
             )
             lines.append(
                 f"  {username:<14} {password:<22} {role}{' at ' + site_code if site_code else ''}"

@@ -10,6 +10,7 @@ from tracker.dosing.models import (
     VitalSignReading,
 )
 from tracker.notes.models import Note
+from tracker.notifications.models import Notification
 from tracker.outcomes.models import Assessment, MissedTimepoint
 from tracker.participants.models import (
     ChecklistAnswer,
@@ -63,6 +64,7 @@ __all__ = [
     "LossReport",
     "MissedTimepoint",
     "Note",
+    "Notification",
     "Participant",
     "PregnancyTest",
     "ProtocolDeviation",

@@ -177,3 +177,26 @@ def test_the_admin_chooses_the_protocol_new_enrolments_use(
         data={"csrf_token": csrf_token(client, "/admin/protocols"), "protocol": "nope.toml"},
     )
     assert unknown.status_code == 400
+
+
+def test_admin_sets_the_address_safety_notifications_go_to(
+    client: FlaskClient, signed_in, user_factory, db_session: Session
+) -> None:
+    investigator = user_factory("investigator")
+    db_session.commit()
+    signed_in("admin")
+    page = f"/admin/users/{investigator.id}"
+    assert "no safety notification reaches this user" in client.get(page).get_data(as_text=True)
+    bad = client.post(
+        f"{page}/email", data={"csrf_token": csrf_token(client, page), "email-email": "not-mail"}
+    )
+    assert bad.status_code == 400 and "is not an e-mail address" in bad.get_data(as_text=True)
+    good = client.post(
+        f"{page}/email",
+        data={"csrf_token": csrf_token(client, page), "email-email": "PI@Site.test"},
+    )
+    assert good.status_code == 302
+    db_session.refresh(investigator)
+    assert investigator.email == "pi@site.test"
+    event = _last_event(db_session)
+    assert event.action == "user.email_change" and event.new_values == {"email": "pi@site.test"}

@@ -41,6 +41,21 @@ class UserCreateForm(NewPasswordMixin, _RoleSiteMixin, FlaskForm):
         validators=[DataRequired(), Length(max=200)],
         description="The name printed on this user's electronic signatures.",
     )
+    email = StringField(
+        "E-mail",
+        validators=[Length(max=254)],
+        description="Where safety notifications go (investigators); may be left empty.",
+        render_kw={"type": "email", "autocomplete": "off"},
+    )
+
+
+class EmailForm(FlaskForm):
+    email = StringField(
+        "E-mail",
+        validators=[Length(max=254)],
+        description="Where this user's safety notifications go (investigators); empty: none.",
+        render_kw={"type": "email", "autocomplete": "off"},
+    )
 
 
 class RoleChangeForm(_RoleSiteMixin, FlaskForm):

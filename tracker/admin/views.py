@@ -9,6 +9,7 @@ from flask_wtf import FlaskForm
 from tracker.admin.forms import (
     NO_SITE,
     ActiveForm,
+    EmailForm,
     ProtocolActivateForm,
     ResetPasswordForm,
     RoleChangeForm,
@@ -65,6 +66,7 @@ def user_create() -> ResponseReturnValue:
                 password=form.new_password.data or "",
                 printed_name=form.printed_name.data or "",
                 site=_chosen_site(form.site.data),
+                email=form.email.data,
             )
         except DomainError as error:
             _form_error(form, error)
@@ -93,6 +95,7 @@ def _render_detail(
     active_form: ActiveForm,
     reset_form: ResetPasswordForm,
     status: int = 200,
+    email_form: EmailForm | None = None,
 ) -> ResponseReturnValue:
     return render_template(
         "admin/user_detail.html",
@@ -100,7 +103,24 @@ def _render_detail(
         role_form=role_form,
         active_form=active_form,
         reset_form=reset_form,
+        email_form=email_form or EmailForm(prefix="email", data={"email": user.email or ""}),
     ), status
+
+
+@bp.route("/users/<int:user_id>/email", methods=["POST"])
+@requires(Permission.USERS_MANAGE)
+def user_set_email(user_id: int) -> ResponseReturnValue:
+    user = users.get_user(get_db(), user_id)
+    form = EmailForm(prefix="email")
+    if form.validate_on_submit():
+        try:
+            users.set_email(get_db(), current_actor(), user, form.email.data)
+        except DomainError as error:
+            _form_error(form, error)
+        else:
+            flash(f"{user.username}'s e-mail address is {user.email or 'removed'}.", "success")
+            return redirect(url_for("admin.user_detail", user_id=user.id))
+    return _render_detail(user, *_detail_forms(user), status=400, email_form=form)
 
 
 @bp.route("/users/<int:user_id>")

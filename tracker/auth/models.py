@@ -46,6 +46,8 @@ class User(Base):
     # Set by an admin (create or reset): its owner must replace it before signing or using
     # the API, so nobody signs with a password someone else chose.
     password_temporary: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # Where the safety notifications of the user's site are sent (investigators).
+    email: Mapped[str | None] = mapped_column(sa.String(254))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     site: Mapped[Site | None] = relationship(lazy="joined", innerjoin=False)

@@ -46,6 +46,7 @@ def _user_values(user: User) -> dict[str, object]:
         "role": user.role,
         "site": user.site.code if user.site else None,
         "is_active": user.is_active,
+        "email": user.email,
     }
 
 
@@ -102,12 +103,14 @@ def create_user(
     printed_name: str,
     site: Site | None = None,
     temporary: bool = True,
+    email: str | None = None,
 ) -> User:
     """Create a user; every problem with the input is reported at once. The password is
     temporary unless said otherwise: whoever chose it is not the user (SPEC §6)."""
     username = username.strip().lower()
     printed_name = " ".join(printed_name.split())
-    problems = []
+    problems: list[str] = []
+    email = _email(email, problems)
     if not USERNAME.match(username):
         problems.append(
             "The username must be 3 to 64 characters: lower-case letters, digits, '.', '_' or '-',"
@@ -129,10 +132,40 @@ def create_user(
         printed_name=printed_name,
         password_hash=hash_password(password),
         password_temporary=temporary,
+        email=email,
     )
     db.add(user)
     db.flush()
     record_event(db, actor, "user.create", "user", user.id, new=_user_values(user))
+    return user
+
+
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+
+
+def _email(value: str | None, problems: list[str]) -> str | None:
+    text = (value or "").strip()
+    if not text:
+        return None
+    if len(text) > 254 or not EMAIL.match(text):
+        problems.append(f"{text!r} is not an e-mail address.")
+    return text.lower()
+
+
+def set_email(db: Session, actor: Actor, user: User, email: str | None) -> User:
+    """The address the user's safety notifications go to (an admin sets it); empty: none."""
+    problems: list[str] = []
+    clean = _email(email, problems)
+    if problems:
+        raise InvalidInput("The e-mail address was not changed: " + " ".join(problems), problems)
+    if clean == user.email:
+        return user
+    old = user.email
+    user.email = clean
+    db.flush()
+    record_event(
+        db, actor, "user.email_change", "user", user.id, old={"email": old}, new={"email": clean}
+    )
     return user
 
 

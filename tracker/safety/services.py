@@ -7,12 +7,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from tracker.audit.services import Actor, record_event
 from tracker.auth.models import User
 from tracker.db import utcnow
 from tracker.errors import NotFound
+from tracker.notifications import services as notifications
 from tracker.participants import queries as participant_queries
 from tracker.participants.models import Participant
 from tracker.participants.recording import (
@@ -164,11 +166,28 @@ def record_adverse_event(
         },
     )
     if serious:
-        place_on_automatic_hold(
+        held = place_on_automatic_hold(
             db,
             actor,
             participant,
             f"serious adverse event #{row.id} ({row.term}, grade {grade})",
+        )
+        assert row.report_due_at is not None
+        notifications.queue(
+            db,
+            actor,
+            site_id=participant.site_id,
+            kind="serious_adverse_event",
+            key=f"adverse_event:{row.id}",
+            participant_id=participant.id,
+            subject=f"[tracker] Serious adverse event: {participant.study_id}",
+            body=(
+                f"A serious adverse event (#{row.id}, grade {grade}) was recorded for "
+                f"participant {participant.study_id} at {utc(row.recorded_at)}."
+                + (" The participant is on an automatic safety hold." if held else "")
+                + f"\nThe report is due by {utc(row.report_due_at)}; an investigator "
+                "assesses the event."
+            ),
         )
     return row
 
@@ -321,8 +340,64 @@ def record_suicidality_screen(
         },
     )
     if positive:
-        place_on_automatic_hold(db, actor, participant, f"positive suicidality screen #{row.id}")
+        held = place_on_automatic_hold(
+            db, actor, participant, f"positive suicidality screen #{row.id}"
+        )
+        notifications.queue(
+            db,
+            actor,
+            site_id=participant.site_id,
+            kind="positive_suicidality_screen",
+            key=f"suicidality_screen:{row.id}",
+            participant_id=participant.id,
+            subject=f"[tracker] Positive suicidality screen: {participant.study_id}",
+            body=(
+                f"A suicidality screen (#{row.id}) of participant {participant.study_id} was "
+                f"positive at {utc(row.recorded_at)}."
+                + (" The participant is on an automatic safety hold." if held else "")
+                + "\nAn investigator reviews the participant now."
+            ),
+        )
     return row
+
+
+def queue_overdue_report_notices(db: Session, actor: Actor) -> int:
+    """Each serious adverse event past its report deadline and not reported: its site's
+    investigators are told once. Returns how many messages were queued."""
+    overdue = db.execute(
+        sa.select(AdverseEvent, Participant)
+        .join(Participant, Participant.id == AdverseEvent.participant_id)
+        .where(
+            AdverseEvent.serious.is_(True),
+            AdverseEvent.reported_at.is_(None),
+            AdverseEvent.report_due_at < utcnow(),
+        )
+        .order_by(AdverseEvent.id)
+    ).all()
+    queued = 0
+    for event, participant in overdue:
+        assert event.report_due_at is not None
+        queued += len(
+            notifications.queue(
+                db,
+                actor,
+                site_id=participant.site_id,
+                kind="serious_report_overdue",
+                key=f"adverse_event_overdue:{event.id}",
+                participant_id=participant.id,
+                subject=f"[tracker] Serious adverse event report overdue: {participant.study_id}",
+                body=(
+                    f"The report of serious adverse event #{event.id} of participant "
+                    f"{participant.study_id} was due by {utc(event.report_due_at)} and is not "
+                    "recorded as sent."
+                ),
+            )
+        )
+    return queued
+
+
+def utc(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 def record_pregnancy_test(
