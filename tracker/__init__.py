@@ -70,6 +70,9 @@ def create_app(
     from tracker.protocol.accountability import dispensing_number
 
     app.jinja_env.globals["dispensing_number"] = dispensing_number
+    from tracker.pages import refusal_anchor
+
+    app.jinja_env.globals["refusal_anchor"] = refusal_anchor
 
     database.init_app(app, settings.database_url)
     _init_checkpoints(app, settings)

@@ -129,6 +129,13 @@ def test_a_therapist_records_a_dosing_session(
     refusals = page.locator(".dose-refusals li")
     expect(refusals.first).to_be_visible()
     expect(page.locator("#dose-form")).to_contain_text("threshold")
+    # The reason is where the user looks: in the first screen, with the focus on it, and the
+    # page's top says so and links to it.
+    reasons = page.locator("#dose-refused")
+    expect(reasons).to_be_in_viewport()
+    expect(reasons).to_be_focused()
+    expect(page.locator(".refusal-summary")).to_contain_text("Not saved.")
+    expect(page.locator(".refusal-summary a")).to_have_attribute("href", "#dose-refused")
     screenshot(page, "03-supplemental-refused")
 
     # The alert is acknowledged with a note.

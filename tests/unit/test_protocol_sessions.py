@@ -73,15 +73,15 @@ def test_every_problem_of_a_change_is_reported_at_once() -> None:
         )
     )
     assert problems == [
-        "started_at cannot be in the future.",
-        "ended_at must be after started_at.",
+        "The start cannot be in the future.",
+        "The end must be after the start.",
         "Readings or doses were recorded before that start time.",
     ]
     assert session_change_problems(_change(new_status="finished")) == [
-        "status must be one of scheduled, completed, cancelled, missed."
+        "The status is one of scheduled, completed, cancelled, missed."
     ]
     assert session_change_problems(_change(new_status="completed")) == [
-        "A completed session needs started_at and ended_at."
+        "A completed session needs its start and its end."
     ]
     start = NOW - timedelta(hours=4)
     assert (

@@ -246,7 +246,7 @@ def test_session_record_form_completes_and_refuses_an_end_before_the_start(
         },
     )
     assert backwards.status_code == 400
-    assert "ended_at must be after started_at." in _text(backwards)
+    assert "The end must be after the start." in _text(backwards)
     done = _post(
         client,
         page,
@@ -424,7 +424,7 @@ def test_side_effects_pregnancy_tests_and_participant_notes(
             "side-resolved_at": _at(onset - timedelta(hours=1)),
         },
     )
-    assert backwards.status_code == 400 and "resolved_at must not be before onset_at" in _text(
+    assert backwards.status_code == 400 and "The resolution cannot be before the onset" in _text(
         backwards
     )
     done = _post(
@@ -537,7 +537,7 @@ def test_adverse_events_assessment_follow_up_and_the_dashboard(
         f"{event_page}/follow-up",
         {"follow-outcome": "ongoing", "follow-reported_at": _at(onset - timedelta(hours=1))},
     )
-    assert early.status_code == 400 and "reported_at cannot be before" in _text(early)
+    assert early.status_code == 400 and "The report cannot be before" in _text(early)
     clock.travel(timedelta(minutes=2))
     reported = _post(
         investigator,

@@ -54,7 +54,7 @@ def _require_dosing_in_progress(row: TherapySession, moment: datetime, what: str
     if row.status in (SessionStatus.CANCELLED, SessionStatus.MISSED):
         problems.append(f"The session is {row.status}.")
     if row.started_at is None:
-        problems.append("Start the session (started_at) before recording in it.")
+        problems.append("Start the session (give its start) before recording in it.")
     elif moment < row.started_at:
         problems.append(
             f"{what} at {moment:%H:%M} is before the session started ({row.started_at:%H:%M})."
@@ -143,8 +143,8 @@ def record_dose(
     try:
         dose_kind = DoseKind(kind)
     except ValueError:
-        raise InvalidInput(f"kind must be initial or supplemental, not {kind!r}.") from None
-    not_future(administered_at, "administered_at", problems)
+        raise InvalidInput(f"A dose is initial or supplemental, not {kind!r}.") from None
+    not_future(administered_at, "The time of the dose", problems)
     problems += _require_dosing_in_progress(row, administered_at, "A dose")
     justification = text_field(breach_justification, "The justification", problems, required=False)
     if justification and actor.role != Role.INVESTIGATOR.value:
@@ -231,7 +231,7 @@ def record_vital_signs(
     require_role(actor, *RECORDING_ROLES)
     require_open(participant_of(db, row), RecordKind.VITAL_SIGNS)
     problems: list[str] = []
-    not_future(measured_at, "measured_at", problems)
+    not_future(measured_at, "The time of the reading", problems)
     problems += _require_dosing_in_progress(row, measured_at, "A reading")
     problems += reading_problems(systolic, diastolic, heart_rate, temperature_c)
     raise_problems(problems, "The reading was not recorded")

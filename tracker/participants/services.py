@@ -114,10 +114,10 @@ def enrol_participant(
     this_year = (today or utcnow().date()).year
     problems = []
     if sex not in SEX_VALUES:
-        problems.append(f"sex must be one of {', '.join(SEX_VALUES)}.")
+        problems.append(f"The sex is one of {', '.join(SEX_VALUES)}.")
     if not (MIN_YEAR_OF_BIRTH <= year_of_birth <= this_year - 18):
         problems.append(
-            f"year_of_birth must be between {MIN_YEAR_OF_BIRTH} and {this_year - 18} (adults only)."
+            f"The year of birth is between {MIN_YEAR_OF_BIRTH} and {this_year - 18} (adults only)."
         )
     problems += childbearing_problems(sex, childbearing_potential)
     if problems:

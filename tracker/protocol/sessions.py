@@ -66,18 +66,18 @@ def session_change_problems(change: SessionChange) -> list[str]:
     try:
         new_status = SessionStatus(change.new_status)
     except ValueError:
-        problems.append(f"status must be one of {', '.join(SessionStatus)}.")
+        problems.append(f"The status is one of {', '.join(SessionStatus)}.")
         new_status = change.status
     start, end = change.started_at, change.ended_at
-    for name, moment in (("started_at", start), ("ended_at", end)):
+    for name, moment in (("The start", start), ("The end", end)):
         if moment is not None and moment > change.now:
             problems.append(f"{name} cannot be in the future.")
     if end is not None and start is None:
-        problems.append("A session cannot end before it has started (set started_at).")
+        problems.append("A session cannot end before it has started: give its start.")
     if end is not None and start is not None and end <= start:
-        problems.append("ended_at must be after started_at.")
+        problems.append("The end must be after the start.")
     if new_status in TIMED_STATUSES and (start is None or end is None):
-        problems.append(f"A {new_status} session needs started_at and ended_at.")
+        problems.append(f"A {new_status} session needs its start and its end.")
     if new_status not in STATUS_MOVES[change.status]:
         problems.append(f"The session is already {change.status}; its status cannot change.")
     if change.recorded_from is not None and start is not None and change.recorded_from < start:

@@ -57,10 +57,10 @@ def record_side_effect(
     term_text = text_field(term, "The term", problems, limit=MAX_TERM)
     if severity not in {s.value for s in Severity}:
         problems.append("severity must be mild, moderate or severe.")
-    not_future(onset_at, "onset_at", problems)
-    not_future(resolved_at, "resolved_at", problems)
+    not_future(onset_at, "The onset", problems)
+    not_future(resolved_at, "The resolution", problems)
     if resolved_at is not None and resolved_at < onset_at:
-        problems.append("resolved_at must not be before onset_at.")
+        problems.append("The resolution cannot be before the onset.")
     raise_problems(problems, "The side effect was not recorded")
     check_session_of_participant(db, participant, session_id)
     row = SideEffect(
@@ -113,10 +113,10 @@ def record_adverse_event(
     term_text = text_field(term, "The term", problems, limit=MAX_TERM)
     text = text_field(description, "The description", problems, required=False)
     aware = aware_at or utcnow()
-    not_future(onset_at, "onset_at", problems)
-    not_future(aware, "aware_at", problems)
+    not_future(onset_at, "The onset", problems)
+    not_future(aware, "The time the site became aware", problems)
     if aware < onset_at:
-        problems.append("aware_at cannot be before onset_at.")
+        problems.append("The site cannot have become aware before the onset.")
     if not isinstance(grade, int) or not 1 <= grade <= 5:
         problems.append("grade must be a CTCAE grade from 1 to 5.")
     known = {c.value for c in SeriousCriterion}
@@ -250,14 +250,14 @@ def update_adverse_event(
         problems.append(
             "outcome must be one of " + ", ".join(o.value for o in AdverseEventOutcome) + "."
         )
-    not_future(resolved_at, "resolved_at", problems)
-    not_future(reported_at, "reported_at", problems)
+    not_future(resolved_at, "The resolution", problems)
+    not_future(reported_at, "The report", problems)
     if resolved_at is not None and resolved_at < event.onset_at:
-        problems.append("resolved_at must not be before onset_at.")
+        problems.append("The resolution cannot be before the onset.")
     if reported_at is not None and not event.serious:
         problems.append("Only a serious adverse event has an expedited report.")
     if reported_at is not None and reported_at < event.aware_at:
-        problems.append("reported_at cannot be before the site became aware of the event.")
+        problems.append("The report cannot be before the site became aware of the event.")
     raise_problems(problems, "The adverse event was not changed")
     old = {
         "outcome": event.outcome,
@@ -307,7 +307,7 @@ def record_suicidality_screen(
     require_open(participant, RecordKind.SUICIDALITY_SCREEN)
     problems: list[str] = []
     moment = screened_at or utcnow()
-    not_future(moment, "screened_at", problems)
+    not_future(moment, "The screen", problems)
     raise_problems(problems, "The screen was not recorded")
     check_session_of_participant(db, participant, session_id)
     positive = suicidality_positive(ideation, intent, plan, behaviour)
@@ -413,7 +413,7 @@ def record_pregnancy_test(
     problems: list[str] = []
     if result not in ("negative", "positive"):
         problems.append("result must be negative or positive.")
-    not_future(tested_at, "tested_at", problems)
+    not_future(tested_at, "The test", problems)
     raise_problems(problems, "The pregnancy test was not recorded")
     row = PregnancyTest(
         participant_id=participant.id,

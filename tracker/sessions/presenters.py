@@ -183,8 +183,9 @@ def session_page(
         forms["dose"] = submitted.get("dose") or DoseForm(prefix="dose", formdata=None)
         dispensings = pharmacy_queries.dispensings_for(db, row.id)
         standing = [d for d in dispensings if not d.corrected]
+        # No choice to make with none or one dispensing (the service names the one).
         forms["dose"].dispensing_id.choices = (
-            [] if len(standing) == 1 else [SelectChoice("", "— choose —")]
+            [] if len(standing) <= 1 else [SelectChoice("", "— choose —")]
         ) + [
             SelectChoice(str(d.id), f"{d.number} ({d.use.available_mg:g} mg left)")
             for d in standing

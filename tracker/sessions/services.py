@@ -100,7 +100,7 @@ def schedule_session(
     require_role(actor, *RECORDING_ROLES)
     require_open(participant, RecordKind.SESSION)
     if kind not in SESSION_KINDS:
-        raise InvalidInput(f"kind must be one of {', '.join(SESSION_KINDS)}, not {kind!r}.")
+        raise InvalidInput(f"A session's kind is one of {', '.join(SESSION_KINDS)}, not {kind!r}.")
     state = State(participant.state)
     allowed = SESSION_KIND_FOR_STATE.get(state)
     if allowed != kind:
