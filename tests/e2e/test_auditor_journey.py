@@ -142,7 +142,7 @@ def test_auditor_proves_and_disproves_compliance(
     filters.get_by_label("Failures only").check()
     filters.get_by_role("button", name="Apply").click()
     expect(page).to_have_url(re.compile(r"check=C10.*failures=1"))
-    participants = page.get_by_role("region", name="Participants with failures of C10")
+    participants = page.get_by_role("region", name="Participants with failures of C10", exact=True)
     expect(participants).to_contain_text(study.failing)
     expect(participants).not_to_contain_text(study.compliant)
     expect(participants.get_by_role("row").filter(has_text=study.failing)).to_contain_text("C10")

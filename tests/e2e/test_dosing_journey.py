@@ -86,7 +86,7 @@ def test_a_therapist_records_a_dosing_session(
     page.goto("/login")
     sign_in(page, therapists[0])
     expect(page.get_by_role("heading", name="My participants")).to_be_visible()
-    expect(page.get_by_role("region", name="My participants")).to_contain_text(study_id)
+    expect(page.get_by_role("region", name="My participants", exact=True)).to_contain_text(study_id)
     page.get_by_role("link", name=study_id).first.click()
 
     # Schedule the dosing session from the participant page, then start it.
@@ -117,7 +117,7 @@ def test_a_therapist_records_a_dosing_session(
     # A reading breaches the systolic threshold: the alert shows.
     _wait(page, 15)
     _reading(page, 165, 96, 104)
-    alerts = page.get_by_role("region", name=re.compile("Vital-sign alerts"))
+    alerts = page.get_by_role("region", name=re.compile("^Vital-sign alerts"))
     expect(alerts).to_contain_text("1 open")
     expect(alerts).to_contain_text("Systolic 165")
     expect(page.locator(".readings-table tr.breach")).to_have_count(1)
@@ -178,4 +178,4 @@ def test_a_therapist_records_a_dosing_session(
     vitals.screenshot(path=str(completed).replace("05-session-completed", "06-vitals-chart"))
 
     page.goto(f"/participants/{participant_id}")
-    expect(page.get_by_role("region", name="Sessions")).to_contain_text("completed")
+    expect(page.get_by_role("region", name="Sessions", exact=True)).to_contain_text("completed")
