@@ -68,7 +68,9 @@ def test_screening_to_preparation(
     _sign_in_at(page, coordinator.username)
     detail_url = _enrol(page, therapist.username, screenshot)
     study_id = page.get_by_role("heading", level=1).inner_text().split()[0]
-    expect(page.get_by_role("region", name="Therapists", exact=True)).to_contain_text(therapist.username)
+    expect(page.get_by_role("region", name="Therapists", exact=True)).to_contain_text(
+        therapist.username
+    )
     _fill_checklist(page, {"bipolar_ii": "Diagnosed 2015; stable, no episode in 5 years."})
     screenshot(page, "02-checklist-filled")
     page.get_by_role("button", name="Save checklist").click()
