@@ -143,7 +143,8 @@ def test_pages_cost_the_same_statements_at_every_size(
 # login session and its last-seen update). A page that needs more fails here; one that needs
 # fewer should lower its entry.
 PINNED = {
-    "dashboard (coordinator)": 10,
+    # + the week's sessions and those left open, in one read (issue 17's work queue).
+    "dashboard (coordinator)": 11,
     "dashboard (auditor)": 10,
     "participant list": 4,
     "participant list, last page": 7,
@@ -154,7 +155,9 @@ PINNED = {
 }
 # The issue's goal. The participant page shows fifteen kinds of record (the guards decide on
 # most of them), one indexed read each: docs/benchmarks.md says what merging them would need.
-OVER_GOAL = {"participant page"}
+# The site staff's dashboard: one read over the goal for the week's sessions and the ones
+# left open; merging it with the screening work list would trade an indexed read for a scan.
+OVER_GOAL = {"participant page", "dashboard (coordinator)"}
 
 
 @pytest.mark.parametrize("page", sorted(PINNED))

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 
+from tracker.audit.services import record_event
 from tracker.auth.signin import current_actor
-from tracker.db import get_db
+from tracker.db import get_db, utcnow, write_unit
 from tracker.pages import attempt, signed_in_user, yes
 from tracker.participants.models import Participant
-from tracker.safety import presenters, services
+from tracker.safety import presenters, queries, services
 from tracker.safety.forms import (
     AdverseEventAssessmentForm,
     AdverseEventFollowUpForm,
@@ -23,6 +24,7 @@ from tracker.safety.forms import (
     SideEffectForm,
     SuicidalityScreenForm,
 )
+from tracker.safety.models import AdverseEvent
 from tracker.security import Permission, requires
 from tracker.sessions.views import (
     back_to_participant,
@@ -32,6 +34,7 @@ from tracker.sessions.views import (
     render_session,
     therapy_session_for_page,
 )
+from tracker.spreadsheet import csv_lines
 
 bp = Blueprint("safety", __name__)
 
@@ -167,6 +170,88 @@ def _event_page(
     submitted = {key: form} if key and form is not None else {}
     context = presenters.adverse_event_page(get_db(), participant, event, submitted)
     return render_template("safety/adverse_event.html", **context), status
+
+
+LOG_COLUMNS = (
+    "event",
+    "study_id",
+    "site",
+    "term",
+    "grade",
+    "serious",
+    "serious_criteria",
+    "onset_at",
+    "aware_at",
+    "outcome",
+    "resolved_at",
+    "report_due_at",
+    "reported_at",
+    "relatedness",
+    "expected",
+    "assessed_at",
+)
+
+
+def _log_row(event: AdverseEvent, participant: Participant, site: str) -> list[object]:
+    return [
+        event.id,
+        participant.study_id,
+        site,
+        event.term,
+        event.grade,
+        "yes" if event.serious else "no",
+        "; ".join(event.serious_criteria or []),
+        event.onset_at.isoformat(),
+        event.aware_at.isoformat(),
+        event.outcome,
+        event.resolved_at.isoformat() if event.resolved_at else "",
+        event.report_due_at.isoformat() if event.report_due_at else "",
+        event.reported_at.isoformat() if event.reported_at else "",
+        event.relatedness or "",
+        "" if event.expected is None else ("yes" if event.expected else "no"),
+        event.assessed_at.isoformat() if event.assessed_at else "",
+    ]
+
+
+@bp.route("/adverse-events/")
+@requires(Permission.PARTICIPANTS_VIEW)
+def adverse_event_log() -> ResponseReturnValue:
+    """Every adverse event the user may see, to filter and sort (server-side), and as CSV."""
+    flt = queries.EventLogFilter.from_args(request.args)
+    rows = queries.adverse_event_log(get_db(), signed_in_user(), flt)
+    return render_template(
+        "safety/adverse_events.html",
+        rows=rows,
+        flt=flt,
+        args=request.args,
+        now=utcnow(),
+        limit=500,
+    )
+
+
+@bp.route("/adverse-events.csv")
+@requires(Permission.PARTICIPANTS_VIEW)
+def adverse_event_log_csv() -> ResponseReturnValue:
+    """The log as CSV, every row of the filter (cells neutralised), an audited export."""
+    flt = queries.EventLogFilter.from_args(request.args)
+    db = get_db()
+    rows = queries.adverse_event_log(db, signed_in_user(), flt, limit=None)
+    with write_unit(db) as writes:
+        record_event(
+            writes,
+            current_actor(),
+            "report.export",
+            "adverse_event_log",
+            None,
+            new={"format": "csv", "rows": len(rows), "filters": dict(request.args)},
+        )
+    text = "".join(csv_lines(LOG_COLUMNS, (_log_row(*row) for row in rows)))
+    name = f"adverse-events-{utcnow():%Y%m%dT%H%M%SZ}.csv"
+    return Response(
+        text,
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @bp.route("/adverse-events/<int:event_id>")

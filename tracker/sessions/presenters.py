@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from wtforms.fields.choices import SelectChoice
 
 from tracker.auth.models import User
+from tracker.db import utcnow
 from tracker.dosing import queries as dosing_queries
 from tracker.dosing.forms import AcknowledgeForm, DoseForm, EffectsForm, VitalSignsForm
 from tracker.dosing.presenters import EFFECT_LABELS, vitals_chart
@@ -238,6 +239,13 @@ def dashboard_work(db: Session, user: User) -> dict[str, Any]:
         "alerts": dosing_queries.open_alerts(db, user),
         "therapist_view": user.role == "therapist",
     }
+    # The site's staff act on the week and on what was left open; the auditor reads reports.
+    if user.role in ("coordinator", "investigator", "therapist"):
+        day = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+        week, left_open = queries.week_and_left_open(db, user, day)
+        context["open_too_long"] = left_open
+        if user.role != "therapist":
+            context["week"] = week
     if user.role == "therapist":
         context["my_participants"] = queries.active_participants(db, user)
         context["today"] = queries.sessions_today(db, user)

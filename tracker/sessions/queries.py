@@ -132,3 +132,66 @@ def recorded_span(db: Session, session_id: int) -> tuple[datetime | None, dateti
         earliest += [first] if first is not None else []
         latest += [last] if last is not None else []
     return min(earliest, default=None), max(latest, default=None)
+
+
+# A dosing session is monitored for 8 hours and ended the next morning; one still open after
+# a day was most likely never ended on the record.
+OPEN_TOO_LONG = timedelta(hours=24)
+
+
+def _sessions(
+    db: Session, user: User, condition: sa.ColumnElement[bool], limit: int
+) -> list[tuple[TherapySession, Participant]]:
+    rows = db.execute(
+        sa.select(TherapySession, Participant)
+        .options(without_protocol_text(), sa.orm.raiseload(TherapySession.therapists))
+        .join(Participant, Participant.id == TherapySession.participant_id)
+        .where(*visibility(user), condition)
+        .order_by(TherapySession.scheduled_at, TherapySession.id)
+        .limit(limit)
+    )
+    return [(s, p) for s, p in rows]
+
+
+def _left_open() -> sa.ColumnElement[bool]:
+    return sa.and_(
+        TherapySession.started_at.is_not(None),
+        TherapySession.ended_at.is_(None),
+        TherapySession.status == "scheduled",
+        TherapySession.started_at < utcnow() - OPEN_TOO_LONG,
+    )
+
+
+def sessions_between(
+    db: Session, user: User, start: datetime, end: datetime, limit: int = 200
+) -> list[tuple[TherapySession, Participant]]:
+    """Sessions scheduled in [start, end) of the participants the user can see, in time
+    order (the site schedule)."""
+    return _sessions(
+        db,
+        user,
+        sa.and_(TherapySession.scheduled_at >= start, TherapySession.scheduled_at < end),
+        limit,
+    )
+
+
+def week_and_left_open(
+    db: Session, user: User, start: datetime, limit: int = 200
+) -> tuple[list[tuple[TherapySession, Participant]], list[tuple[TherapySession, Participant]]]:
+    """The dashboard's two lists of sessions in one read: those scheduled in the seven days
+    from ``start``, and those started more than a day ago and never ended (each needs its
+    end recorded, or it holds the participant's record open)."""
+    end = start + timedelta(days=7)
+    in_week = sa.and_(TherapySession.scheduled_at >= start, TherapySession.scheduled_at < end)
+    rows = _sessions(db, user, sa.or_(in_week, _left_open()), limit)
+    cutoff = utcnow() - OPEN_TOO_LONG
+    week = [(s, p) for s, p in rows if start <= s.scheduled_at < end]
+    left_open = [
+        (s, p)
+        for s, p in rows
+        if s.started_at is not None
+        and s.ended_at is None
+        and s.status == "scheduled"
+        and s.started_at < cutoff
+    ]
+    return week, left_open

@@ -11,9 +11,10 @@ whatever was half-done.
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 
@@ -26,7 +27,7 @@ from tracker.participants.models import Participant
 from tracker.participants.views import render_participant
 from tracker.protocol import Role, SessionKind
 from tracker.security import Permission, requires
-from tracker.sessions import presenters, services
+from tracker.sessions import presenters, queries, services
 from tracker.sessions.forms import ScheduleSessionForm, SessionRecordForm
 from tracker.sessions.models import TherapySession
 
@@ -77,6 +78,45 @@ def schedule(participant_id: int) -> ResponseReturnValue:
         return render_participant_records(participant, "schedule", form, status)
     flash(f"{label_of(row.kind)} session of cycle {row.cycle} scheduled.", "success")
     return redirect(url_for("sessions.detail", session_id=row.id))
+
+
+# --- the site schedule ----------------------------------------------------------------------
+
+
+@bp.route("/schedule")
+@requires(Permission.PARTICIPANTS_VIEW)
+def schedule_week() -> ResponseReturnValue:
+    """A week of the site's sessions, one column per day (UTC days), server-rendered;
+    ``?week=2026-W49`` picks the ISO week, this week by default."""
+    today = utcnow().date()
+    raw = request.args.get("week", "")
+    try:
+        year, week = (int(part) for part in raw.split("-W")) if raw else today.isocalendar()[:2]
+        monday = date.fromisocalendar(year, week, 1)
+    except ValueError:
+        abort(400, description="The week is given as YYYY-Www, for example 2026-W49.")
+    start = datetime.combine(monday, time(), tzinfo=UTC)
+    rows = queries.sessions_between(get_db(), signed_in_user(), start, start + timedelta(days=7))
+    days = [
+        (
+            monday + timedelta(days=i),
+            [(s, p) for s, p in rows if s.scheduled_at.date() == monday + timedelta(days=i)],
+        )
+        for i in range(7)
+    ]
+
+    def label(day: date) -> str:
+        iso = day.isocalendar()
+        return f"{iso[0]}-W{iso[1]:02d}"
+
+    return render_template(
+        "sessions/schedule.html",
+        days=days,
+        week=label(monday),
+        previous=label(monday - timedelta(days=7)),
+        following=label(monday + timedelta(days=7)),
+        today=today,
+    )
 
 
 # --- the session page -----------------------------------------------------------------------

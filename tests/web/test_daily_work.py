@@ -1,0 +1,110 @@
+"""The study team's day (issue 17): the adverse-event log filters, sorts and exports (an
+audited CSV with neutralised cells); the site schedule shows a week by day; the dashboard
+flags a session left open and lists the week's sessions."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from tracker import clock
+from tracker.audit.models import AuditEvent
+from tracker.histories import protocol_history, run_histories
+from tracker.participants.models import Participant
+from tracker.safety import services as safety
+from tracker.sessions import services as session_services
+from tracker.sessions.models import TherapySession
+
+
+def _study(db: Session, team) -> list[Participant]:  # type: ignore[no-untyped-def]
+    rng = random.Random(5)
+    run_histories(
+        [
+            protocol_history(db, team, rng, "completed", serious_event_in_cycle=1),
+            protocol_history(db, team, rng, "integration"),
+        ]
+    )
+    participants = list(db.scalars(sa.select(Participant).order_by(Participant.id)))
+    safety.record_adverse_event(
+        db,
+        team.as_coordinator,
+        participants[1],
+        term='=HYPERLINK("x")',
+        grade=1,
+        serious=False,
+        onset_at=clock.now() - timedelta(hours=3),
+    )
+    db.commit()
+    return participants
+
+
+def test_the_adverse_event_log_filters_sorts_and_exports(
+    client: FlaskClient, db_session: Session, team, signed_in
+) -> None:  # type: ignore[no-untyped-def]
+    participants = _study(db_session, team)
+    signed_in("investigator")
+    everything = client.get("/adverse-events/")
+    assert everything.status_code == 200
+    page = everything.get_data(as_text=True)
+    assert participants[0].study_id in page and participants[1].study_id in page
+    serious = client.get("/adverse-events/?serious=yes").get_data(as_text=True)
+    assert "HYPERLINK" not in serious and participants[0].study_id in serious
+    by_grade = client.get("/adverse-events/?sort=grade&order=asc").get_data(as_text=True)
+    assert by_grade.index("HYPERLINK") < by_grade.index('badge-bad">serious')
+    assert client.get("/adverse-events/?sort=nonsense&min_grade=9").status_code == 200
+
+    exported = client.get("/adverse-events.csv?serious=no")
+    assert exported.status_code == 200 and exported.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
+    assert [r["term"] for r in rows] == ['\'=HYPERLINK("x")']  # neutralised for spreadsheets
+    assert rows[0]["serious"] == "no" and rows[0]["study_id"] == participants[1].study_id
+    event = db_session.scalar(sa.select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1))
+    assert event.action == "report.export" and event.entity_type == "adverse_event_log"
+    assert event.new_values["rows"] == 1
+
+
+def test_the_schedule_and_the_dashboard_show_the_week_and_what_was_left_open(
+    client: FlaskClient, db_session: Session, team, signed_in
+) -> None:  # type: ignore[no-untyped-def]
+    participants = _study(db_session, team)
+    later = clock.now() + timedelta(days=2)
+    upcoming = session_services.schedule_session(
+        db_session,
+        team.as_coordinator,
+        participants[1],
+        kind="integration",
+        scheduled_at=later,
+        therapists=[t.username for t in team.therapists],
+    )
+    left_open = session_services.schedule_session(
+        db_session,
+        team.as_coordinator,
+        participants[1],
+        kind="integration",
+        scheduled_at=clock.now() - timedelta(days=9),
+        therapists=[t.username for t in team.therapists],
+    )
+    session_services.update_session(
+        db_session, team.as_therapist(), left_open, started_at=clock.now() - timedelta(days=9)
+    )
+    db_session.commit()
+    signed_in("coordinator")
+    dashboard = client.get("/").get_data(as_text=True)
+    assert "Sessions open for more than a day" in dashboard
+    assert f"/sessions/{left_open.id}" in dashboard.split("Sessions open for more than a day")[1]
+    assert f"/sessions/{upcoming.id}" in dashboard.split("This week's sessions")[1]
+
+    iso = later.isocalendar()
+    week = client.get(f"/schedule?week={iso[0]}-W{iso[1]:02d}")
+    assert week.status_code == 200
+    text = week.get_data(as_text=True)
+    assert later.strftime("%a %d %b") in text and f"/sessions/{upcoming.id}" in text
+    assert client.get("/schedule?week=2026-W99").status_code == 400
+    assert client.get("/schedule?week=soon").status_code == 400
+    assert db_session.get(TherapySession, left_open.id).ended_at is None
