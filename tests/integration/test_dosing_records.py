@@ -479,3 +479,34 @@ def test_complete_protocol_needs_the_third_cycle(db_session: Session, team) -> N
         )
     assert db_session.scalar(sa.select(sa.func.count()).select_from(TherapySession)) > 0
     simple_session(db_session, team, participant, "integration")
+
+
+def test_a_reading_days_after_the_start_needs_its_time_confirmed(
+    db_session: Session, team, dosing
+) -> None:  # type: ignore[no-untyped-def]
+    """A mistyped date is the likelier story: refused with the figures until confirmed, then
+    kept in the table but out of the chart's first day, which stays readable."""
+    from tracker.dosing.presenters import vitals_chart
+    from tracker.dosing.queries import dosing_record
+
+    participant, row, start = dosing
+    _vitals(db_session, team, row, start + timedelta(minutes=10))
+    clock.travel(timedelta(days=9))
+    late = clock.now() - timedelta(minutes=1)
+    with pytest.raises(InvalidInput, match=r"9 days .* after the session started .* confirm it"):
+        _vitals(db_session, team, row, late)
+    reading = dosing_services.record_vital_signs(
+        db_session,
+        team.as_therapist(),
+        row,
+        measured_at=late,
+        systolic=120,
+        diastolic=80,
+        heart_rate=72,
+        temperature_c=36.8,
+        time_confirmed=True,
+    )
+    assert reading.id is not None
+    chart = str(vitals_chart(participant, row, dosing_record(db_session, row)))
+    assert "1 readings over" in chart and "1 later than a day after the start" in chart
+    assert ">1 h<" in chart and ">200 h<" not in chart  # the first day's scale, not nine days

@@ -389,6 +389,11 @@ class DoseIn(Strict):
         description="The dispensing for this session that covers the dose (SPEC §12); may be "
         "left out when the session has exactly one that covers it",
     )
+    confirm_time: bool = Field(
+        False,
+        description="A dose more than a day after the session's start is refused unless its "
+        "time is confirmed",
+    )
 
 
 def _plausible(name: str, kind: type) -> Any:
@@ -409,6 +414,11 @@ def _plausible(name: str, kind: type) -> Any:
 
 class VitalsIn(Strict):
     measured_at: StudyTime
+    confirm_time: bool = Field(
+        False,
+        description="A reading more than a day after the session's start is refused unless "
+        "its time is confirmed",
+    )
     systolic: _plausible("systolic", int)  # type: ignore[valid-type]
     diastolic: _plausible("diastolic", int)  # type: ignore[valid-type]
     heart_rate: _plausible("heart_rate", int)  # type: ignore[valid-type]

@@ -46,6 +46,7 @@ def dose_record(session_id: int) -> ResponseReturnValue:
         kind=body.kind,
         breach_justification=body.breach_justification,
         dispensing_id=body.dispensing_id,
+        time_confirmed=body.confirm_time,
     )
     out = DoseOut.model_validate(dose, from_attributes=True)
     if dose.dispensing_id is not None:
@@ -66,8 +67,10 @@ def dose_record(session_id: int) -> ResponseReturnValue:
 @requires(Permission.SESSIONS_RECORD)
 def vitals_record(session_id: int) -> ResponseReturnValue:
     body = parse_body(VitalsIn)
+    values = body.model_dump()
+    values["time_confirmed"] = values.pop("confirm_time")
     reading = services.record_vital_signs(
-        get_db(), current_actor(), therapy_session_for_api(session_id), **body.model_dump()
+        get_db(), current_actor(), therapy_session_for_api(session_id), **values
     )
     return VitalsOut.model_validate(reading, from_attributes=True).model_dump(mode="json"), 201
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from html import escape
 
 from tracker.protocol import ProtocolDefinition
+from tracker.protocol.sessions import PLAUSIBLE_SPAN
 
 WIDTH, HEIGHT = 860, 450
 LEFT, RIGHT, TOP = 56, 110, 30
@@ -62,8 +63,16 @@ def render_vitals_chart(
 ) -> str:
     """SVG markup: time on the x axis (hours from the session start), the four signs, the
     alert thresholds as dashed lines, alerts circled, doses as vertical markers."""
+    # A record made days after the start (its time confirmed as right) would squeeze the
+    # session into a sliver of the axis: the chart shows the first day, the table all of it.
+    window_end = start + PLAUSIBLE_SPAN
+    later = sum(1 for r in readings if r.measured_at > window_end) + sum(
+        1 for d in doses if d.administered_at > window_end
+    )
+    readings = [r for r in readings if r.measured_at <= window_end]
+    doses = [d for d in doses if d.administered_at <= window_end]
     moments = [r.measured_at for r in readings] + [d.administered_at for d in doses]
-    last = max([end or start, *moments]) if moments or end else start
+    last = max([min(end, window_end) if end else start, *moments]) if moments or end else start
     span_hours = max(1.0, (last - start).total_seconds() / 3600)
     span_hours = float(int(span_hours) + 1) if span_hours != int(span_hours) else span_hours
     plot_right = WIDTH - RIGHT
@@ -91,7 +100,9 @@ def render_vitals_chart(
         f'role="img" aria-labelledby="chart-{key}-title chart-{key}-desc" class="vitals-chart" '
         f'font-family="system-ui, sans-serif" font-size="12">',
         f'<title id="chart-{key}-title">{escape(title)}</title>',
-        f'<desc id="chart-{key}-desc">{len(readings)} readings over {span_hours:g} hours; dashed lines are '
+        f'<desc id="chart-{key}-desc">{len(readings)} readings over {span_hours:g} hours'
+        + (f" ({later} later than a day after the start are in the table only)" if later else "")
+        + "; dashed lines are "
         f"the alert thresholds (systolic {limits.systolic_mmhg}, diastolic {limits.diastolic_mmhg}, "
         f"heart rate {limits.heart_rate_bpm}, temperature {_fmt(limits.temperature_c)}).</desc>",
         f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>',

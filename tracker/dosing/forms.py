@@ -46,6 +46,7 @@ class VitalSignsForm(FlaskForm):
         validators=[InputRequired(), NumberRange(*PLAUSIBLE_RANGES["temperature_c"])],
         render_kw={"inputmode": "decimal", "step": "0.1"},
     )
+    confirm_time = BooleanField("The time is right (more than a day after the start)")
 
 
 class DoseForm(FlaskForm):
@@ -69,6 +70,7 @@ class DoseForm(FlaskForm):
         validators=[Optional()],
         description="The dispensing of the product for this session that the dose comes from.",
     )
+    confirm_time = BooleanField("The time is right (more than a day after the start)")
     breach_justification = TextAreaField(
         "Breach justification (investigator)",
         validators=[Optional(), Length(max=MAX_TEXT)],

@@ -40,12 +40,15 @@ from tracker.protocol.dosing import (
     dose_problems,
     effects_problems,
 )
+from tracker.protocol.sessions import unusual_moment
 from tracker.sessions.models import TherapySession
 from tracker.sessions.services import get_session_for, participant_of
 from tracker.study.services import definition_of
 
 
-def _require_dosing_in_progress(row: TherapySession, moment: datetime, what: str) -> list[str]:
+def _require_dosing_in_progress(
+    row: TherapySession, moment: datetime, what: str, *, time_confirmed: bool = False
+) -> list[str]:
     problems = []
     if row.kind != SessionKind.DOSING:
         problems.append(
@@ -59,6 +62,8 @@ def _require_dosing_in_progress(row: TherapySession, moment: datetime, what: str
         problems.append(
             f"{what} at {moment:%H:%M} is before the session started ({row.started_at:%H:%M})."
         )
+    elif not time_confirmed and (late := unusual_moment(row.started_at, moment, what)):
+        problems.append(late)
     if row.ended_at is not None and moment > row.ended_at:
         problems.append(
             f"{what} at {moment:%H:%M} is after the session ended ({row.ended_at:%H:%M})."
@@ -133,6 +138,7 @@ def record_dose(
     kind: str,
     breach_justification: str | None = None,
     dispensing_id: int | None = None,
+    time_confirmed: bool = False,
 ) -> DoseAdministration:
     """A dose administration, held to every dose rule of the protocol (SPEC §2) and, at a site
     that keeps its Schedule I record here, covered by a dispensing for the session (SPEC §12):
@@ -145,7 +151,9 @@ def record_dose(
     except ValueError:
         raise InvalidInput(f"A dose is initial or supplemental, not {kind!r}.") from None
     not_future(administered_at, "The time of the dose", problems)
-    problems += _require_dosing_in_progress(row, administered_at, "A dose")
+    problems += _require_dosing_in_progress(
+        row, administered_at, "A dose", time_confirmed=time_confirmed
+    )
     justification = text_field(breach_justification, "The justification", problems, required=False)
     if justification and actor.role != Role.INVESTIGATOR.value:
         problems.append(
@@ -226,13 +234,17 @@ def record_vital_signs(
     diastolic: int,
     heart_rate: int,
     temperature_c: float,
+    time_confirmed: bool = False,
 ) -> VitalSignReading:
-    """A vital-sign reading; each threshold it reaches raises an alert to acknowledge."""
+    """A vital-sign reading; each threshold it reaches raises an alert to acknowledge. A
+    reading more than a day after the session's start needs ``time_confirmed``."""
     require_role(actor, *RECORDING_ROLES)
     require_open(participant_of(db, row), RecordKind.VITAL_SIGNS)
     problems: list[str] = []
     not_future(measured_at, "The time of the reading", problems)
-    problems += _require_dosing_in_progress(row, measured_at, "A reading")
+    problems += _require_dosing_in_progress(
+        row, measured_at, "A reading", time_confirmed=time_confirmed
+    )
     problems += reading_problems(systolic, diastolic, heart_rate, temperature_c)
     raise_problems(problems, "The reading was not recorded")
     participant = participant_of(db, row)

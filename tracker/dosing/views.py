@@ -39,6 +39,7 @@ def vitals(session_id: int) -> ResponseReturnValue:
             diastolic=form.diastolic.data or 0,
             heart_rate=form.heart_rate.data or 0,
             temperature_c=form.temperature_c.data or 0.0,
+            time_confirmed=bool(form.confirm_time.data),
         ),
     )
     if reading is None:
@@ -76,6 +77,7 @@ def dose(session_id: int) -> ResponseReturnValue:
             dispensing_id=int(form.dispensing_id.data)
             if (form.dispensing_id.data or "").isdigit()
             else None,
+            time_confirmed=bool(form.confirm_time.data),
         ),
     )
     if given is None:

@@ -5,7 +5,7 @@ times and status must respect. Pure: the services bring the facts."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from tracker.protocol.states import State
@@ -85,3 +85,21 @@ def session_change_problems(change: SessionChange) -> list[str]:
     if change.recorded_until is not None and end is not None and change.recorded_until > end:
         problems.append("Readings or doses were recorded after that end time.")
     return problems
+
+
+# A dosing session lasts a working day and its overnight stay; a record made much later than
+# its start is more often a mistyped date than a late reading, so it needs a confirmation.
+PLAUSIBLE_SPAN = timedelta(hours=24)
+
+
+def unusual_moment(started_at: datetime, moment: datetime, what: str) -> str | None:
+    """Why ``moment`` needs confirming, or None when it falls within a day of the start."""
+    gap = moment - started_at
+    if gap <= PLAUSIBLE_SPAN:
+        return None
+    days, hours = gap.days, gap.seconds // 3600
+    span = f"{days} day{'s' if days != 1 else ''}" + (f" {hours} h" if hours else "")
+    return (
+        f"{what} at {moment:%Y-%m-%d %H:%M} UTC is {span} after the session started "
+        f"({started_at:%Y-%m-%d %H:%M} UTC). If the time is right, confirm it."
+    )
