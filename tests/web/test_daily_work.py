@@ -108,3 +108,54 @@ def test_the_schedule_and_the_dashboard_show_the_week_and_what_was_left_open(
     assert client.get("/schedule?week=2026-W99").status_code == 400
     assert client.get("/schedule?week=soon").status_code == 400
     assert db_session.get(TherapySession, left_open.id).ended_at is None
+
+
+def test_the_pharmacists_dashboard(client: FlaskClient, db_session: Session, team) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import login
+    from tests.factories import actor, keep_ledger, without_pregnancy_tests
+    from tracker.histories import start_cycle
+    from tracker.pharmacy import services as pharmacy
+    from tracker.pharmacy.models import DrugLot
+
+    team, receipt = keep_ledger(db_session, team, units=40)
+    run_histories([protocol_history(db_session, team, random.Random(2), "preparation")])
+    participant = db_session.scalar(sa.select(Participant))
+    clock.travel(timedelta(days=4))
+    without_pregnancy_tests(participant)
+    start_cycle(db_session, team, participant)
+    dosing = session_services.schedule_session(
+        db_session,
+        team.as_coordinator,
+        participant,
+        kind="dosing",
+        scheduled_at=clock.now() + timedelta(days=1),
+        therapists=[t.username for t in team.therapists],
+    )
+    lot = db_session.get(DrugLot, receipt.lot_id)
+    pharmacy.record_entry(
+        db_session,
+        actor(team.pharmacist),
+        team.pharmacist,
+        lot,
+        kind="count",
+        counted_units=39,
+        occurred_at=clock.now(),
+    )
+    db_session.commit()
+    login(client, team.pharmacist.username)
+    page = client.get("/").get_data(as_text=True)
+    assert f"/sessions/{dosing.id}" in page.split("nothing dispensed")[1]
+    assert "difference to explain" in page
+    pharmacy.record_entry(
+        db_session,
+        actor(team.pharmacist),
+        team.pharmacist,
+        lot,
+        kind="dispensing",
+        units=9,
+        occurred_at=clock.now(),
+        session_id=dosing.id,
+    )
+    db_session.commit()
+    after = client.get("/").get_data(as_text=True)
+    assert "Every dosing session of the week has its product." in after

@@ -8,6 +8,7 @@ from tracker.db import get_db
 from tracker.outcomes.presenters import rater_work
 from tracker.participants.presenters import phase_counts, worklist
 from tracker.participants.queries import counts_by_state
+from tracker.pharmacy.presenters import pharmacist_work
 from tracker.protocol import Role
 from tracker.security import Permission, can, requires
 from tracker.sessions.presenters import dashboard_work
@@ -35,4 +36,6 @@ def dashboard() -> ResponseReturnValue:
         }
     if current_user.role == Role.RATER:
         context["rater_work"] = rater_work(get_db(), current_user._get_current_object())
+    if current_user.role == Role.PHARMACIST:
+        context["pharmacy_work"] = pharmacist_work(get_db(), current_user._get_current_object())
     return render_template("main/dashboard.html", **context)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -339,3 +339,18 @@ def loss_reports_of(db: Session, entry_id: int) -> list[LossReport]:
             sa.select(LossReport).where(LossReport.entry_id == entry_id).order_by(LossReport.id)
         )
     )
+
+
+@dataclass(frozen=True)
+class PharmacistWork:
+    lots: list[StockRow]  # lots with something to do
+    to_dispense: list[tuple[int, str, datetime]]  # dosing sessions of the week with no product
+
+
+def pharmacist_work(db: Session, user: User) -> PharmacistWork:
+    """The pharmacist's dashboard: the lots that need something (a difference to explain, a
+    loss report due, expired stock) and the week's dosing sessions not yet dispensed for."""
+    assert user.site_id is not None
+    rows = [row for row in stock(db, user) if row.attention]
+    until = utcnow() + timedelta(days=7)
+    return PharmacistWork(rows, queries.sessions_to_dispense(db, user.site_id, until))

@@ -312,3 +312,40 @@ def open_dosing_sessions(db: Session, site_id: int) -> list[tuple[int, str]]:
 
 def lot_dispensings(db: Session, lot_id: int) -> list[Dispensing]:
     return _dispensings(db, LedgerEntry.lot_id == lot_id)
+
+
+def sessions_to_dispense(
+    db: Session, site_id: int, until: datetime, limit: int = 50
+) -> list[tuple[int, str, datetime]]:
+    """(session id, "S01-0004, dosing 2", scheduled at) of the site's dosing sessions not yet
+    over, scheduled before ``until``, with no dispensing that stands: the pharmacist's list."""
+    correction = sa.orm.aliased(LedgerEntry)
+    dispensed = (
+        sa.select(LedgerEntry.id)
+        .where(
+            LedgerEntry.session_id == TherapySession.id,
+            LedgerEntry.kind == EntryKind.DISPENSING,
+            ~sa.exists().where(correction.reverses_id == LedgerEntry.id),
+        )
+        .correlate(TherapySession)
+        .exists()
+    )
+    rows = db.execute(
+        sa.select(
+            TherapySession.id,
+            Participant.study_id,
+            TherapySession.cycle,
+            TherapySession.scheduled_at,
+        )
+        .join(Participant, Participant.id == TherapySession.participant_id)
+        .where(
+            Participant.site_id == site_id,
+            TherapySession.kind == "dosing",
+            TherapySession.status == "scheduled",
+            TherapySession.scheduled_at < until,
+            ~dispensed,
+        )
+        .order_by(TherapySession.scheduled_at)
+        .limit(limit)
+    )
+    return [(sid, f"{study_id}, dosing {cycle}", at) for sid, study_id, cycle, at in rows]
