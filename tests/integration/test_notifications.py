@@ -26,6 +26,7 @@ from tracker.audit.services import Actor
 from tracker.auth.services import set_email
 from tracker.config import SmtpSettings
 from tracker.histories import protocol_history, run_histories
+from tracker.notifications import queries as notification_queries
 from tracker.notifications import services
 from tracker.notifications.models import Notification
 from tracker.participants.models import Participant
@@ -148,7 +149,9 @@ def test_a_down_server_is_retried_then_given_up_on(db_session, team, participant
         services.send_due(_unit(db_session), mailer, nowhere)
     db_session.refresh(row)
     assert row.status == "failed" and row.attempts == services.MAX_ATTEMPTS
-    assert row.id in {p.id for p in services.open_problems(db_session, participant.site_id)}
+    assert row.id in {
+        p.id for p in notification_queries.open_problems(db_session, participant.site_id)
+    }
     actions = [
         a
         for (a,) in db_session.execute(
@@ -227,3 +230,23 @@ def test_the_worker_from_the_command_line(
     assert [m["Subject"] for m in inbox.messages] == [
         f"[tracker] Positive suicidality screen: {participant.study_id}"
     ]
+
+
+def test_the_admin_sees_what_did_not_arrive(
+    client, db_session, team, participant, signed_in
+) -> None:  # type: ignore[no-untyped-def]
+    safety.record_suicidality_screen(
+        db_session,
+        team.as_therapist(),
+        participant,
+        ideation=True,
+        intent=True,
+        plan=False,
+        behaviour=False,
+    )
+    db_session.commit()
+    signed_in("admin")
+    page = client.get("/").get_data(as_text=True)
+    section = page.split("did not reach an investigator")[1]
+    assert "undeliverable" in section and "no e-mail address on file" in section
+    assert f"Positive suicidality screen: {participant.study_id}" in section

@@ -5,6 +5,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from tracker.db import get_db
+from tracker.notifications.queries import open_problems
 from tracker.outcomes.presenters import rater_work
 from tracker.participants.presenters import phase_counts, worklist
 from tracker.participants.queries import counts_by_state
@@ -36,6 +37,9 @@ def dashboard() -> ResponseReturnValue:
         }
     if current_user.role == Role.RATER:
         context["rater_work"] = rater_work(get_db(), current_user._get_current_object())
+    if current_user.role == Role.ADMIN:
+        # The admin adds the missing addresses the messages could not reach.
+        context["undelivered"] = open_problems(get_db(), limit=20)
     if current_user.role == Role.PHARMACIST:
         context["pharmacy_work"] = pharmacist_work(get_db(), current_user._get_current_object())
     return render_template("main/dashboard.html", **context)

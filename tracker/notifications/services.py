@@ -235,11 +235,3 @@ def send_due(
         with unit() as db:
             counts[finish(db, notification_id, error)] += 1
     return Sent(counts["sent"], counts["retry"], counts["failed"])
-
-
-def open_problems(db: Session, site_id: int | None = None) -> list[Notification]:
-    """Messages that did not reach their investigator: failed, or undeliverable."""
-    query = sa.select(Notification).where(Notification.status.in_(("failed", "undeliverable")))
-    if site_id is not None:
-        query = query.where(Notification.site_id == site_id)
-    return list(db.scalars(query.order_by(Notification.id)))
