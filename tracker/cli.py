@@ -881,3 +881,34 @@ def notify_send(loop: bool, interval: int) -> None:
         if not loop:
             return
         time.sleep(interval)
+
+
+@participants.command("casebook")
+@click.argument("study_id")
+@click.option("--pdf", "output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@with_appcontext
+def participants_casebook(study_id: str, output: Path) -> None:
+    """Write STUDY_ID's casebook (every record of the participant) as a PDF, audited."""
+    import sqlalchemy as sa
+    from flask import render_template
+
+    from tracker.audit.services import record_event
+    from tracker.participants.models import Participant
+    from tracker.reports.casebook import casebook, write_casebook_pdf
+
+    with _database().session_scope() as db:
+        participant = db.scalar(sa.select(Participant).where(Participant.study_id == study_id))
+        if participant is None:
+            _fail(f"No participant {study_id}.")
+        assert participant is not None
+        book = casebook(db, participant, cli_actor().username)
+        output.write_bytes(write_casebook_pdf(book, render_template))
+        record_event(
+            db,
+            cli_actor(),
+            "report.export",
+            "casebook",
+            participant.study_id,
+            new={"format": "pdf", "audit_head": book.audit_head},
+        )
+    click.echo(f"Wrote {output}.")

@@ -159,3 +159,52 @@ def test_the_pharmacists_dashboard(client: FlaskClient, db_session: Session, tea
     db_session.commit()
     after = client.get("/").get_data(as_text=True)
     assert "Every dosing session of the week has its product." in after
+
+
+def test_the_casebook_prints_every_record_of_a_participant(
+    app, client: FlaskClient, db_session: Session, team, signed_in, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from pypdf import PdfReader
+
+    from tracker.notes import services as notes_services
+
+    participants = _study(db_session, team)
+    first = participants[0]
+    note = notes_services.add_note(db_session, team.as_therapist(), first, "Slept well.")
+    notes_services.amend_note(
+        db_session, team.as_therapist(), note, "Slept well; no nightmares.", "Added detail."
+    )
+    db_session.commit()
+    signed_in("coordinator")
+    assert "casebook.pdf" in client.get(f"/participants/{first.id}").get_data(as_text=True)
+    response = client.get(f"/reports/participants/{first.id}/casebook.pdf")
+    assert response.status_code == 200 and response.mimetype == "application/pdf"
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(response.data)).pages)
+    words = " ".join(text.split())
+    for expected in (
+        f"Casebook of participant {first.study_id}",
+        "Consent",
+        "Contraindication checklist",
+        "Signed by",
+        "dosing session",
+        "Adverse events",
+        "Version 1",
+        "Version 2",
+        "corrected: Added detail.",
+        "Timeline",
+        "End of the casebook",
+    ):
+        assert expected in words, expected
+    event = db_session.scalar(sa.select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1))
+    assert event.action == "report.export" and event.entity_type == "casebook"
+
+    output = tmp_path / "casebook.pdf"
+    cli = app.test_cli_runner().invoke(
+        args=["participants", "casebook", first.study_id, "--pdf", str(output)]
+    )
+    assert cli.exit_code == 0, cli.output
+    assert first.study_id in PdfReader(output).pages[0].extract_text()
+    missing = app.test_cli_runner().invoke(
+        args=["participants", "casebook", "S99-9999", "--pdf", str(output)]
+    )
+    assert missing.exit_code == 1 and "No participant S99-9999" in missing.output

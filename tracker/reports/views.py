@@ -5,7 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, render_template, request
 from flask.typing import ResponseReturnValue
 
-from tracker.db import get_db
+from tracker.audit.services import record_event
+from tracker.auth.signin import current_actor
+from tracker.db import get_db, write_unit
 from tracker.errors import RuleViolation
 from tracker.participants import queries as participant_queries
 from tracker.protocol import State
@@ -151,5 +153,33 @@ def outcomes_csv() -> ResponseReturnValue:
     return Response(
         text,
         mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@bp.route("/participants/<int:participant_id>/casebook.pdf")
+@requires(Permission.PARTICIPANTS_VIEW)
+def casebook_pdf(participant_id: int) -> ResponseReturnValue:
+    """The participant's casebook as a PDF, an audited export."""
+    from tracker.reports.casebook import casebook, write_casebook_pdf
+
+    db = get_db()
+    user = authenticated_user()
+    participant = participant_queries.get_participant(db, user, participant_id)
+    book = casebook(db, participant, user.printed_name)
+    data = write_casebook_pdf(book, render_template)
+    with write_unit(db) as writes:
+        record_event(
+            writes,
+            current_actor(),
+            "report.export",
+            "casebook",
+            participant.study_id,
+            new={"format": "pdf", "audit_head": book.audit_head},
+        )
+    name = f"casebook-{participant.study_id}-{book.printed_at:%Y%m%dT%H%M%SZ}.pdf"
+    return Response(
+        data,
+        mimetype="application/pdf",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
