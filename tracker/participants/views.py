@@ -168,6 +168,7 @@ def render_participant(
     childbearing_form: ChildbearingForm | None = None,
     conflict: str | None = None,
     sections: dict[str, Any] | None = None,
+    unblind_form: UnblindForm | None = None,
 ) -> ResponseReturnValue:
     """The participant page; ``sections`` carries the session and safety sections with a
     submitted form that failed (``tracker.sessions.presenters.participant_sections``)."""
@@ -229,7 +230,7 @@ def render_participant(
         screening=participant.state == State.SCREENING,
         randomisation=participant_randomisation(db, user, participant),
         randomise_form=RandomiseForm(formdata=None, data={"expected_version": participant.version}),
-        unblind_form=UnblindForm(formdata=None),
+        unblind_form=unblind_form or UnblindForm(formdata=None),
         **sections,
     ), status
 

@@ -15,6 +15,7 @@ from tracker.extensions import password_check_limit
 from tracker.pages import attempt, signed_in_user
 from tracker.participants.models import Participant
 from tracker.participants.queries import get_participant
+from tracker.participants.views import render_participant
 from tracker.randomisation import queries, services
 from tracker.randomisation.forms import GuessForm, RandomiseForm, UnblindForm
 from tracker.security import Permission, requires
@@ -66,23 +67,24 @@ def randomise(participant_id: int) -> ResponseReturnValue:
 def unblind(participant_id: int) -> ResponseReturnValue:
     participant = _participant(participant_id)
     form = UnblindForm()
-    if form.validate_on_submit():
-        try:
-            arm = services.emergency_unblind(
-                get_db(),
-                current_actor(),
-                signed_in_user(),
-                participant,
-                password=form.password.data or "",
-                reason=form.reason.data or "",
-            )
-        except DomainError as error:
-            flash(f"Not unblinded: {error.message}", "error")
-            return _back(participant)
-        # Shown on a page, never flashed: a flash travels in the session cookie.
-        return render_template("randomisation/unblinded.html", participant=participant, arm=arm)
-    flash("Not unblinded: give the reason and your password.", "error")
-    return _back(participant)
+    arm, status = attempt(
+        form,
+        lambda: services.emergency_unblind(
+            get_db(),
+            current_actor(),
+            signed_in_user(),
+            participant,
+            password=form.password.data or "",
+            reason=form.reason.data or "",
+        ),
+    )
+    if arm is None:
+        # The participant page again, the form open with the reason as typed (never the
+        # password) and every reason it was refused.
+        form.form_errors.insert(0, "Not unblinded:")
+        return render_participant(participant, status=status, unblind_form=form)
+    # Shown on a page, never flashed: a flash travels in the session cookie.
+    return render_template("randomisation/unblinded.html", participant=participant, arm=arm)
 
 
 @bp.route("/randomisation/")
