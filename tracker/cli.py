@@ -188,16 +188,19 @@ def sites() -> None:
 @sites.command("create")
 @click.argument("code")
 @click.option("--name", required=True, help="The site's name.")
+@click.option(
+    "--time-zone", default="UTC", show_default=True, help="IANA zone, e.g. Europe/Berlin."
+)
 @with_appcontext
-def sites_create(code: str, name: str) -> None:
+def sites_create(code: str, name: str, time_zone: str) -> None:
     """Create a site with CODE (for example S01)."""
     from tracker.errors import DomainError
     from tracker.sites.services import create_site
 
     try:
         with _database().session_scope() as db:
-            site = create_site(db, cli_actor(), code, name)
-            click.echo(f"Site {site.code} created: {site.name}")
+            site = create_site(db, cli_actor(), code, name, time_zone)
+            click.echo(f"Site {site.code} created: {site.name} ({site.time_zone})")
     except DomainError as error:
         _fail(error.message)
 

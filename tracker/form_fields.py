@@ -1,5 +1,5 @@
-"""Form fields every feature's forms share. Every time is entered in UTC (a ``datetime-local``
-input is naive: UTC is attached)."""
+"""Form fields every feature's forms share. A time is entered in the site's time, 24-hour
+(``YYYY-MM-DD HH:MM``), and read as an aware moment, converted to UTC (``tracker.site_time``)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from wtforms import RadioField, SelectMultipleField
 from wtforms.fields import DateTimeLocalField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Optional
-from wtforms.widgets import CheckboxInput, ListWidget
+from wtforms.widgets import CheckboxInput, ListWidget, TextInput
 
 from tracker.db import utcnow
+from tracker.site_time import viewer_zone, zone_label
 
 MAX_TEXT = 5000
 
@@ -33,19 +34,32 @@ def now_minute() -> datetime:
 
 
 class UTCDateTimeField(DateTimeLocalField):
-    """A ``datetime-local`` input read as UTC; the value carries the UTC zone."""
+    """A 24-hour ``YYYY-MM-DD HH:MM`` text input in the site's time (a ``datetime-local``
+    input follows the browser's 12-hour clock in some locales); the value is an aware moment
+    in UTC. The label names the zone: "Administered at (UTC)" at a UTC site, "Administered
+    at (Europe/Berlin, UTC+01:00)" at a site in Berlin."""
 
     data: datetime | None
+    widget = TextInput()
 
     def __init__(self, label: str, **kwargs: Any) -> None:
-        kwargs.setdefault("format", [TIME_FORMAT, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"])
-        super().__init__(label, **kwargs)
+        kwargs.setdefault("format", ["%Y-%m-%d %H:%M", TIME_FORMAT, "%Y-%m-%dT%H:%M:%S"])
+        self.zone = viewer_zone()
+        base = label.removesuffix(" (UTC)")
+        render_kw = {
+            "placeholder": "YYYY-MM-DD HH:MM",
+            "pattern": r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?",
+            "autocomplete": "off",
+            "class": "when",
+            **(kwargs.pop("render_kw", None) or {}),
+        }
+        super().__init__(f"{base} ({zone_label(self.zone)})", render_kw=render_kw, **kwargs)
 
     def process_formdata(self, valuelist: list[Any]) -> None:
         super().process_formdata(valuelist)
         value = self.data
         if value is not None and value.tzinfo is None:
-            value = self.data = value.replace(tzinfo=UTC)
+            value = self.data = value.replace(tzinfo=self.zone).astimezone(UTC)
         if value is not None and not 1900 <= value.year <= 2200:
             self.data = None
             raise ValueError("Give a time in the years 1900 to 2200.")
@@ -56,7 +70,7 @@ class UTCDateTimeField(DateTimeLocalField):
         value = self.data
         if value is None:
             return ""
-        return value.astimezone(UTC).strftime(TIME_FORMAT)
+        return value.astimezone(self.zone).strftime("%Y-%m-%d %H:%M")
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -69,7 +83,7 @@ class MultiCheckboxField(SelectMultipleField):
 def required_time(label: str, *, default_now: bool = False) -> UTCDateTimeField:
     return UTCDateTimeField(
         label,
-        validators=[InputRequired(message="Give the date and time (UTC).")],
+        validators=[InputRequired(message="Give the date and time (YYYY-MM-DD HH:MM).")],
         default=now_minute if default_now else None,
     )
 

@@ -139,7 +139,11 @@ def test_admin_creates_a_site(client: FlaskClient, signed_in, db_session: Sessio
         "/admin/sites", data={"csrf_token": token, "code": "s09", "name": "Ninth site"}
     )
     assert response.status_code == 302
-    assert _last_event(db_session).new_values == {"code": "S09", "name": "Ninth site"}
+    assert _last_event(db_session).new_values == {
+        "code": "S09",
+        "name": "Ninth site",
+        "time_zone": "UTC",
+    }
     again = client.post("/admin/sites", data={"csrf_token": token, "code": "S09", "name": "Dup"})
     assert again.status_code == 400
     assert "already exists" in again.get_data(as_text=True)

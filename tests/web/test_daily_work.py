@@ -208,3 +208,53 @@ def test_the_casebook_prints_every_record_of_a_participant(
         args=["participants", "casebook", "S99-9999", "--pdf", str(output)]
     )
     assert missing.exit_code == 1 and "No participant S99-9999" in missing.output
+
+
+def test_a_site_works_in_its_own_time(client: FlaskClient, db_session: Session) -> None:
+    """A site in Berlin (UTC+01:00 in December): its pages show and take Berlin time with
+    the offset; the record is in UTC; the API stays ISO 8601 with offsets."""
+    from datetime import UTC, datetime
+
+    from tests.conftest import csrf_token, login
+    from tests.factories import PASSWORD, make_user
+    from tracker.audit.services import Actor
+    from tracker.histories import Team
+    from tracker.sites.services import create_site
+
+    site = create_site(db_session, Actor.system(), "B01", "Berlin site", "Europe/Berlin")
+    team = Team(
+        coordinator=make_user(db_session, "coordinator", site),
+        investigator=make_user(db_session, "investigator", site),
+        therapists=[make_user(db_session, "therapist", site) for _ in range(2)],
+        investigator_password=PASSWORD,
+    )
+    run_histories([protocol_history(db_session, team, random.Random(9), "preparation")])
+    participant = db_session.scalar(sa.select(Participant).where(Participant.site_id == site.id))
+    db_session.commit()
+    login(client, team.coordinator.username)
+    page = f"/participants/{participant.id}"
+    text = client.get(page).get_data(as_text=True)
+    assert (
+        "Scheduled for (Europe/Berlin, UTC+01:00)" in text
+        or "Scheduled for (Europe/Berlin, UTC+02:00)" in text
+    )
+    response = client.post(
+        f"/participants/{participant.id}/sessions",
+        data={
+            "csrf_token": csrf_token(client, page),
+            "schedule-kind": "preparation",
+            "schedule-scheduled_at": "2026-12-10 10:00",
+            "schedule-therapists": [t.username for t in team.therapists],
+        },
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    row = db_session.scalar(sa.select(TherapySession).order_by(TherapySession.id.desc()).limit(1))
+    assert row.scheduled_at == datetime(2026, 12, 10, 9, 0, tzinfo=UTC)
+    shown = client.get(f"/sessions/{row.id}").get_data(as_text=True)
+    assert "2026-12-10 10:00 +01:00" in shown
+    # A study-wide reader sees the same moment in UTC.
+    auditor = make_user(db_session, "auditor", None)
+    db_session.commit()
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    login(client, auditor.username)
+    assert "2026-12-10 09:00 UTC" in client.get(f"/sessions/{row.id}").get_data(as_text=True)

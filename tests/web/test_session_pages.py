@@ -193,7 +193,7 @@ def test_schedule_offers_the_allowed_kind_and_refuses_another(
 
     missing_time = _post(client, detail, f"{detail}/sessions", {"schedule-kind": "preparation"})
     assert missing_time.status_code == 400
-    assert "Give the date and time (UTC)." in _text(missing_time)
+    assert "Give the date and time (YYYY-MM-DD HH:MM)." in _text(missing_time)
 
     done = _post(
         client,

@@ -75,6 +75,17 @@ class SiteCreateForm(FlaskForm):
         "Code", validators=[DataRequired(), Length(min=2, max=16)], description="For example S01."
     )
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    time_zone = StringField(
+        "Time zone",
+        default="UTC",
+        validators=[DataRequired(), Length(max=64)],
+        description="The IANA name of the zone the site works in, e.g. Europe/Berlin: its "
+        "pages show and take times in it.",
+    )
+
+
+class SiteTimeZoneForm(FlaskForm):
+    time_zone = StringField("Time zone", validators=[DataRequired(), Length(max=64)])
 
 
 class ProtocolActivateForm(FlaskForm):

@@ -14,6 +14,7 @@ from tracker.admin.forms import (
     ResetPasswordForm,
     RoleChangeForm,
     SiteCreateForm,
+    SiteTimeZoneForm,
     UserCreateForm,
 )
 from tracker.auth import services as users
@@ -207,7 +208,11 @@ def site_list() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             site = sites.create_site(
-                get_db(), current_actor(), form.code.data or "", form.name.data or ""
+                get_db(),
+                current_actor(),
+                form.code.data or "",
+                form.name.data or "",
+                form.time_zone.data or "UTC",
             )
         except DomainError as error:
             _form_error(form, error)
@@ -217,6 +222,21 @@ def site_list() -> ResponseReturnValue:
     if form.is_submitted():
         status = 400
     return render_template("admin/sites.html", sites=sites.list_sites(get_db()), form=form), status
+
+
+@bp.route("/sites/<code>/time-zone", methods=["POST"])
+@requires(Permission.SITES_MANAGE)
+def site_time_zone(code: str) -> ResponseReturnValue:
+    site = sites.get_site_by_code(get_db(), code)
+    form = SiteTimeZoneForm(prefix=f"tz{site.id}")
+    if form.validate_on_submit():
+        try:
+            sites.set_time_zone(get_db(), current_actor(), site, form.time_zone.data or "")
+        except DomainError as error:
+            flash(f"{site.code}: {error.message}", "error")
+        else:
+            flash(f"{site.code} works in {site.time_zone} from now on.", "success")
+    return redirect(url_for("admin.site_list"))
 
 
 def _protocol_files() -> dict[str, str]:

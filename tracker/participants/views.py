@@ -40,6 +40,7 @@ from tracker.randomisation.forms import RandomiseForm, UnblindForm
 from tracker.randomisation.presenters import participant_randomisation
 from tracker.security import Permission, can, requires
 from tracker.sessions.presenters import participant_sections, therapist_choices
+from tracker.site_time import site_time
 from tracker.sites import services as sites
 
 bp = Blueprint("participants", __name__, url_prefix="/participants")
@@ -54,7 +55,9 @@ def _state_label(state: str) -> str:
 
 @bp.app_template_filter("utc")
 def _utc(moment: Any) -> str:
-    return "—" if moment is None else moment.strftime("%Y-%m-%d %H:%M UTC")
+    """A moment in the site's time with its offset (UTC for a UTC site or a study-wide
+    user); the filter keeps its first name, which it still means for most of the study."""
+    return site_time(moment)
 
 
 @bp.app_template_global("transition_label")

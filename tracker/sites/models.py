@@ -24,6 +24,8 @@ class Site(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The last participant number handed out here (S01-0001, S01-0002, …); bumped atomically.
     last_participant_number: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The IANA time zone the site works in: its pages show and take times in it (stored UTC).
+    time_zone: Mapped[str] = mapped_column(sa.String(64), default="UTC", server_default="UTC")
 
     def __repr__(self) -> str:
         return f"<Site {self.code}>"
