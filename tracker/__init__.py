@@ -73,6 +73,10 @@ def create_app(
     from tracker.pages import refusal_anchor
 
     app.jinja_env.globals["refusal_anchor"] = refusal_anchor
+    from tracker.site_time import local_time, zone_name
+
+    app.jinja_env.filters["local"] = local_time
+    app.jinja_env.globals["zone_name"] = zone_name
 
     database.init_app(app, settings.database_url)
     _init_checkpoints(app, settings)

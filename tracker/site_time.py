@@ -44,3 +44,17 @@ def site_time(moment: Any, tz: tzinfo | None = None) -> str:
         return local.strftime("%Y-%m-%d %H:%M UTC")
     offset = local.strftime("%z")
     return local.strftime("%Y-%m-%d %H:%M ") + f"{offset[:3]}:{offset[3:]}"
+
+
+def local_time(moment: Any, tz: tzinfo | None = None) -> str:
+    """A moment in the site's time without the zone ("2026-12-04 15:30"), for a table whose
+    header names the zone (``zone_name``)."""
+    if moment is None:
+        return "—"
+    local: datetime = moment.astimezone(tz or viewer_zone())
+    return local.strftime("%Y-%m-%d %H:%M")
+
+
+def zone_name() -> str:
+    """The viewer's zone for a header: "UTC" or "Europe/Berlin, UTC+01:00"."""
+    return zone_label(viewer_zone())
