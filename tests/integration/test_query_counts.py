@@ -155,9 +155,7 @@ PINNED = {
 }
 # The goal. The participant page shows fifteen kinds of record (the guards decide on
 # most of them), one indexed read each: docs/benchmarks.md says what merging them would need.
-# The site staff's dashboard: one read over the goal for the week's sessions and the ones
-# left open; merging it with the screening work list would trade an indexed read for a scan.
-OVER_GOAL = {"participant page", "dashboard (coordinator)"}
+OVER_GOAL = {"participant page"}
 
 
 @pytest.mark.parametrize("page", sorted(PINNED))
@@ -179,8 +177,14 @@ def test_page_statements_are_pinned(page_counts: dict[int, dict[str, int]], page
         for name in sorted(PINNED)
     ],
 )
-def test_page_statements_meet_the_goal(page_counts: dict[int, dict[str, int]], page: str) -> None:
-    assert page_counts[SIZES[1]][page] <= MAX_PER_PAGE
+def test_page_statements_meet_the_goal(
+    page_counts: dict[int, dict[str, int]], page: str, studies: dict[int, Study]
+) -> None:
+    # The goal counts queries: SQLite's BEGIN IMMEDIATE is a statement the driver sends, where
+    # PostgreSQL's transaction begins with the first query.
+    dialect = get_database(studies[SIZES[1]].app).engine.dialect.name
+    begin = 1 if dialect == "sqlite" else 0
+    assert page_counts[SIZES[1]][page] - begin <= MAX_PER_PAGE
 
 
 @pytest.mark.parametrize("page", sorted(PINNED))
