@@ -15,11 +15,12 @@ from playwright.sync_api import Browser
 
 from tests.e2e.conftest import ARTIFACTS, LiveServer
 from tests.e2e.test_login_journey import sign_in
-from tests.factories import PASSWORD, make_site, make_user
+from tests.factories import PASSWORD, keep_ledger, make_site, make_user
 from tracker import clock
 from tracker.db import get_database
 from tracker.histories import Team, protocol_history, run_histories
 from tracker.participants.models import Participant
+from tracker.safety.models import AdverseEvent
 from tracker.sessions.models import TherapySession
 
 SITE = "S07"
@@ -62,6 +63,7 @@ def _study(live_server: LiveServer) -> dict[str, object]:
                 investigator_password=PASSWORD,
             )
             make_user(db, "auditor", None, username="screens.audit")
+            make_user(db, "admin", None, username="screens.admin")
             rng = random.Random(17)
             run_histories(
                 [
@@ -83,29 +85,45 @@ def _study(live_server: LiveServer) -> dict[str, object]:
                 )
                 .order_by(TherapySession.id)
             )
-            return {"participant": participant.id, "session": session}
+            # The site's drug ledger, once its sessions are over (a dose before it needs none).
+            make_user(db, "pharmacist", site, username="screens.pharm")
+            receipt = keep_ledger(db, team)[1]
+            event = db.scalar(
+                sa.select(AdverseEvent.id).where(AdverseEvent.participant_id == participant.id)
+            )
+            return {
+                "participant": participant.id,
+                "session": session,
+                "lot": receipt.lot_id,
+                "event": event,
+            }
     finally:
         clock.reset()
 
 
 def _pages(role: str, ids: dict[str, object]) -> list[str]:
-    clinical = [
-        "/",
-        "/participants/",
-        f"/participants/{ids['participant']}",
-        f"/sessions/{ids['session']}",
+    participant = f"/participants/{ids['participant']}"
+    clinical = ["/", "/participants/", participant, f"/sessions/{ids['session']}"]
+    daily = ["/schedule", "/adverse-events/", f"/adverse-events/{ids['event']}"]
+    ledger = [
+        "/inventory/",
+        f"/inventory/lots/{ids['lot']}",
+        f"/inventory/lots/{ids['lot']}/log",
+        "/inventory/reconciliation",
     ]
     return {
-        "coordinator": [*clinical, "/reports/compliance"],
-        "therapist": clinical,
-        "investigator": [*clinical, "/reports/compliance"],
-        "auditor": [
-            "/",
-            "/participants/",
-            f"/participants/{ids['participant']}",
+        "coordinator": [
+            *clinical,
+            *daily,
+            f"{participant}/checklist",
             "/reports/compliance",
-            "/audit/",
+            *ledger,
         ],
+        "therapist": [*clinical, *daily],
+        "investigator": [*clinical, *daily, "/reports/compliance", "/reports/outcomes", *ledger],
+        "auditor": ["/", "/participants/", participant, "/reports/compliance", "/audit/", *ledger],
+        "admin": ["/", "/admin/users", "/admin/sites", "/admin/protocols"],
+        "pharmacist": ["/", *ledger],
     }[role]
 
 
@@ -114,7 +132,9 @@ def study(live_server: LiveServer) -> dict[str, object]:
     return _study(live_server)
 
 
-@pytest.mark.parametrize("role", ["coordinator", "therapist", "investigator", "auditor"])
+@pytest.mark.parametrize(
+    "role", ["coordinator", "therapist", "investigator", "auditor", "admin", "pharmacist"]
+)
 def test_each_page_fits_the_screen_and_passes_axe(
     role: str, browser: Browser, live_server: LiveServer, study: dict[str, object]
 ) -> None:
@@ -123,6 +143,8 @@ def test_each_page_fits_the_screen_and_passes_axe(
         "therapist": "screens.ther1",
         "investigator": "screens.inv",
         "auditor": "screens.audit",
+        "admin": "screens.admin",
+        "pharmacist": "screens.pharm",
     }[role]
     axe = Axe()
     problems: list[str] = []
