@@ -6,6 +6,7 @@ Forms carry their own prefix so that many share one page (a form that failed is 
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from flask_wtf import FlaskForm
@@ -36,6 +37,7 @@ from tracker.safety.forms import (
 from tracker.sessions import queries
 from tracker.sessions.forms import ScheduleSessionForm, SessionRecordForm
 from tracker.sessions.models import TherapySession
+from tracker.site_time import zone
 from tracker.study.services import definition_of
 
 Submitted = dict[str, FlaskForm]
@@ -241,8 +243,10 @@ def dashboard_work(db: Session, user: User) -> dict[str, Any]:
     }
     # The site's staff act on the week and on what was left open; the auditor reads reports.
     if user.role in ("coordinator", "investigator", "therapist"):
-        day = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-        week, left_open = queries.week_and_left_open(db, user, day)
+        # The site's today, from its midnight (a site in Berlin starts its day an hour early).
+        tz = zone(user.site.time_zone) if user.site is not None else UTC
+        day = utcnow().astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+        week, left_open = queries.week_and_left_open(db, user, day.astimezone(UTC))
         context["open_too_long"] = left_open
         if user.role != "therapist":
             context["week"] = week
