@@ -304,6 +304,8 @@ def test_script_in_every_text_field_is_stored_as_typed_and_rendered_escaped(
             "diastolic": 95,
             "heart_rate": 80,
             "temperature_c": 37.0,
+            # The study's session began weeks before this reading (a generated history).
+            "confirm_time": True,
         },
     )
     assert reading["alerts"], "a reading over the threshold raises an alert"

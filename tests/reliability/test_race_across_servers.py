@@ -124,6 +124,8 @@ def _client_loop(
                     "diastolic": rng.randint(70, 90),
                     "heart_rate": rng.randint(60, 100),
                     "temperature_c": round(rng.uniform(36.5, 37.4), 1),
+                    # The seeded sessions began weeks ago: the readings' time is confirmed.
+                    "confirm_time": True,
                 }
                 response = client.post(
                     f"/api/v1/sessions/{study.dosing_session_of[pid]}/vitals", json=sent
