@@ -205,3 +205,43 @@ def team(db_session: Session):  # type: ignore[no-untyped-def]
         therapists=[make_user(db_session, "therapist", "S01") for _ in range(2)],
         investigator_password=PASSWORD,
     )
+
+
+@pytest.fixture
+def dosing(db_session: Session, team):  # type: ignore[no-untyped-def]
+    """A participant in dosing (cycle 1) with a dosing session that started 2 hours ago:
+    (participant, session, start)."""
+    import random
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from tests.factories import without_pregnancy_tests
+    from tracker import clock
+    from tracker.histories import protocol_history, run_histories
+    from tracker.participants.models import Participant
+    from tracker.participants.transitions import apply_transition
+    from tracker.sessions import services as session_services
+
+    run_histories([protocol_history(db_session, team, random.Random(7), "preparation")])
+    participant = db_session.scalar(sa.select(Participant).order_by(Participant.id.desc()).limit(1))
+    clock.travel(timedelta(days=4))
+    without_pregnancy_tests(participant)
+    apply_transition(
+        db_session,
+        team.as_coordinator,
+        participant,
+        "start_dosing",
+        expected_version=participant.version,
+    )
+    start = clock.now() - timedelta(hours=2)
+    row = session_services.schedule_session(
+        db_session,
+        team.as_coordinator,
+        participant,
+        kind="dosing",
+        scheduled_at=start,
+        therapists=[t.username for t in team.therapists],
+    )
+    session_services.update_session(db_session, team.as_therapist(), row, started_at=start)
+    return participant, row, start

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from tests.factories import with_pregnancy_tests, without_pregnancy_tests
+from tests.factories import with_pregnancy_tests
 from tracker import clock
 from tracker.dosing import services as dosing_services
 from tracker.errors import InvalidInput, PermissionDenied, RuleViolation
@@ -26,33 +26,6 @@ from tracker.sessions.models import TherapySession
 
 def _participant(session: Session) -> Participant:
     return session.scalar(sa.select(Participant).order_by(Participant.id.desc()).limit(1))
-
-
-@pytest.fixture
-def dosing(db_session: Session, team):  # type: ignore[no-untyped-def]
-    """A participant in dosing (cycle 1) with a dosing session that started 2 hours ago."""
-    run_histories([protocol_history(db_session, team, random.Random(7), "preparation")])
-    participant = _participant(db_session)
-    clock.travel(timedelta(days=4))
-    without_pregnancy_tests(participant)
-    apply_transition(
-        db_session,
-        team.as_coordinator,
-        participant,
-        "start_dosing",
-        expected_version=participant.version,
-    )
-    start = clock.now() - timedelta(hours=2)
-    row = session_services.schedule_session(
-        db_session,
-        team.as_coordinator,
-        participant,
-        kind="dosing",
-        scheduled_at=start,
-        therapists=[t.username for t in team.therapists],
-    )
-    session_services.update_session(db_session, team.as_therapist(), row, started_at=start)
-    return participant, row, start
 
 
 def _vitals(session, team, row, at, systolic=120, diastolic=80, heart_rate=72, temperature_c=36.8):  # type: ignore[no-untyped-def]

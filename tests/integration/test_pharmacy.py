@@ -7,7 +7,6 @@ which product an arm-bound lot holds."""
 
 from __future__ import annotations
 
-import random
 from datetime import date, timedelta
 
 import pytest
@@ -15,15 +14,13 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from tests.factories import PASSWORD, actor, make_user, without_pregnancy_tests
+from tests.factories import PASSWORD, actor, make_user
 from tracker import clock
 from tracker.audit.models import AuditEvent
 from tracker.auth.services import PasswordRefused
 from tracker.dosing import services as dosing_services
 from tracker.errors import InvalidInput, PermissionDenied, RuleViolation
-from tracker.histories import protocol_history, run_histories
 from tracker.participants.models import Participant
-from tracker.participants.transitions import apply_transition
 from tracker.pharmacy import presenters, services
 from tracker.pharmacy.models import LedgerEntry
 from tracker.protocol.compliance import run_checks
@@ -76,30 +73,9 @@ def lot(db_session: Session, pharmacist, team):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def session_row(db_session: Session, team):  # type: ignore[no-untyped-def]
+def session_row(dosing):  # type: ignore[no-untyped-def]
     """A dosing session (cycle 1) that started two hours ago."""
-    run_histories([protocol_history(db_session, team, random.Random(7), "preparation")])
-    participant = db_session.scalar(sa.select(Participant).order_by(Participant.id.desc()))
-    clock.travel(timedelta(days=4))
-    without_pregnancy_tests(participant)
-    apply_transition(
-        db_session,
-        team.as_coordinator,
-        participant,
-        "start_dosing",
-        expected_version=participant.version,
-    )
-    start = clock.now() - timedelta(hours=2)
-    row = session_services.schedule_session(
-        db_session,
-        team.as_coordinator,
-        participant,
-        kind="dosing",
-        scheduled_at=start,
-        therapists=[t.username for t in team.therapists],
-    )
-    session_services.update_session(db_session, team.as_therapist(), row, started_at=start)
-    return row
+    return dosing[1]
 
 
 def _entry(db, pharmacist, lot, kind, **kw):  # type: ignore[no-untyped-def]
