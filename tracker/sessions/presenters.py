@@ -6,7 +6,7 @@ Forms carry their own prefix so that many share one page (a form that failed is 
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from flask_wtf import FlaskForm
@@ -231,6 +231,14 @@ def session_page(
 # --- the dashboard --------------------------------------------------------------------------
 
 
+def site_midnight(user: User) -> datetime:
+    """The start of the user's site's today, in UTC (a site in Berlin starts its day an hour
+    before UTC does)."""
+    tz = zone(user.site.time_zone) if user.site is not None else UTC
+    local = utcnow().astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    return local.astimezone(UTC)
+
+
 def dashboard_work(db: Session, user: User) -> dict[str, Any]:
     """What is due or overdue, in a fixed number of queries (each list is one query, limited)."""
     events = safety_queries.open_adverse_events(db, user)
@@ -243,14 +251,11 @@ def dashboard_work(db: Session, user: User) -> dict[str, Any]:
     }
     # The site's staff act on the week and on what was left open; the auditor reads reports.
     if user.role in ("coordinator", "investigator", "therapist"):
-        # The site's today, from its midnight (a site in Berlin starts its day an hour early).
-        tz = zone(user.site.time_zone) if user.site is not None else UTC
-        day = utcnow().astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
-        week, left_open = queries.week_and_left_open(db, user, day.astimezone(UTC))
+        week, left_open = queries.week_and_left_open(db, user, site_midnight(user))
         context["open_too_long"] = left_open
         if user.role != "therapist":
             context["week"] = week
     if user.role == "therapist":
         context["my_participants"] = queries.active_participants(db, user)
-        context["today"] = queries.sessions_today(db, user)
+        context["today"] = queries.sessions_today(db, user, day=site_midnight(user))
     return context

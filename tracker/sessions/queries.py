@@ -40,11 +40,12 @@ class DueItem:
 
 
 def sessions_today(
-    db: Session, user: User, limit: int = 50
+    db: Session, user: User, limit: int = 50, day: datetime | None = None
 ) -> list[tuple[TherapySession, Participant]]:
-    """Sessions scheduled for the current UTC day, of participants the user can see."""
-    now = utcnow()
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    """Sessions scheduled for the day that begins at ``day`` (the current UTC day by
+    default), of participants the user can see."""
+    if day is None:
+        day = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
     rows = db.execute(
         sa.select(TherapySession, Participant)
         .options(without_protocol_text())
