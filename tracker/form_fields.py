@@ -59,7 +59,14 @@ class UTCDateTimeField(DateTimeLocalField):
         super().process_formdata(valuelist)
         value = self.data
         if value is not None and value.tzinfo is None:
+            typed = value
             value = self.data = value.replace(tzinfo=self.zone).astimezone(UTC)
+            if value.astimezone(self.zone).replace(tzinfo=None) != typed:
+                self.data = None
+                raise ValueError(
+                    f"{typed:%Y-%m-%d %H:%M} does not exist in {self.zone}: the clocks "
+                    "moved forward then. Give the time again."
+                )
         if value is not None and not 1900 <= value.year <= 2200:
             self.data = None
             raise ValueError("Give a time in the years 1900 to 2200.")

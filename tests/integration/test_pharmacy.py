@@ -319,3 +319,85 @@ def test_a_session_is_not_closed_with_product_out(
     # A cancelled session takes no more product.
     with pytest.raises(RuleViolation, match="is cancelled"):
         _entry(db_session, pharmacist, lot, "dispensing", units=1, session_id=session_row.id)
+
+
+def test_an_entry_number_tells_a_blinded_reader_nothing(
+    db_session, team, pharmacist, lot, session_row
+) -> None:  # type: ignore[no-untyped-def]
+    """Asking for a dispensing as if it were a count answers as missing (it would name its
+    lot); a correction on an arm-bound lot shows no number to the blinded."""
+    from tracker.audit.services import Actor
+    from tracker.errors import NotFound
+    from tracker.paths import FIXTURES
+    from tracker.protocol.accountability import EntryKind
+    from tracker.study.services import activate_protocol
+
+    dispensing = _entry(
+        db_session, pharmacist, lot, "dispensing", units=6, session_id=session_row.id
+    )
+    with pytest.raises(NotFound):
+        services.get_entry(db_session, team.investigator, dispensing.id, EntryKind.COUNT)
+    activate_protocol(
+        db_session,
+        Actor.system(),
+        (FIXTURES / "protocols" / "mdma-mdd-v2.toml").read_text(encoding="utf-8"),
+    )
+    blind = services.create_lot(
+        db_session,
+        actor(pharmacist),
+        pharmacist,
+        site="S01",
+        product="Kits",
+        lot="K-1",
+        strength_mg=20,
+        expires_on=EXPIRES,
+        arm="active_placebo",
+    )
+    _entry(
+        db_session,
+        pharmacist,
+        blind,
+        "receipt",
+        units=10,
+        dea_form_222="2",
+        witness=team.coordinator.username,
+    )
+    wrong = _entry(db_session, pharmacist, blind, "loss", units=1, description="miscounted")
+    _entry(db_session, pharmacist, blind, "correction", reverses=wrong.id, reason="Found")
+    count = _entry(db_session, pharmacist, blind, "count", counted_units=9)
+    view = presenters.lot_view(db_session, team.coordinator, blind)
+    assert all(e.id is None and e.reverses is None for e in view.entries)
+    assert view.open_discrepancies == [0]  # something to explain, but no number
+    assert str(count.id) not in str(view.to_dict()["open_discrepancies"])
+
+
+def test_a_finding_at_a_site_without_investigator_is_on_the_trail(db_session, team) -> None:  # type: ignore[no-untyped-def]
+    from tracker.audit.models import AuditEvent
+    from tracker.notifications import services as notifications
+
+    notifications.queue(
+        db_session,
+        team.as_coordinator,
+        site_id=team.site.id,
+        kind="serious_adverse_event",
+        key="adverse_event:999",
+        subject="x",
+        body="y",
+    )
+    team.investigator.is_active = False
+    db_session.flush()
+    notifications.queue(
+        db_session,
+        team.as_coordinator,
+        site_id=team.site.id,
+        kind="serious_adverse_event",
+        key="adverse_event:1000",
+        subject="x",
+        body="y",
+    )
+    actions = list(
+        db_session.scalars(
+            sa.select(AuditEvent.action).where(AuditEvent.action.like("notification.%"))
+        )
+    )
+    assert actions.count("notification.no_recipient") == 1

@@ -242,3 +242,18 @@ def test_a_dea_number_has_its_check_digit() -> None:
     assert dea_number_problems("RD1234563") == []
     assert "check digit" in dea_number_problems("RD1234567")[0]
     assert "two letters" in dea_number_problems("12")[0]
+
+
+def test_a_strength_in_hundredths_covers_whole_units_exactly() -> None:
+    use = DispensingUse(units=10, strength_mg=12.1, dosed_mg=0, returned_units=0)
+    assert dose_coverage_problems(121, use, "D-1") == []  # 121 % 12.1 is not 0 in floats
+    assert "not a whole number" in dose_coverage_problems(120, use, "D-1")[0]
+
+
+def test_a_masked_lot_names_its_entries_by_date() -> None:
+    count = LedgerLine(72, EntryKind.COUNT, 98, T0, counted_units=98, expected_units=100)
+    masked = LotRecord("S01 lot (blinded) #2", (RECEIPT, count), masked=True)
+    (evidence,) = run_lot_checks(masked, NOW)[0].evidence
+    assert "#72" not in evidence.record and "count of 2026-01-05" in evidence.record
+    plain = LotRecord("S01 lot L1", (RECEIPT, count))
+    assert "count #72" in run_lot_checks(plain, NOW)[0].evidence[0].record

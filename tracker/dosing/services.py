@@ -122,7 +122,9 @@ def _covering_dispensing(
         chosen = found
     pharmacy_queries.lock_lot(db, chosen.lot_id)
     again = pharmacy_queries.dispensing(db, chosen.id)
-    assert again is not None
+    if again is None or again.corrected:  # reversed while this request waited for the lot
+        refusals.append(f"Dispensing {chosen.number} was reversed: it covers no dose.")
+        return None
     problems = dose_coverage_problems(amount_mg, again.use, again.number)
     refusals.extend(problems)
     return None if problems else chosen.id

@@ -63,7 +63,18 @@ def queue(
     e-mail address gets an undeliverable message, so the gap is on record and on the page."""
     already = set(db.scalars(sa.select(Notification.recipient_id).where(Notification.key == key)))
     made = []
-    for user in recipients(db, site_id):
+    people = recipients(db, site_id)
+    if not people and not already:
+        # Nobody to tell is itself a finding: on the trail, where the auditor sees it.
+        record_event(
+            db,
+            actor,
+            "notification.no_recipient",
+            "site",
+            site_id,
+            new={"kind": kind, "key": key, "subject": subject},
+        )
+    for user in people:
         if user.id in already:
             continue
         row = Notification(

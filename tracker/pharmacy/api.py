@@ -195,7 +195,7 @@ def inventory_entry(lot_id: int) -> ResponseReturnValue:
 def inventory_loss_report(entry_id: int) -> ResponseReturnValue:
     body = parse_body(LossReportIn)
     db, user = get_db(), authenticated_user()
-    entry, _ = services.get_entry(db, user, entry_id)
+    entry, _ = services.get_entry(db, user, entry_id, EntryKind.LOSS)
     row = services.report_loss(
         db,
         current_actor(),
@@ -222,6 +222,6 @@ def inventory_loss_report(entry_id: int) -> ResponseReturnValue:
 def inventory_explanation(entry_id: int) -> ResponseReturnValue:
     body = parse_body(ExplanationIn)
     db, user = get_db(), authenticated_user()
-    entry, _ = services.get_entry(db, user, entry_id)
+    entry, _ = services.get_entry(db, user, entry_id, EntryKind.COUNT)
     row = services.explain_count(db, current_actor(), user, entry, explanation=body.explanation)
     return {"id": row.id}, 201

@@ -9,7 +9,7 @@ group participants by the lot they were given (SPEC §11)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
@@ -253,7 +253,7 @@ def lot_view(db: Session, user: User, lot: DrugLot) -> LotView:
                 recorded_at=entry.recorded_at,
                 details=_detail(entry, names, masked),
                 reason=entry.reason,
-                reverses=entry.reverses_id,
+                reverses=None if hidden else entry.reverses_id,
                 reversed_by=None if hidden else reversed_by.get(entry.id),
                 # (a blinded reader sees no entry's id: ids are shared by every lot)
                 number=None
@@ -289,9 +289,10 @@ def lot_view(db: Session, user: User, lot: DrugLot) -> LotView:
         balance=previous,
         totals={k.value: v for k, v in totals(lines).items()},
         entries=views,
-        open_discrepancies=[line.id for line in open_discrepancies(lines)],
+        # A blinded reader learns that something is due, never an entry's number.
+        open_discrepancies=[0 if masked else line.id for line in open_discrepancies(lines)],
         open_reports=[
-            d
+            replace(d, loss_id=0) if masked else d
             for line in lines
             if line.kind is EntryKind.LOSS and line.id not in gone
             for d in loss_deadlines(line)
@@ -313,11 +314,14 @@ class StockRow:
 
     @property
     def attention(self) -> list[str]:
-        out = [f"Count #{i}: difference to explain" for i in self.lot.open_discrepancies]
+        out = [
+            f"Count #{i}: difference to explain" if i else "A count's difference to explain"
+            for i in self.lot.open_discrepancies
+        ]
         now = utcnow()
         out += [
-            f"Loss #{d.loss_id}: {d.report} {'overdue since' if d.overdue(now) else 'due'} "
-            f"{d.due_at:%Y-%m-%d %H:%M} UTC"
+            f"{f'Loss #{d.loss_id}' if d.loss_id else 'A loss'}: {d.report} "
+            f"{'overdue since' if d.overdue(now) else 'due'} {d.due_at:%Y-%m-%d %H:%M} UTC"
             for d in self.lot.open_reports
         ]
         if self.lot.expired and self.lot.balance:

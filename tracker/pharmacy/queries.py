@@ -163,6 +163,7 @@ def lot_records(db: Session, lots: Iterable[DrugLot], *, masked: bool) -> list[L
         LotRecord(
             lot_label(lot, codes[lot.site_id], masked=masked and lot.arm is not None),
             tuple(lines_of(db, lot.id)),
+            masked=masked and lot.arm is not None,
         )
         for lot in lots
     ]

@@ -273,6 +273,9 @@ def _dispensing_session(
     if row is None:
         problems.append("Choose the dosing session the dispensing is for.")
         return None
+    # The session cannot be closed while its product is being dispensed (and the other way).
+    db.execute(sa.select(TherapySession.id).where(TherapySession.id == row.id).with_for_update())
+    db.refresh(row, attribute_names=["status"])
     participant = db.get(Participant, row.participant_id)
     assert participant is not None
     if participant.site_id != lot.site_id:
@@ -471,10 +474,14 @@ def record_entry(
     return entry
 
 
-def get_entry(db: Session, user: User, entry_id: int) -> tuple[LedgerEntry, DrugLot]:
+def get_entry(
+    db: Session, user: User, entry_id: int, kind: EntryKind
+) -> tuple[LedgerEntry, DrugLot]:
+    """The entry, if it is of ``kind`` and at the user's site: any other answers as missing,
+    so an entry's number never tells a blinded reader which lot it belongs to."""
     entry = db.get(LedgerEntry, entry_id)
-    if entry is None:
-        raise NotFound(f"No ledger entry {entry_id}.")
+    if entry is None or entry.kind != kind:
+        raise NotFound(f"No {kind} entry {entry_id}.")
     return entry, queries.get_lot(db, user, entry.lot_id)
 
 

@@ -336,7 +336,7 @@ def entry_create(lot_id: int, kind: str) -> ResponseReturnValue:
 @requires(Permission.INVENTORY_RECORD)
 def loss_report(entry_id: int) -> ResponseReturnValue:
     db, user = get_db(), signed_in_user()
-    entry, lot = services.get_entry(db, user, entry_id)
+    entry, lot = services.get_entry(db, user, entry_id, EntryKind.LOSS)
     form = LossReportForm(prefix=f"loss{entry_id}")
     row, status = attempt(
         form,
@@ -360,7 +360,7 @@ def loss_report(entry_id: int) -> ResponseReturnValue:
 @requires(Permission.INVENTORY_EXPLAIN)
 def explanation(entry_id: int) -> ResponseReturnValue:
     db, user = get_db(), signed_in_user()
-    entry, lot = services.get_entry(db, user, entry_id)
+    entry, lot = services.get_entry(db, user, entry_id, EntryKind.COUNT)
     form = ExplanationForm(prefix=f"count{entry_id}")
     row, status = attempt(
         form,

@@ -220,7 +220,8 @@ def dose_coverage_problems(amount_mg: int, use: DispensingUse, number: str) -> l
     problems = []
     if use.strength_mg <= 0:
         return [f"Dispensing {number} has no strength per unit to cover a dose."]
-    if amount_mg % use.strength_mg:
+    units = amount_mg / use.strength_mg
+    if abs(units - round(units)) > 1e-6:  # strengths are hundredths of a mg: no float modulo
         problems.append(
             f"{amount_mg} mg is not a whole number of the {use.strength_mg:g} mg units of "
             f"dispensing {number}."
@@ -317,6 +318,10 @@ class LotRecord:
 
     label: str  # "S01 lot MDMA-2026-01" (the arm never)
     lines: tuple[LedgerLine, ...]
+    masked: bool = False  # for a blinded reader: entries named by their date, not their number
+
+    def name(self, what: str, line: LedgerLine) -> str:
+        return f"{what} of {line.occurred_at:%Y-%m-%d}" if self.masked else f"{what} #{line.id}"
 
 
 def c20_reconciled(lot: LotRecord, now: datetime) -> CheckResult:
@@ -329,12 +334,14 @@ def c20_reconciled(lot: LotRecord, now: datetime) -> CheckResult:
     if not gap:
         return judged("C20", [])
     if last.explained:
-        return judged("C20", [], f"Count #{last.id} differed by {gap:+d} units, explained.")
+        return judged(
+            "C20", [], f"The {lot.name('count', last)} differed by {gap:+d} units, explained."
+        )
     return judged(
         "C20",
         [
             Evidence(
-                f"{lot.label}, count #{last.id} ({last.occurred_at:%Y-%m-%d})",
+                f"{lot.label}, {lot.name('count', last)}",
                 f"{last.expected_units} units, as the ledger holds, or the difference explained",
                 f"{last.counted_units} counted ({gap:+d}), not explained",
             )
@@ -350,7 +357,7 @@ def c21_destructions_witnessed(lot: LotRecord, now: datetime) -> CheckResult:
         "C21",
         [
             Evidence(
-                f"{lot.label}, destruction #{line.id}",
+                f"{lot.label}, {lot.name('destruction', line)}",
                 f"{DESTRUCTION_WITNESSES} witnesses who signed",
                 f"{line.witnesses}",
             )
@@ -388,7 +395,7 @@ def c23_losses_reported(lot: LotRecord, now: datetime) -> CheckResult:
     pending = []
     for line in losses:
         for deadline in loss_deadlines(line):
-            where = f"{lot.label}, loss #{line.id}: {deadline.report}"
+            where = f"{lot.label}, {lot.name('loss', line)}: {deadline.report}"
             if deadline.overdue(now):
                 found = (
                     f"sent {deadline.reported_at:%Y-%m-%d %H:%M} UTC"
@@ -398,7 +405,8 @@ def c23_losses_reported(lot: LotRecord, now: datetime) -> CheckResult:
                 evidence.append(Evidence(where, f"by {deadline.due_at:%Y-%m-%d %H:%M} UTC", found))
             elif deadline.open():
                 pending.append(
-                    f"{deadline.report} for loss #{line.id} due {deadline.due_at:%Y-%m-%d}"
+                    f"{deadline.report} for the {lot.name('loss', line)} due "
+                    f"{deadline.due_at:%Y-%m-%d}"
                 )
     return judged("C23", evidence, ("Pending: " + "; ".join(pending)) if pending else "")
 

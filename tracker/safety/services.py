@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tracker.audit.services import Actor, record_event
@@ -376,24 +377,33 @@ def queue_overdue_report_notices(db: Session, actor: Actor) -> int:
     ).all()
     queued = 0
     for event, participant in overdue:
-        assert event.report_due_at is not None
-        queued += len(
-            notifications.queue(
-                db,
-                actor,
-                site_id=participant.site_id,
-                kind="serious_report_overdue",
-                key=f"adverse_event_overdue:{event.id}",
-                participant_id=participant.id,
-                subject=f"[tracker] Serious adverse event report overdue: {participant.study_id}",
-                body=(
-                    f"The report of serious adverse event #{event.id} of participant "
-                    f"{participant.study_id} was due by {utc(event.report_due_at)} and is not "
-                    "recorded as sent."
-                ),
-            )
-        )
+        try:
+            # Another worker may announce the same event at the same moment: one wins.
+            with db.begin_nested():
+                queued += _queue_overdue(db, actor, event, participant)
+        except IntegrityError:
+            continue
     return queued
+
+
+def _queue_overdue(db: Session, actor: Actor, event: AdverseEvent, participant: Participant) -> int:
+    assert event.report_due_at is not None
+    return len(
+        notifications.queue(
+            db,
+            actor,
+            site_id=participant.site_id,
+            kind="serious_report_overdue",
+            key=f"adverse_event_overdue:{event.id}",
+            participant_id=participant.id,
+            subject=f"[tracker] Serious adverse event report overdue: {participant.study_id}",
+            body=(
+                f"The report of serious adverse event #{event.id} of participant "
+                f"{participant.study_id} was due by {utc(event.report_due_at)} and is not "
+                "recorded as sent."
+            ),
+        )
+    )
 
 
 def utc(moment: datetime) -> str:

@@ -202,6 +202,10 @@ def update_session(
         )
     )
     if new_status in FINAL_STATUSES and new_status != row.status:
+        # Held until commit: no dispensing lands while the session is being closed.
+        db.execute(
+            sa.select(TherapySession.id).where(TherapySession.id == row.id).with_for_update()
+        )
         # Unused product goes back to stock before the session's record is closed (§12).
         problems += [
             f"Dispensing {d.number} has {d.use.unused_units} unused units: the pharmacist "
