@@ -822,11 +822,10 @@ def inventory_log(lot_id: int, output: Path) -> None:
         if lot is None:
             _fail(f"No lot {lot_id}.")
         assert lot is not None
-        # Read as the statistician reads it: every product named (the pharmacy's own copy).
-        reader = _UnblindedReader()
+        # The pharmacy's own copy, every product named (the command runs on the server).
         html = render_template(
             "pharmacy/log_pdf.html",
-            lot=presenters.lot_view(db, reader, lot),  # type: ignore[arg-type]
+            lot=presenters.lot_view(db, None, lot),
             site=db.get(Site, lot.site_id),
             generated_at=utcnow(),
             generated_by=cli_actor().username,
@@ -836,14 +835,6 @@ def inventory_log(lot_id: int, output: Path) -> None:
             db, cli_actor(), "report.export", "accountability_log", lot.id, new={"format": "pdf"}
         )
     click.echo(f"Wrote {output}.")
-
-
-class _UnblindedReader:
-    """The command line reads the ledger as the study's unblinded (it runs on the server)."""
-
-    id = 0
-    role = "statistician"
-    site_id = None
 
 
 # --- notify (issue 17) -----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from tracker.db import get_db
 from tracker.extensions import password_check_limit
 from tracker.pharmacy import presenters, queries, services
 from tracker.protocol.accountability import EntryKind, dispensing_number
+from tracker.protocol.accountability import balance as ledger_balance
 from tracker.security import Permission, authenticated_user, requires
 
 
@@ -170,7 +171,7 @@ def inventory_entry(lot_id: int) -> ResponseReturnValue:
         reverses=body.reverses,
         reason=body.reason,
     )
-    balance = presenters.lot_view(db, user, lot).balance
+    balance = ledger_balance(queries.lines_of(db, lot.id))
     return EntryOut(
         id=entry.id,
         lot=lot.id,

@@ -28,14 +28,18 @@ from tracker.pharmacy.models import (
 )
 from tracker.protocol.accountability import (
     EntryKind,
+    LedgerLine,
     LossDeadline,
+    LotRecord,
     discrepancy,
     dispensing_number,
     loss_deadlines,
     open_discrepancies,
+    run_lot_checks,
     running_balances,
     totals,
 )
+from tracker.protocol.compliance_records import CheckResult
 from tracker.sites.models import Site
 
 KIND_TITLES = {
@@ -147,7 +151,13 @@ class LotView:
     open_discrepancies: list[int]
     open_reports: list[LossDeadline]
     registration: str | None
+    label: str = ""  # as the checks name the lot ("S01 lot (blinded) #2" for the blinded)
+    lines: tuple[LedgerLine, ...] = ()
     withheld: tuple[int, int] = (0, 0)  # dispensed and returned units a blinded reader sees
+
+    def checks(self, now: datetime) -> tuple[CheckResult, ...]:
+        """C20 to C23 on the ledger this view read (no second read of it)."""
+        return run_lot_checks(LotRecord(self.label, self.lines, masked=self.masked), now)
 
     @property
     def expired(self) -> bool:
@@ -198,9 +208,10 @@ def _detail(entry: LedgerEntry, names: dict[int, str], masked: bool) -> list[str
     return out
 
 
-def lot_view(db: Session, user: User, lot: DrugLot) -> LotView:
-    """The lot and its whole ledger with the balance after each entry."""
-    masked = _masked(db, user, lot)
+def lot_view(db: Session, user: User | None, lot: DrugLot) -> LotView:
+    """The lot and its whole ledger with the balance after each entry, as ``user`` may read
+    it (None: the command line on the server, which reads the pharmacy's own copy)."""
+    masked = user is not None and _masked(db, user, lot)
     entries = queries.lot_entries(db, lot.id)
     lines = queries.lines_from(db, entries)
     ids = [e.id for e in entries]
@@ -299,6 +310,8 @@ def lot_view(db: Session, user: User, lot: DrugLot) -> LotView:
             if d.open()
         ],
         withheld=(withheld[0], withheld[1]),
+        label=queries.lot_label(lot, site.code, masked=masked),
+        lines=tuple(lines),
         registration=(
             f"{registration.number} ({registration.registrant}, expires "
             f"{registration.expires_on:%Y-%m-%d})"

@@ -38,6 +38,7 @@ from tracker.protocol.accountability import (
 from tracker.randomisation.queries import ALWAYS_UNBLINDED, study_unblinded
 from tracker.sessions.models import TherapySession
 from tracker.sites.models import Site
+from tracker.study.models import ProtocolVersion, definition_of
 
 MASKED_PRODUCT = "Blinded investigational product"
 
@@ -45,6 +46,17 @@ MASKED_PRODUCT = "Blinded investigational product"
 def sees_products(db: Session, user: User) -> bool:
     """Whether ``user`` may read which product an arm-bound lot holds."""
     return user.role in ALWAYS_UNBLINDED or study_unblinded(db) is not None
+
+
+def arm_labels(db: Session) -> dict[str, str]:
+    """Every arm of the randomised protocols, code to label, in code order: what a blinded
+    lot may be for."""
+    arms: dict[str, str] = {}
+    for version in db.scalars(sa.select(ProtocolVersion).order_by(ProtocolVersion.id)):
+        design = definition_of(version).randomisation
+        if design is not None:
+            arms.update({arm.code: arm.label for arm in design.arms})
+    return dict(sorted(arms.items()))
 
 
 def registration_of(db: Session, site_id: int) -> DeaRegistration | None:

@@ -49,7 +49,7 @@ from tracker.protocol.accountability import (
 from tracker.randomisation.queries import arm_of
 from tracker.sessions.models import TherapySession
 from tracker.sites.models import Site
-from tracker.study.models import ProtocolVersion, definition_of
+from tracker.study.models import definition_of
 
 WITNESS_ROLES = frozenset({Role.PHARMACIST, Role.INVESTIGATOR, Role.COORDINATOR})
 LOSS_REPORTS = {"initial_notice": "initial notice", "dea_form_106": "DEA Form 106"}
@@ -157,15 +157,6 @@ def add_storage(
     return row
 
 
-def _arms(db: Session) -> set[str]:
-    arms: set[str] = set()
-    for version in db.scalars(sa.select(ProtocolVersion)):
-        protocol = definition_of(version)
-        if protocol.randomisation is not None:
-            arms |= {arm.code for arm in protocol.randomisation.arms}
-    return arms
-
-
 def create_lot(
     db: Session,
     actor: Actor,
@@ -192,7 +183,7 @@ def create_lot(
             f"{site_row.code} has no DEA registration on file: record it before any lot."
         )
     arm = (arm or "").strip() or None
-    if arm is not None and arm not in _arms(db):
+    if arm is not None and arm not in queries.arm_labels(db):
         problems.append(f"{arm!r} is not an arm of any randomised protocol.")
     location = None
     if storage:

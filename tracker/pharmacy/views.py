@@ -7,7 +7,6 @@ import io
 from collections.abc import Callable
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from wtforms.fields.choices import SelectChoice
@@ -27,10 +26,9 @@ from tracker.pharmacy.forms import (
     StorageForm,
 )
 from tracker.pharmacy.models import DrugLot
-from tracker.protocol.accountability import LOT_CHECKS, EntryKind, run_lot_checks
+from tracker.protocol.accountability import LOT_CHECKS, EntryKind
 from tracker.security import Permission, can, requires
 from tracker.sites.models import Site
-from tracker.study.models import ProtocolVersion, definition_of
 
 bp = Blueprint("pharmacy", __name__)
 
@@ -71,19 +69,10 @@ def _site_of(lot: DrugLot) -> Site:
     return site
 
 
-def _arms() -> list[tuple[str, str]]:
-    arms: dict[str, str] = {}
-    for version in get_db().scalars(sa.select(ProtocolVersion).order_by(ProtocolVersion.id)):
-        protocol = definition_of(version)
-        if protocol.randomisation is not None:
-            arms.update({a.code: a.label for a in protocol.randomisation.arms})
-    return sorted(arms.items())
-
-
 def _lot_form(site_id: int | None, submitted: bool = False) -> LotForm:
     form = LotForm(prefix="lot") if submitted else LotForm(prefix="lot", formdata=None)
     form.arm.choices = [SelectChoice("", "None (open label)")] + [
-        SelectChoice(code, label) for code, label in _arms()
+        SelectChoice(code, label) for code, label in queries.arm_labels(get_db()).items()
     ]
     places = queries.storage_of(get_db(), site_id) if site_id else []
     form.storage.choices = [SelectChoice("", "— none —")] + [
@@ -111,7 +100,7 @@ def _stock_page(
         or RegistrationForm(prefix="registration", formdata=None),
         storage_form=storage_form or StorageForm(prefix="storage", formdata=None),
         may_record=can(Permission.INVENTORY_RECORD) and site is not None,
-        arm_labels=dict(_arms()),
+        arm_labels=queries.arm_labels(db),
     ), status
 
 
@@ -265,10 +254,10 @@ def _lot_page(
         may_explain=can(Permission.INVENTORY_EXPLAIN) and user.site_id == lot.site_id,
         open_form=open_form,
         now=utcnow(),
-        arm_labels=dict(_arms()),
+        arm_labels=queries.arm_labels(db),
         checks=zip(
             LOT_CHECKS,
-            run_lot_checks(queries.lot_records(db, [lot], masked=view.masked)[0], utcnow()),
+            view.checks(utcnow()),
             strict=True,
         ),
     ), status
@@ -426,16 +415,7 @@ def reconciliation() -> ResponseReturnValue:
     db, user = get_db(), signed_in_user()
     rows = presenters.stock(db, user)
     now = utcnow()
-    lots = list(db.scalars(queries.lots_query(user)))
-    records = {
-        lot.id: record
-        for lot, record in zip(
-            lots,
-            queries.lot_records(db, lots, masked=not queries.sees_products(db, user)),
-            strict=True,
-        )
-    }
-    results = {lot_id: run_lot_checks(record, now) for lot_id, record in records.items()}
+    results = {row.lot.id: row.lot.checks(now) for row in rows}
     return render_template(
         "pharmacy/reconciliation.html", rows=rows, results=results, checks=LOT_CHECKS, now=now
     )

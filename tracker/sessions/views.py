@@ -30,6 +30,7 @@ from tracker.security import Permission, requires
 from tracker.sessions import presenters, queries, services
 from tracker.sessions.forms import ScheduleSessionForm, SessionRecordForm
 from tracker.sessions.models import TherapySession
+from tracker.site_time import viewer_zone
 
 bp = Blueprint("sessions", __name__)
 
@@ -88,19 +89,26 @@ def schedule(participant_id: int) -> ResponseReturnValue:
 def schedule_week() -> ResponseReturnValue:
     """A week of the site's sessions, one column per day (UTC days), server-rendered;
     ``?week=2026-W49`` picks the ISO week, this week by default."""
-    today = utcnow().date()
+    tz = viewer_zone()
+    today = utcnow().astimezone(tz).date()
     raw = request.args.get("week", "")
     try:
         year, week = (int(part) for part in raw.split("-W")) if raw else today.isocalendar()[:2]
         monday = date.fromisocalendar(year, week, 1)
     except ValueError:
         abort(400, description="The week is given as YYYY-Www, for example 2026-W49.")
-    start = datetime.combine(monday, time(), tzinfo=UTC)
-    rows = queries.sessions_between(get_db(), signed_in_user(), start, start + timedelta(days=7))
+    # The site's days, from its midnights.
+    start = datetime.combine(monday, time(), tzinfo=tz).astimezone(UTC)
+    end = datetime.combine(monday + timedelta(days=7), time(), tzinfo=tz).astimezone(UTC)
+    rows = queries.sessions_between(get_db(), signed_in_user(), start, end)
     days = [
         (
             monday + timedelta(days=i),
-            [(s, p) for s, p in rows if s.scheduled_at.date() == monday + timedelta(days=i)],
+            [
+                (s, p)
+                for s, p in rows
+                if s.scheduled_at.astimezone(tz).date() == monday + timedelta(days=i)
+            ],
         )
         for i in range(7)
     ]
