@@ -125,6 +125,7 @@ def _register_feature_api_routes() -> None:
     importing the modules registers them before the blueprint is registered on the app."""
     from tracker.api import views as api_views
     from tracker.dosing import api as dosing_api
+    from tracker.exchange import api as exchange_api
     from tracker.notes import api as notes_api
     from tracker.outcomes import api as outcomes_api
     from tracker.participants import api as participants_api
@@ -137,6 +138,7 @@ def _register_feature_api_routes() -> None:
     del (
         api_views,
         dosing_api,
+        exchange_api,
         notes_api,
         outcomes_api,
         participants_api,
@@ -153,6 +155,7 @@ def _register_blueprints(app: Flask) -> None:
     from tracker.api import bp as api_bp
     from tracker.auth.views import bp as auth_bp
     from tracker.dosing.views import bp as dosing_bp
+    from tracker.exchange.views import bp as exchange_bp
     from tracker.main.views import bp as main_bp
     from tracker.notes.views import bp as notes_bp
     from tracker.outcomes.views import bp as outcomes_bp
@@ -177,6 +180,7 @@ def _register_blueprints(app: Flask) -> None:
         randomisation_bp,
         pharmacy_bp,
         reports_bp,
+        exchange_bp,
         admin_bp,
         audit_bp,
         api_bp,

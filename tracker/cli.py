@@ -69,6 +69,7 @@ def register_cli(app: Flask) -> None:
         notify,
         audit,
         report,
+        export,
         demo,
         bench,
     ):
@@ -530,6 +531,104 @@ def report_compliance(
     click.echo(
         f"{summary.participants} participants written to {output} (audit head {header.audit_head})"
     )
+
+
+# --- export (SPEC §13) ----------------------------------------------------------------------
+
+
+@click.group(cls=AppGroup)
+def export() -> None:
+    """Data exchange: CDISC ODM, SDTM datasets, FHIR bundles (every export is audited)."""
+
+
+_site_option = click.option("--site", help="Only this site's participants.")
+_arms_option = click.option(
+    "--arms",
+    is_flag=True,
+    help="Include the allocated arms (the unblinded data set, for the statistician); recorded "
+    "as such on the audit trail. Without it the export is blinded until the study is unblinded.",
+)
+
+
+def _export_scope(standard: str, fmt: str, site: str | None, arms: bool) -> Any:
+    """The command line's scope (study-wide), refused for an unknown site, and on record."""
+    from tracker.errors import InvalidInput
+    from tracker.exchange.scope import export_scope
+    from tracker.exchange.services import record_export
+    from tracker.randomisation.queries import study_unblinded
+
+    actor = cli_actor()
+    with _database().session_scope() as db:
+        try:
+            scope = export_scope(
+                db, None, actor.username, site=site, arms=arms or study_unblinded(db) is not None
+            )
+        except InvalidInput as error:
+            _fail(str(error))
+        record_export(db, actor, standard, fmt, scope)
+    return scope
+
+
+@export.command("odm")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@_site_option
+@_arms_option
+@with_appcontext
+def export_odm(output: Path, site: str | None, arms: bool) -> None:
+    """Write the study as CDISC ODM 1.3.2 (metadata, clinical data, audit records, signatures)."""
+    from tracker.exchange.odm import odm_document
+
+    scope = _export_scope("odm", "xml", site, arms)
+    with _database().session_scope() as db, output.open("w", encoding="utf-8") as handle:
+        for part in odm_document(db, scope):
+            handle.write(part)
+    click.echo(f"Wrote {output}{'' if scope.arms else ' (blinded: no arms)'}.")
+
+
+@export.command("sdtm")
+@click.option("--format", "fmt", type=click.Choice(["csv", "xpt", "json"]), required=True)
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True)
+@_site_option
+@_arms_option
+@with_appcontext
+def export_sdtm(fmt: str, output: Path, site: str | None, arms: bool) -> None:
+    """Write the SDTM datasets DM, DS, EX, VS, AE, QS, SV and DV into a directory."""
+    from tracker.exchange.datasets import write_sdtm
+
+    scope = _export_scope("sdtm", fmt, site, arms)
+    with _database().session_scope() as db:
+        written = write_sdtm(db, scope, fmt, output)
+    counts = ", ".join(f"{code} {rows}" for code, rows in written.rows.items())
+    click.echo(
+        f"{written.participants} participants written to {output}: {counts}"
+        f"{'' if scope.arms else ' (blinded: no arms)'}."
+    )
+
+
+@export.command("fhir")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True)
+@_site_option
+@_arms_option
+@with_appcontext
+def export_fhir(output: Path, site: str | None, arms: bool) -> None:
+    """Write the FHIR R4 study bundle (study.json) and one bundle per participant
+    (participants.ndjson, a bundle a line)."""
+    import json
+
+    from tracker.exchange import fhir
+
+    scope = _export_scope("fhir", "json", site, arms)
+    output.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with _database().session_scope() as db:
+        with (output / "study.json").open("w", encoding="utf-8") as handle:
+            for part in fhir.study_bundle(db, scope):
+                handle.write(part)
+        with (output / "participants.ndjson").open("w", encoding="utf-8") as handle:
+            for bundle in fhir.participant_bundles(db, scope):
+                handle.write(json.dumps(bundle, ensure_ascii=False) + "\n")
+                count += 1
+    click.echo(f"Wrote {output}/study.json and {count} participant bundles.")
 
 
 # --- demo ---------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ class Permission(StrEnum):
     INVENTORY_RECORD = "inventory.record"
     INVENTORY_REGISTER = "inventory.register"
     INVENTORY_EXPLAIN = "inventory.explain"
+    DATA_EXPORT = "data.export"
 
 
 _EVERYONE = frozenset(Role)
@@ -117,6 +118,9 @@ ROLE_PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.INVENTORY_RECORD: frozenset({Role.PHARMACIST}),
     Permission.INVENTORY_REGISTER: frozenset({Role.PHARMACIST, Role.ADMIN}),
     Permission.INVENTORY_EXPLAIN: frozenset({Role.PHARMACIST, Role.INVESTIGATOR}),
+    # Data exchange (SPEC §13): the auditor and the statistician take the study's, the
+    # investigator their site's; the arms only as the blinding allows (tracker.exchange.scope).
+    Permission.DATA_EXPORT: frozenset({Role.AUDITOR, Role.INVESTIGATOR, Role.STATISTICIAN}),
 }
 
 

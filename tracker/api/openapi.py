@@ -206,6 +206,9 @@ MAX_PATH_ID = 2**31 - 1
 _PLAIN_RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     "application/json": {"type": "object"},
     "text/csv": {"type": "string"},
+    "application/xml": {"type": "string"},
+    "application/zip": {"type": "string"},
+    "application/fhir+json": {"type": "object"},
 }
 
 
@@ -236,7 +239,11 @@ def _openapi_path(rule: str) -> tuple[str, list[dict[str, Any]]]:
 
 def _alternative_media_types(op: Operation) -> list[str]:
     """Media types a ``format`` query parameter can ask for besides JSON (e.g. ``csv``)."""
-    if op.query is None or "format" not in op.query.model_fields:
+    if (
+        op.query is None
+        or "format" not in op.query.model_fields
+        or op.response_media_type != "application/json"
+    ):
         return []
     schema = op.query.model_json_schema().get("properties", {}).get("format", {})
     return ["text/csv"] if "csv" in schema.get("enum", []) else []

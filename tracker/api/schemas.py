@@ -829,3 +829,15 @@ class EntryOut(BaseModel):
     units: int
     balance: int
     dispensing: str | None = None
+
+
+# --- data exchange (SPEC §13) -------------------------------------------------------------
+
+
+class ExportQuery(Strict):
+    site: str | None = Field(default=None, max_length=16)
+
+
+class SdtmExportQuery(Strict):
+    format: Literal["csv", "xpt", "json"] = "csv"
+    site: str | None = Field(default=None, max_length=16)

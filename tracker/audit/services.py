@@ -24,7 +24,11 @@ APPENDED_HEAD = "tracker.audit_head"
 CHECKPOINT_REASON = "tracker.checkpoint_reason"
 CHECKPOINTS = "tracker.checkpoints"
 # Every export and report is checkpointed: what left the building can be held against it.
-CHECKPOINTED_ACTIONS = {"audit.export": "export", "report.export": "report"}
+CHECKPOINTED_ACTIONS = {
+    "audit.export": "export",
+    "report.export": "report",
+    "data.export": "export",
+}
 
 
 @dataclass(frozen=True)

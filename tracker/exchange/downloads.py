@@ -1,0 +1,132 @@
+"""Exports as downloads, for the pages and the API alike: the export goes on record first, in
+a unit of work of its own; the file then streams from a read-only transaction of the stream's
+own (``stream_reading``), so a long export never holds the request's session or a lock."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flask import Response
+from sqlalchemy.orm import Session
+
+from tracker.auth.models import User
+from tracker.auth.signin import current_actor
+from tracker.db import get_db, stream_reading, write_unit
+from tracker.errors import InvalidInput, NotFound
+from tracker.exchange import fhir
+from tracker.exchange.datasets import write_sdtm
+from tracker.exchange.odm import odm_document
+from tracker.exchange.scope import FORMATS, ExportScope, export_scope
+from tracker.exchange.services import record_export
+from tracker.exchange.source import participants_query, subjects
+from tracker.participants.models import Participant
+
+CHUNK = 64 * 1024
+
+
+def _scope_for(user: User, site: str | None) -> ExportScope:
+    return export_scope(get_db(), user, user.username, site=site)
+
+
+def _record(standard: str, fmt: str, scope: ExportScope, subject: str | None = None) -> None:
+    with write_unit(get_db()) as writes:
+        record_export(writes, current_actor(), standard, fmt, scope, subject)
+
+
+def _attachment(name: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
+
+
+def _stamp() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+
+
+def _rescoped(db: Session, scope: ExportScope) -> ExportScope:
+    """The scope with its user read again in the stream's own session."""
+    if scope.user is None:
+        return scope
+    return ExportScope(
+        scope.reader, db.get_one(User, scope.user.id), scope.site, scope.arms, scope.arm_labels
+    )
+
+
+def odm_response(user: User, site: str | None) -> Response:
+    scope = _scope_for(user, site)
+    _record("odm", "xml", scope)
+
+    def text(db: Session) -> Iterator[str]:
+        return odm_document(db, _rescoped(db, scope))
+
+    return Response(
+        stream_reading(text), mimetype="application/xml", headers=_attachment(f"odm-{_stamp()}.xml")
+    )
+
+
+def _zipped(directory: Path) -> Iterator[bytes]:
+    """``directory``'s files as a ZIP, written to disk and sent in chunks, then removed."""
+    archive = directory.with_suffix(".zip")
+    try:
+        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+            for path in sorted(directory.iterdir()):
+                bundle.write(path, path.name)
+        with archive.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                yield chunk
+    finally:
+        archive.unlink(missing_ok=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def sdtm_response(user: User, fmt: str, site: str | None) -> Response:
+    if fmt not in FORMATS["sdtm"]:
+        raise InvalidInput(f"Unknown SDTM format {fmt!r}: csv, xpt or json.")
+    scope = _scope_for(user, site)
+    _record("sdtm", fmt, scope)
+
+    def archive(db: Session) -> Iterator[bytes]:
+        directory = Path(tempfile.mkdtemp(prefix="tracker-sdtm-")) / "sdtm"
+        write_sdtm(db, _rescoped(db, scope), fmt, directory)
+        yield from _zipped(directory)
+
+    return Response(
+        stream_reading(archive),
+        mimetype="application/zip",
+        headers=_attachment(f"sdtm-{fmt}-{_stamp()}.zip"),
+    )
+
+
+def fhir_study_response(user: User, site: str | None) -> Response:
+    scope = _scope_for(user, site)
+    _record("fhir", "json", scope)
+
+    def text(db: Session) -> Iterator[str]:
+        return fhir.study_bundle(db, _rescoped(db, scope))
+
+    return Response(
+        stream_reading(text),
+        mimetype="application/fhir+json",
+        headers=_attachment(f"fhir-study-{_stamp()}.json"),
+    )
+
+
+def fhir_participant_response(user: User, study_id: str) -> Response:
+    """One participant's bundle (a 404 for a participant the user may not see)."""
+    db = get_db()
+    scope = _scope_for(user, None)
+    query = participants_query(user).where(Participant.study_id == study_id.strip().upper())
+    found = next(subjects(db, query, arms=scope.arms), None)
+    if found is None:
+        raise NotFound(f"No participant {study_id!r}.")
+    bundle = fhir.participant_bundle(found, scope, datetime.now(UTC))
+    _record("fhir", "json", scope, found.study_id)
+    return Response(
+        json.dumps(bundle, ensure_ascii=False),
+        mimetype="application/fhir+json",
+        headers=_attachment(f"fhir-{found.study_id}.json"),
+    )

@@ -1,0 +1,877 @@
+"""CDISC ODM 1.3.2 (SPEC §13): the protocol as metadata and the clinical data with the audit
+trail's who, when and why, and the investigators' e-signatures.
+
+- One ``Study`` per protocol (its code), one ``MetaDataVersion`` per stored protocol version:
+  study events for enrolment, the three kinds of session, each outcome timepoint, safety and
+  disposition; forms and item groups for the checklist, consent, sign-off, sessions, doses,
+  vital signs, effects, adverse events, suicidality screens and each instrument; a code list
+  for every enumeration. Licensed instruments carry item codes and short labels only.
+- ``AdminData``: the users (and the system and command-line actors of the trail), the sites
+  as locations, one ``SignatureDef`` per signature meaning.
+- ``ClinicalData`` per protocol version: a ``SubjectData`` per participant (a snapshot of the
+  current values). Every item group (and each checklist answer) carries the ``AuditRecord`` of
+  the audit event that wrote it: the user, the site, the time, the reason, and as
+  ``SourceID`` the event's place in the hash chain. Each checklist sign-off carries its
+  ``Signature`` with the signed content's hash.
+
+The document streams: the metadata and admin data first (small), then one participant at a
+time, each serialised as soon as it is built.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+from sqlalchemy.orm import Session
+
+from tracker.auth.models import User
+from tracker.exchange.scope import ExportScope
+from tracker.exchange.source import (
+    AuditNote,
+    SessionRows,
+    Subject,
+    protocol_versions,
+    source_version,
+    subjects,
+    system_actors,
+    users,
+)
+from tracker.participants.models import ChecklistSignature
+from tracker.protocol.checklist import ChecklistOutcome
+from tracker.protocol.definition import ProtocolDefinition
+from tracker.protocol.dosing import (
+    SESSION_EFFECTS,
+    AdverseEventOutcome,
+    DoseKind,
+    Relatedness,
+    SeriousCriterion,
+)
+from tracker.protocol.sessions import SessionKind, SessionStatus
+from tracker.protocol.states import State, WithdrawalCategory
+from tracker.sites.models import Site
+from tracker.study.models import ProtocolVersion, definition_of
+
+NS = "http://www.cdisc.org/ns/odm/v1.3"
+SCREEN_ITEMS = ("ideation", "intent", "plan", "behaviour", "positive")
+ODM_VERSION = "1.3.2"
+
+SESSION_EVENTS = {
+    SessionKind.PREPARATION: ("SE.PREPARATION", "Preparation session"),
+    SessionKind.DOSING: ("SE.DOSING", "Dosing session"),
+    SessionKind.INTEGRATION: ("SE.INTEGRATION", "Integration session"),
+}
+
+
+def _el(parent: ET.Element | None, tag: str, text: str | None = None, **attrs: Any) -> ET.Element:
+    attributes = {k: str(v) for k, v in attrs.items() if v is not None}
+    element = (
+        ET.Element(tag, attributes) if parent is None else ET.SubElement(parent, tag, attributes)
+    )
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _translated(parent: ET.Element, tag: str, text: str) -> None:
+    _el(_el(parent, tag), "TranslatedText", text, **{"xml:lang": "en"})
+
+
+def _when(moment: datetime | date | None) -> str | None:
+    if moment is None:
+        return None
+    if isinstance(moment, datetime):
+        return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return moment.isoformat()
+
+
+def _value(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime | date):
+        return _when(value)
+    return str(value)
+
+
+def study_oid(code: str) -> str:
+    return f"ST.{code.upper()}"
+
+
+def mdv_oid(version: ProtocolVersion) -> str:
+    return f"MDV.{version.code.upper()}.{version.version}"
+
+
+def user_oid(name: str) -> str:
+    return f"USR.{name}"
+
+
+def location_oid(site_code: str) -> str:
+    return f"LOC.{site_code}"
+
+
+# --- metadata ------------------------------------------------------------------------------
+
+
+class _Metadata:
+    """The MetaDataVersion of one protocol version, built from its definition."""
+
+    def __init__(self, version: ProtocolVersion, protocol: ProtocolDefinition, arms: bool):
+        self.root = _el(
+            None,
+            "MetaDataVersion",
+            OID=mdv_oid(version),
+            Name=f"{protocol.title} v{protocol.version}",
+        )
+        self.events: list[ET.Element] = []
+        self.forms: list[ET.Element] = []
+        self.groups: list[ET.Element] = []
+        self.items: list[ET.Element] = []
+        self.codelists: list[ET.Element] = []
+        self._seen_codelists: set[str] = set()
+        self.protocol = protocol
+        self.arms = arms
+
+    def codelist(self, oid: str, name: str, values: Sequence[tuple[str, str]]) -> str:
+        if oid not in self._seen_codelists:
+            self._seen_codelists.add(oid)
+            codelist = _el(None, "CodeList", OID=oid, Name=name, DataType="text")
+            for code, decode in values:
+                _translated(_el(codelist, "CodeListItem", CodedValue=code), "Decode", decode)
+            self.codelists.append(codelist)
+        return oid
+
+    def item(
+        self,
+        oid: str,
+        name: str,
+        data_type: str,
+        question: str | None = None,
+        codelist: str | None = None,
+        length: int | None = None,
+    ) -> str:
+        item = _el(None, "ItemDef", OID=oid, Name=name, DataType=data_type, Length=length)
+        if question:
+            _translated(item, "Question", question)
+        if codelist:
+            _el(item, "CodeListRef", CodeListOID=codelist)
+        self.items.append(item)
+        return oid
+
+    def group(self, oid: str, name: str, repeating: bool, items: Sequence[str]) -> str:
+        group = _el(
+            None, "ItemGroupDef", OID=oid, Name=name, Repeating="Yes" if repeating else "No"
+        )
+        for number, item in enumerate(items, start=1):
+            _el(group, "ItemRef", ItemOID=item, Mandatory="No", OrderNumber=number)
+        self.groups.append(group)
+        return oid
+
+    def form(self, oid: str, name: str, groups: Sequence[str], repeating: bool = False) -> str:
+        form = _el(None, "FormDef", OID=oid, Name=name, Repeating="Yes" if repeating else "No")
+        for group in groups:
+            _el(form, "ItemGroupRef", ItemGroupOID=group, Mandatory="No")
+        self.forms.append(form)
+        return oid
+
+    def event(self, oid: str, name: str, kind: str, repeating: bool, forms: Sequence[str]) -> None:
+        event = _el(
+            None,
+            "StudyEventDef",
+            OID=oid,
+            Name=name,
+            Repeating="Yes" if repeating else "No",
+            Type=kind,
+        )
+        for number, form in enumerate(forms, start=1):
+            _el(event, "FormRef", FormOID=form, Mandatory="No", OrderNumber=number)
+        self.events.append(event)
+
+    def enum(self, oid: str, name: str, values: Sequence[str]) -> str:
+        return self.codelist(oid, name, [(v, v.replace("_", " ")) for v in values])
+
+    def build(self) -> ET.Element:
+        protocol = self.protocol
+        i = self.item
+        sex = self.enum("CL.SEX", "Sex", ["female", "male"])
+        state = self.enum("CL.STATE", "Participant state", [s.value for s in State])
+        demography = [
+            i("IT.SEX", "Sex", "text", "Sex", sex),
+            i("IT.YEAR_OF_BIRTH", "Year of birth", "integer", "Year of birth"),
+            i("IT.STATE", "State", "text", "Where the participant stands", state),
+            i("IT.CYCLE", "Cycle", "integer", "Dosing cycle"),
+            i("IT.ENROLLED_AT", "Enrolled at", "datetime", "Enrolled at"),
+            i("IT.RANDOMISATION_NUMBER", "Randomisation number", "text", "Randomisation number"),
+            i("IT.STRATUM", "Stratum", "text", "Randomisation stratum"),
+        ]
+        if self.arms and protocol.randomisation is not None:
+            arm = self.codelist(
+                "CL.ARM", "Arm", [(a.code, a.label) for a in protocol.randomisation.arms]
+            )
+            demography.append(i("IT.ARM", "Arm", "text", "Allocated arm", arm))
+        g_demog = self.group("IG.DEMOGRAPHY", "Participant", False, demography)
+        g_consent = self.group(
+            "IG.CONSENT",
+            "Consent",
+            True,
+            [
+                i("IT.CONSENT_DOCUMENT", "Document version", "text", "Consent document version"),
+                i("IT.CONSENT_SIGNED_ON", "Signed on", "date", "Signed on"),
+            ],
+        )
+        yes_no_items = [
+            i(f"IT.CHECK.{item.code.upper()}", item.code, "boolean", item.question)
+            for item in protocol.checklist
+        ]
+        g_checklist = self.group("IG.CHECKLIST", "Contraindication checklist", False, yes_no_items)
+        outcome = self.enum(
+            "CL.CHECKLIST_OUTCOME", "Checklist outcome", [o.value for o in ChecklistOutcome]
+        )
+        g_signoff = self.group(
+            "IG.SIGNOFF",
+            "Investigator sign-off",
+            True,
+            [
+                i("IT.SIGNOFF_OUTCOME", "Outcome", "text", "Outcome signed", outcome),
+                i(
+                    "IT.SIGNOFF_CONTENT_HASH",
+                    "Content hash",
+                    "text",
+                    "SHA-256 of the signed content",
+                ),
+                i("IT.SIGNOFF_VOIDED_AT", "Voided at", "datetime", "Voided at"),
+                i("IT.SIGNOFF_VOID_REASON", "Void reason", "text", "Why the signature was voided"),
+            ],
+        )
+        kind = self.enum("CL.SESSION_KIND", "Session kind", [k.value for k in SessionKind])
+        status = self.enum("CL.SESSION_STATUS", "Session status", [s.value for s in SessionStatus])
+        g_session = self.group(
+            "IG.SESSION",
+            "Session",
+            False,
+            [
+                i("IT.SESSION_KIND", "Kind", "text", "Kind of session", kind),
+                i("IT.SESSION_CYCLE", "Cycle", "integer", "Cycle"),
+                i("IT.SESSION_STATUS", "Status", "text", "Status", status),
+                i("IT.SESSION_SCHEDULED_AT", "Scheduled at", "datetime", "Scheduled at"),
+                i("IT.SESSION_STARTED_AT", "Started at", "datetime", "Started at"),
+                i("IT.SESSION_ENDED_AT", "Ended at", "datetime", "Ended at"),
+                i("IT.SESSION_OVERNIGHT", "Overnight stay", "boolean", "Overnight stay"),
+            ],
+        )
+        dose_kind = self.enum("CL.DOSE_KIND", "Dose kind", [k.value for k in DoseKind])
+        g_dose = self.group(
+            "IG.DOSE",
+            "Dose",
+            True,
+            [
+                i("IT.DOSE_KIND", "Kind", "text", "Initial or supplemental", dose_kind),
+                i("IT.DOSE_MG", "Amount (mg)", "integer", "Amount in mg"),
+                i("IT.DOSE_AT", "Administered at", "datetime", "Administered at"),
+                i("IT.DOSE_DISPENSING", "Dispensing", "text", "Number of the dispensing"),
+                i("IT.DOSE_JUSTIFICATION", "Justification", "text", "Why a limit was exceeded"),
+            ],
+        )
+        g_vitals = self.group(
+            "IG.VITALS",
+            "Vital signs",
+            True,
+            [
+                i("IT.VS_AT", "Measured at", "datetime", "Measured at"),
+                i("IT.SYSBP", "Systolic", "integer", "Systolic blood pressure (mmHg)"),
+                i("IT.DIABP", "Diastolic", "integer", "Diastolic blood pressure (mmHg)"),
+                i("IT.PULSE", "Heart rate", "integer", "Heart rate (beats/min)"),
+                i("IT.TEMP", "Temperature", "float", "Temperature (C)"),
+            ],
+        )
+        g_effects = self.group(
+            "IG.EFFECTS",
+            "Effects",
+            False,
+            [
+                *(
+                    i(f"IT.EFFECT.{code.upper()}", code, "boolean", label)
+                    for code, label in SESSION_EFFECTS
+                ),
+                i("IT.EFFECTS_NONE", "None observed", "boolean", "None observed"),
+                i("IT.EFFECTS_NOTE", "Note", "text", "Note"),
+            ],
+        )
+        f_session = self.form("F.SESSION", "Session", [g_session])
+        f_dose = self.form("F.DOSE", "Doses", [g_dose])
+        f_vitals = self.form("F.VITALS", "Vital signs", [g_vitals])
+        f_effects = self.form("F.EFFECTS", "Effects", [g_effects])
+        self.event(
+            "SE.ENROLMENT",
+            "Screening and enrolment",
+            "Scheduled",
+            False,
+            [
+                self.form("F.DEMOGRAPHY", "Participant", [g_demog]),
+                self.form("F.CONSENT", "Consent", [g_consent]),
+                self.form("F.CHECKLIST", "Contraindication checklist", [g_checklist]),
+                self.form("F.SIGNOFF", "Investigator sign-off", [g_signoff]),
+            ],
+        )
+        for session_kind, (oid, name) in SESSION_EVENTS.items():
+            forms = (
+                [f_session, f_dose, f_vitals, f_effects]
+                if session_kind is SessionKind.DOSING
+                else [f_session]
+            )
+            self.event(oid, name, "Scheduled", True, forms)
+        instrument_forms = {}
+        for instrument in protocol.instruments:
+            code = instrument.code.upper()
+            group = self.group(
+                f"IG.{code}",
+                instrument.title,
+                False,
+                [
+                    i(
+                        f"IT.{code}.ADMINISTERED_AT",
+                        "Administered at",
+                        "datetime",
+                        "Administered at",
+                    ),
+                    *(
+                        i(f"IT.{code}.{item.code.upper()}", item.code, "integer", item.label)
+                        for item in instrument.items
+                    ),
+                    i(f"IT.{code}.TOTAL", "Total", "integer", "Total score"),
+                    i(f"IT.{code}.BAND", "Band", "text", "Severity band"),
+                    i(
+                        f"IT.{code}.IN_WINDOW",
+                        "In window",
+                        "boolean",
+                        "Within the timepoint's window",
+                    ),
+                ],
+            )
+            instrument_forms[instrument.code] = self.form(f"F.{code}", instrument.title, [group])
+        for timepoint in protocol.timepoints:
+            self.event(
+                f"SE.TP.{timepoint.code.upper()}",
+                timepoint.title,
+                "Scheduled",
+                False,
+                [instrument_forms[c] for c in timepoint.instruments if c in instrument_forms],
+            )
+        relatedness = self.enum("CL.RELATEDNESS", "Relatedness", [r.value for r in Relatedness])
+        ae_outcome = self.enum("CL.AE_OUTCOME", "Outcome", [o.value for o in AdverseEventOutcome])
+        g_ae = self.group(
+            "IG.AE",
+            "Adverse event",
+            True,
+            [
+                i("IT.AE_TERM", "Term", "text", "Adverse event"),
+                i("IT.AE_ONSET_AT", "Onset", "datetime", "Onset"),
+                i("IT.AE_GRADE", "Grade", "integer", "CTCAE grade"),
+                i("IT.AE_SERIOUS", "Serious", "boolean", "Serious"),
+                i(
+                    "IT.AE_CRITERIA",
+                    "Serious criteria",
+                    "text",
+                    "Seriousness criteria (" + ", ".join(c.value for c in SeriousCriterion) + ")",
+                ),
+                i("IT.AE_OUTCOME", "Outcome", "text", "Outcome", ae_outcome),
+                i("IT.AE_RESOLVED_AT", "Resolved at", "datetime", "Resolved at"),
+                i(
+                    "IT.AE_RELATEDNESS",
+                    "Relatedness",
+                    "text",
+                    "Relatedness to the product",
+                    relatedness,
+                ),
+                i("IT.AE_REPORTED_AT", "Reported at", "datetime", "Serious event reported at"),
+            ],
+        )
+        g_screen = self.group(
+            "IG.SUICIDALITY",
+            "Suicidality screen",
+            True,
+            [
+                i("IT.SCREEN_AT", "Screened at", "datetime", "Screened at"),
+                *(
+                    i(f"IT.SCREEN_{name.upper()}", name, "boolean", name.capitalize())
+                    for name in ("ideation", "intent", "plan", "behaviour", "positive")
+                ),
+            ],
+        )
+        self.event(
+            "SE.SAFETY",
+            "Safety",
+            "Common",
+            False,
+            [
+                self.form("F.AE", "Adverse events", [g_ae]),
+                self.form("F.SUICIDALITY", "Suicidality screens", [g_screen]),
+            ],
+        )
+        withdrawal = self.enum(
+            "CL.WITHDRAWAL", "Withdrawal category", [w.value for w in WithdrawalCategory]
+        )
+        g_transition = self.group(
+            "IG.TRANSITION",
+            "Transition",
+            True,
+            [
+                i("IT.TRANSITION", "Transition", "text", "Transition"),
+                i("IT.FROM_STATE", "From", "text", "From state", state),
+                i("IT.TO_STATE", "To", "text", "To state", state),
+                i("IT.TRANSITION_AT", "At", "datetime", "Occurred at"),
+                i("IT.TRANSITION_REASON", "Reason", "text", "Reason"),
+                i(
+                    "IT.WITHDRAWAL_CATEGORY",
+                    "Withdrawal category",
+                    "text",
+                    "Withdrawal category",
+                    withdrawal,
+                ),
+                i("IT.OVERRIDE", "Override", "boolean", "Guards overridden"),
+            ],
+        )
+        self.event(
+            "SE.DISPOSITION",
+            "Disposition",
+            "Common",
+            False,
+            [self.form("F.TRANSITION", "Transitions", [g_transition])],
+        )
+        protocol_element = _el(self.root, "Protocol")
+        for number, event in enumerate(self.events, start=1):
+            _el(
+                protocol_element,
+                "StudyEventRef",
+                StudyEventOID=event.get("OID"),
+                OrderNumber=number,
+                Mandatory="No",
+            )
+        for element in (*self.events, *self.forms, *self.groups, *self.items, *self.codelists):
+            self.root.append(element)
+        return self.root
+
+
+# --- admin data ----------------------------------------------------------------------------
+
+
+def _admin_data(
+    study: str,
+    versions: Sequence[ProtocolVersion],
+    people: Sequence[User],
+    actors: Sequence[str],
+    sites: Sequence[Site],
+    meanings: Sequence[str],
+) -> ET.Element:
+    admin = _el(None, "AdminData", StudyOID=study)
+    for person in people:
+        user = _el(
+            admin,
+            "User",
+            OID=user_oid(person.username),
+            UserType="Investigator" if person.role == "investigator" else "Other",
+        )
+        _el(user, "LoginName", person.username)
+        _el(user, "DisplayName", f"{person.printed_name} ({person.role})")
+        _el(user, "FullName", person.printed_name)
+    for actor in actors:
+        user = _el(admin, "User", OID=user_oid(actor), UserType="Other")
+        _el(user, "LoginName", actor)
+        _el(user, "DisplayName", f"{actor} (system or command line)")
+    for site in sites:
+        location = _el(
+            admin, "Location", OID=location_oid(site.code), Name=site.name, LocationType="Site"
+        )
+        for version in versions:
+            _el(
+                location,
+                "MetaDataVersionRef",
+                StudyOID=study,
+                MetaDataVersionOID=mdv_oid(version),
+                EffectiveDate=version.loaded_at.date().isoformat(),
+            )
+    for number, meaning in enumerate(meanings, start=1):
+        definition = _el(admin, "SignatureDef", OID=f"SD.{number}", Methodology="Electronic")
+        _el(definition, "Meaning", meaning)
+        _el(definition, "LegalReason", "Electronic signature under 21 CFR Part 11")
+    return admin
+
+
+# --- clinical data -------------------------------------------------------------------------
+
+
+class _Notes:
+    """A subject's audit events by action, to find the one that wrote a record."""
+
+    def __init__(self, notes: Sequence[AuditNote]):
+        self.by_action: dict[str, list[AuditNote]] = defaultdict(list)
+        for note in notes:
+            self.by_action[note.action].append(note)
+
+    def last(
+        self, actions: Sequence[str], session: int | None = None, **values: Any
+    ) -> AuditNote | None:
+        """The newest event of one of ``actions`` (about ``session``, if given) whose new
+        values hold ``values``."""
+
+        def matches(note: AuditNote) -> bool:
+            if session is not None and (
+                note.entity_type != "session" or note.entity_id != str(session)
+            ):
+                return False
+            return all(_new(note, key) == value for key, value in values.items())
+
+        found = [n for a in actions for n in self.by_action.get(a, ()) if matches(n)]
+        return max(found, key=lambda n: n.seq) if found else None
+
+    def nth(self, action: str, index: int) -> AuditNote | None:
+        notes = self.by_action.get(action, [])
+        return notes[index] if index < len(notes) else None
+
+
+def _new(note: AuditNote, key: str) -> Any:
+    return (note.new_values or {}).get(key)
+
+
+def _audit_record(parent: ET.Element, note: AuditNote | None, site: str) -> None:
+    if note is None:
+        return
+    record = _el(parent, "AuditRecord")
+    _el(record, "UserRef", UserOID=user_oid(note.actor))
+    _el(record, "LocationRef", LocationOID=location_oid(site))
+    _el(record, "DateTimeStamp", _when(note.occurred_at))
+    if note.reason:
+        _el(record, "ReasonForChange", note.reason)
+    _el(record, "SourceID", f"audit event {note.seq} ({note.action}), hash {note.hash}")
+
+
+def _group(
+    parent: ET.Element,
+    oid: str,
+    values: Sequence[tuple[str, Any]],
+    note: AuditNote | None,
+    site: str,
+    repeat_key: int | None = None,
+    signature: ET.Element | None = None,
+) -> ET.Element:
+    group = _el(parent, "ItemGroupData", ItemGroupOID=oid, ItemGroupRepeatKey=repeat_key)
+    _audit_record(group, note, site)
+    if signature is not None:
+        group.append(signature)
+    for item, value in values:
+        text = _value(value)
+        if text is not None and text != "":
+            _el(group, "ItemData", ItemOID=item, Value=text)
+    return group
+
+
+def _iso(moment: datetime | date | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+class _SubjectWriter:
+    def __init__(
+        self,
+        scope: ExportScope,
+        user_names: dict[int, str],
+        meaning_oids: dict[str, str],
+    ) -> None:
+        self.scope = scope
+        self.user_names = user_names
+        self.meaning_oids = meaning_oids
+
+    def signature(self, signature: ChecklistSignature, site: str) -> ET.Element:
+        element = _el(None, "Signature", ID=f"SIG.{signature.id}")
+        _el(
+            element,
+            "UserRef",
+            UserOID=user_oid(self.user_names.get(signature.signer_id, "unknown")),
+        )
+        _el(element, "LocationRef", LocationOID=location_oid(site))
+        _el(element, "SignatureRef", SignatureOID=self.meaning_oids[signature.meaning])
+        _el(element, "DateTimeStamp", _when(signature.signed_at))
+        _el(element, "CryptoBindingManifest", f"sha256:{signature.content_hash}")
+        return element
+
+    def subject(self, subject: Subject, protocol: ProtocolDefinition) -> ET.Element:
+        site = subject.site
+        notes = _Notes(subject.events)
+        data = _el(None, "SubjectData", SubjectKey=subject.study_id)
+        _el(data, "SiteRef", LocationOID=location_oid(site))
+        self._enrolment(data, subject, protocol, notes)
+        for rows in subject.sessions:
+            self._session(data, subject, rows, notes)
+        self._assessments(data, subject, protocol, notes)
+        self._safety(data, subject, notes)
+        self._disposition(data, subject, notes)
+        return data
+
+    def _enrolment(
+        self, data: ET.Element, subject: Subject, protocol: ProtocolDefinition, notes: _Notes
+    ) -> None:
+        participant, site = subject.participant, subject.site
+        enrolment = _el(data, "StudyEventData", StudyEventOID="SE.ENROLMENT")
+        allocation = subject.allocation
+        values: list[tuple[str, Any]] = [
+            ("IT.SEX", participant.sex),
+            ("IT.YEAR_OF_BIRTH", participant.year_of_birth),
+            ("IT.STATE", participant.state),
+            ("IT.CYCLE", participant.cycle),
+            ("IT.ENROLLED_AT", participant.enrolled_at),
+            ("IT.RANDOMISATION_NUMBER", allocation.number if allocation else None),
+            ("IT.STRATUM", allocation.stratum if allocation else None),
+        ]
+        if self.scope.arms and protocol.randomisation is not None:
+            values.append(("IT.ARM", allocation.arm if allocation else None))
+        form = _el(enrolment, "FormData", FormOID="F.DEMOGRAPHY")
+        _group(form, "IG.DEMOGRAPHY", values, notes.last(["participant.enrol"]), site)
+        if subject.consents:
+            form = _el(enrolment, "FormData", FormOID="F.CONSENT")
+            for key, consent in enumerate(subject.consents, start=1):
+                note = notes.last(["consent.record"], document_version=consent.document_version)
+                consent_values = [
+                    ("IT.CONSENT_DOCUMENT", consent.document_version),
+                    ("IT.CONSENT_SIGNED_ON", consent.signed_on),
+                ]
+                _group(form, "IG.CONSENT", consent_values, note, site, key)
+        if subject.answers:
+            latest = {answer.item_code: answer for answer in subject.answers}
+            form = _el(enrolment, "FormData", FormOID="F.CHECKLIST")
+            group = _el(form, "ItemGroupData", ItemGroupOID="IG.CHECKLIST")
+            _audit_record(group, notes.last(["checklist.answer"]), site)
+            for item in protocol.checklist:
+                answer = latest.get(item.code)
+                if answer is None:
+                    continue
+                oid = f"IT.CHECK.{item.code.upper()}"
+                element = _el(group, "ItemData", ItemOID=oid, Value=_value(answer.answer))
+                _audit_record(element, notes.last(["checklist.answer"], item=item.code), site)
+        if subject.signatures:
+            form = _el(enrolment, "FormData", FormOID="F.SIGNOFF")
+            for key, signature in enumerate(subject.signatures, start=1):
+                note = notes.last(["checklist.sign"], content_hash=signature.content_hash)
+                signoff = [
+                    ("IT.SIGNOFF_OUTCOME", signature.outcome),
+                    ("IT.SIGNOFF_CONTENT_HASH", signature.content_hash),
+                    ("IT.SIGNOFF_VOIDED_AT", signature.voided_at),
+                    ("IT.SIGNOFF_VOID_REASON", signature.void_reason),
+                ]
+                sign = self.signature(signature, site)
+                _group(form, "IG.SIGNOFF", signoff, note, site, key, sign)
+
+    def _session(
+        self, data: ET.Element, subject: Subject, rows: SessionRows, notes: _Notes
+    ) -> None:
+        session, site = rows.session, subject.site
+        event = _el(
+            data,
+            "StudyEventData",
+            StudyEventOID=SESSION_EVENTS[SessionKind(session.kind)][0],
+            StudyEventRepeatKey=session.id,
+        )
+        values = [
+            ("IT.SESSION_KIND", session.kind),
+            ("IT.SESSION_CYCLE", session.cycle),
+            ("IT.SESSION_STATUS", session.status),
+            ("IT.SESSION_SCHEDULED_AT", session.scheduled_at),
+            ("IT.SESSION_STARTED_AT", session.started_at),
+            ("IT.SESSION_ENDED_AT", session.ended_at),
+            ("IT.SESSION_OVERNIGHT", session.overnight_stay),
+        ]
+        note = notes.last(["session.schedule", "session.update"], session.id)
+        _group(_el(event, "FormData", FormOID="F.SESSION"), "IG.SESSION", values, note, site)
+        if session.kind != SessionKind.DOSING:
+            return
+        if rows.doses:
+            form = _el(event, "FormData", FormOID="F.DOSE")
+            for key, dose in enumerate(rows.doses, start=1):
+                note = notes.last(
+                    ["dose.record"], session.id, administered_at=_iso(dose.administered_at)
+                )
+                dose_values = [
+                    ("IT.DOSE_KIND", dose.kind),
+                    ("IT.DOSE_MG", dose.amount_mg),
+                    ("IT.DOSE_AT", dose.administered_at),
+                    ("IT.DOSE_DISPENSING", subject.dispensings.get(dose.id)),
+                    ("IT.DOSE_JUSTIFICATION", dose.breach_justification),
+                ]
+                _group(form, "IG.DOSE", dose_values, note, site, key)
+        if rows.readings:
+            form = _el(event, "FormData", FormOID="F.VITALS")
+            for key, reading in enumerate(rows.readings, start=1):
+                note = notes.last(
+                    ["vitals.record"], session.id, measured_at=_iso(reading.measured_at)
+                )
+                reading_values = [
+                    ("IT.VS_AT", reading.measured_at),
+                    ("IT.SYSBP", reading.systolic),
+                    ("IT.DIABP", reading.diastolic),
+                    ("IT.PULSE", reading.heart_rate),
+                    ("IT.TEMP", reading.temperature_c),
+                ]
+                _group(form, "IG.VITALS", reading_values, note, site, key)
+        if rows.effects is not None:
+            effects = rows.effects
+            effect_values: list[tuple[str, Any]] = [
+                (f"IT.EFFECT.{code.upper()}", code in effects.effects)
+                for code, _ in SESSION_EFFECTS
+            ]
+            effect_values += [
+                ("IT.EFFECTS_NONE", effects.none_observed),
+                ("IT.EFFECTS_NOTE", effects.note),
+            ]
+            note = notes.last(["effects.record"], session.id)
+            form = _el(event, "FormData", FormOID="F.EFFECTS")
+            _group(form, "IG.EFFECTS", effect_values, note, site)
+
+    def _assessments(
+        self, data: ET.Element, subject: Subject, protocol: ProtocolDefinition, notes: _Notes
+    ) -> None:
+        instruments = {i.code: i for i in protocol.instruments}
+        by_timepoint: dict[str, list[Any]] = defaultdict(list)
+        for assessment in subject.assessments:
+            by_timepoint[assessment.timepoint].append(assessment)
+        for timepoint in protocol.timepoints:
+            done = [a for a in by_timepoint.get(timepoint.code, []) if a.instrument in instruments]
+            if not done:
+                continue
+            event = _el(data, "StudyEventData", StudyEventOID=f"SE.TP.{timepoint.code.upper()}")
+            for assessment in done:
+                instrument = instruments[assessment.instrument]
+                code = instrument.code.upper()
+                values: list[tuple[str, Any]] = [
+                    (f"IT.{code}.ADMINISTERED_AT", assessment.administered_at)
+                ]
+                values += [
+                    (f"IT.{code}.{item.code.upper()}", assessment.items.get(item.code))
+                    for item in instrument.items
+                ]
+                values += [
+                    (f"IT.{code}.TOTAL", assessment.total),
+                    (f"IT.{code}.BAND", assessment.band),
+                    (f"IT.{code}.IN_WINDOW", assessment.in_window),
+                ]
+                note = notes.last(["assessment.record"], assessment=assessment.id)
+                form = _el(event, "FormData", FormOID=f"F.{code}")
+                _group(form, f"IG.{code}", values, note, subject.site)
+
+    def _safety(self, data: ET.Element, subject: Subject, notes: _Notes) -> None:
+        if not subject.adverse_events and not subject.screens:
+            return
+        site = subject.site
+        event = _el(data, "StudyEventData", StudyEventOID="SE.SAFETY")
+        if subject.adverse_events:
+            form = _el(event, "FormData", FormOID="F.AE")
+            ae_actions = [a for a in notes.by_action if a.startswith("adverse_event.")]
+            for ae in subject.adverse_events:
+                values = [
+                    ("IT.AE_TERM", ae.term),
+                    ("IT.AE_ONSET_AT", ae.onset_at),
+                    ("IT.AE_GRADE", ae.grade),
+                    ("IT.AE_SERIOUS", ae.serious),
+                    ("IT.AE_CRITERIA", " ".join(ae.serious_criteria)),
+                    ("IT.AE_OUTCOME", ae.outcome),
+                    ("IT.AE_RESOLVED_AT", ae.resolved_at),
+                    ("IT.AE_RELATEDNESS", ae.relatedness),
+                    ("IT.AE_REPORTED_AT", ae.reported_at),
+                ]
+                _group(form, "IG.AE", values, notes.last(ae_actions, id=ae.id), site, ae.id)
+        if subject.screens:
+            form = _el(event, "FormData", FormOID="F.SUICIDALITY")
+            for screen in subject.screens:
+                screen_values: list[tuple[str, Any]] = [("IT.SCREEN_AT", screen.screened_at)]
+                screen_values += [
+                    (f"IT.SCREEN_{name.upper()}", getattr(screen, name)) for name in SCREEN_ITEMS
+                ]
+                note = notes.last(["suicidality_screen.record"], id=screen.id)
+                _group(form, "IG.SUICIDALITY", screen_values, note, site, screen.id)
+
+    def _disposition(self, data: ET.Element, subject: Subject, notes: _Notes) -> None:
+        if not subject.transitions:
+            return
+        event = _el(data, "StudyEventData", StudyEventOID="SE.DISPOSITION")
+        form = _el(event, "FormData", FormOID="F.TRANSITION")
+        seen: dict[str, int] = defaultdict(int)
+        for key, transition in enumerate(subject.transitions, start=1):
+            # The n-th transition of a kind is the n-th audit event of its action.
+            action = f"participant.{transition.transition}"
+            note = notes.nth(action, seen[action])
+            seen[action] += 1
+            values = [
+                ("IT.TRANSITION", transition.transition),
+                ("IT.FROM_STATE", transition.from_state),
+                ("IT.TO_STATE", transition.to_state),
+                ("IT.TRANSITION_AT", transition.occurred_at),
+                ("IT.TRANSITION_REASON", transition.reason),
+                ("IT.WITHDRAWAL_CATEGORY", transition.withdrawal_category),
+                ("IT.OVERRIDE", transition.override),
+            ]
+            _group(form, "IG.TRANSITION", values, note, subject.site, key)
+
+
+def _text(element: ET.Element) -> str:
+    return ET.tostring(element, encoding="unicode")
+
+
+def odm_document(db: Session, scope: ExportScope, created: datetime | None = None) -> Iterator[str]:
+    """The ODM document as it streams, in pieces of text."""
+    created = created or datetime.now(UTC)
+    query = scope.query()
+    versions = protocol_versions(db, query)
+    people = users(db)
+    user_names = {u.id: u.username for u in people}
+    meanings = sorted({s for (s,) in db.query(ChecklistSignature.meaning).distinct()})
+    meaning_oids = {m: f"SD.{n}" for n, m in enumerate(meanings, start=1)}
+    sites = list(db.query(Site).order_by(Site.code))
+    if scope.user is not None and scope.user.site_id is not None:
+        sites = [s for s in sites if s.id == scope.user.site_id]
+    if scope.site:
+        sites = [s for s in sites if s.code == scope.site]
+    actors = [a for a in system_actors(db) if a not in {u.username for u in people}]
+    description = f"Exported for {scope.reader}" + ("" if scope.arms else "; blinded: no arms")
+    stamp = created.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    yield '<?xml version="1.0" encoding="UTF-8"?>\n'
+    yield (
+        f'<ODM xmlns="{NS}" ODMVersion="{ODM_VERSION}" FileType="Snapshot" Granularity="All"'
+        f' FileOID={quoteattr(f"tracker.{created:%Y%m%dT%H%M%S}")} CreationDateTime="{stamp}"'
+        f' SourceSystem="tracker" SourceSystemVersion={quoteattr(source_version())}'
+        f" Description={quoteattr(description)}>\n"
+    )
+    by_code: dict[str, list[ProtocolVersion]] = defaultdict(list)
+    for version in versions:
+        by_code[version.code].append(version)
+    for code, code_versions in by_code.items():
+        study = _el(None, "Study", OID=study_oid(code))
+        variables = _el(study, "GlobalVariables")
+        _el(variables, "StudyName", code_versions[-1].title)
+        _el(variables, "StudyDescription", code_versions[-1].title)
+        _el(variables, "ProtocolName", code.upper())
+        for version in code_versions:
+            study.append(_Metadata(version, definition_of(version), scope.arms).build())
+        yield _text(study) + "\n"
+    for code, code_versions in by_code.items():
+        yield (
+            _text(_admin_data(study_oid(code), code_versions, people, actors, sites, meanings))
+            + "\n"
+        )
+    writer = _SubjectWriter(scope, user_names, meaning_oids)
+    current: int | None = None
+    for subject in subjects(db, query, arms=scope.arms):
+        version = subject.participant.protocol_version
+        if version.id != current:
+            if current is not None:
+                yield "</ClinicalData>\n"
+            current = version.id
+            yield (
+                f"<ClinicalData StudyOID={quoteattr(study_oid(version.code))}"
+                f" MetaDataVersionOID={quoteattr(mdv_oid(version))}>\n"
+            )
+        yield _text(writer.subject(subject, definition_of(version))) + "\n"
+    if current is not None:
+        yield "</ClinicalData>\n"
+    yield "</ODM>\n"

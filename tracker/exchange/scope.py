@@ -1,0 +1,68 @@
+"""What an export may carry for its reader (SPEC §11, §13): their site's participants only
+(the visibility every page uses), and the allocated arms only for a reader who may know every
+arm: the unblinded roles, or anyone once the study is unblinded.
+
+An investigator's emergency unblinding reveals one arm on that participant's page, for their
+care; it does not put the arm into a data set that leaves the system.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from tracker.auth.models import User
+from tracker.errors import InvalidInput
+from tracker.exchange.source import participants_query
+from tracker.participants.models import Participant
+from tracker.pharmacy.queries import MASKED_PRODUCT, arm_labels
+from tracker.randomisation.queries import ALWAYS_UNBLINDED, study_unblinded
+from tracker.sites.models import Site
+
+FORMATS = {"odm": ("xml",), "sdtm": ("csv", "xpt", "json"), "fhir": ("json",)}
+
+
+@dataclass(frozen=True)
+class ExportScope:
+    """Who the export is for and what it carries."""
+
+    reader: str  # the name on the file and the audit trail
+    user: User | None  # None: the command line's study-wide view
+    site: str | None
+    arms: bool
+    arm_labels: dict[str, str]
+
+    def query(self) -> sa.Select[Participant]:
+        return participants_query(self.user, self.site)
+
+    def treatment(self, arm: str | None) -> str:
+        """The product a participant was given, as this reader may know it."""
+        if arm is None:
+            return MASKED_PRODUCT
+        return self.arm_labels.get(arm, arm)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"site": self.site, "arms": self.arms}
+
+
+def may_know_arms(db: Session, user: User | None, requested: bool) -> bool:
+    """Whether the export carries arms: a reader who may know every arm, or, on the command
+    line (which has no role), when asked for."""
+    if user is None:
+        return requested
+    return user.role in ALWAYS_UNBLINDED or study_unblinded(db) is not None
+
+
+def export_scope(
+    db: Session, user: User | None, reader: str, *, site: str | None = None, arms: bool = False
+) -> ExportScope:
+    """The scope of an export; an unknown site is refused before anything is written."""
+    site_code = site.strip().upper() if site and site.strip() else None
+    if (
+        site_code is not None
+        and db.scalar(sa.select(Site.id).where(Site.code == site_code)) is None
+    ):
+        raise InvalidInput(f"Unknown site {site_code!r}.")
+    return ExportScope(reader, user, site_code, may_know_arms(db, user, arms), arm_labels(db))
