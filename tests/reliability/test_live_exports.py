@@ -47,6 +47,10 @@ EXPORTS = (
     ("page", "/audit/export.csv"),
     ("api", "/api/v1/reports/compliance?format=csv"),
     ("api", "/api/v1/reports/compliance?format=json"),
+    ("page", "/exports/odm.xml"),
+    ("api", "/api/v1/exports/odm"),
+    ("api", "/api/v1/exports/sdtm?format=xpt"),
+    ("api", "/api/v1/exports/fhir"),
 )
 
 
@@ -150,7 +154,7 @@ def test_every_export_leaves_the_next_write_working_within_a_second(
                 exports = session.scalar(
                     sa.select(sa.func.count())
                     .select_from(AuditEvent)
-                    .where(AuditEvent.action.in_(("report.export", "audit.export")))
+                    .where(AuditEvent.action.in_(("report.export", "audit.export", "data.export")))
                 )
                 notes = session.scalar(
                     sa.select(sa.func.count()).select_from(Note).where(Note.participant_id == pid)

@@ -106,6 +106,7 @@ def study(db_session: Session, team):  # type: ignore[no-untyped-def]
         "entry_id": receipt.id,
         "kind": "count",
         "participant_id": participant.id,
+        "study_id": participant.study_id,
         "session_id": dosing.id,
         "event_id": event.id,
         "note_id": note.id if note else 1,

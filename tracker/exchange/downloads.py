@@ -47,21 +47,20 @@ def _stamp() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
 
 
-def _rescoped(db: Session, scope: ExportScope) -> ExportScope:
-    """The scope with its user read again in the stream's own session."""
-    if scope.user is None:
-        return scope
+def _rescoped(db: Session, scope: ExportScope, user_id: int) -> ExportScope:
+    """The scope with its user read again in the stream's own session (the request's
+    session, and the user read with it, are closed before the first byte is sent)."""
     return ExportScope(
-        scope.reader, db.get_one(User, scope.user.id), scope.site, scope.arms, scope.arm_labels
+        scope.reader, db.get_one(User, user_id), scope.site, scope.arms, scope.arm_labels
     )
 
 
 def odm_response(user: User, site: str | None) -> Response:
-    scope = _scope_for(user, site)
+    scope, user_id = _scope_for(user, site), user.id
     _record("odm", "xml", scope)
 
     def text(db: Session) -> Iterator[str]:
-        return odm_document(db, _rescoped(db, scope))
+        return odm_document(db, _rescoped(db, scope, user_id))
 
     return Response(
         stream_reading(text), mimetype="application/xml", headers=_attachment(f"odm-{_stamp()}.xml")
@@ -86,12 +85,12 @@ def _zipped(directory: Path) -> Iterator[bytes]:
 def sdtm_response(user: User, fmt: str, site: str | None) -> Response:
     if fmt not in FORMATS["sdtm"]:
         raise InvalidInput(f"Unknown SDTM format {fmt!r}: csv, xpt or json.")
-    scope = _scope_for(user, site)
+    scope, user_id = _scope_for(user, site), user.id
     _record("sdtm", fmt, scope)
 
     def archive(db: Session) -> Iterator[bytes]:
         directory = Path(tempfile.mkdtemp(prefix="tracker-sdtm-")) / "sdtm"
-        write_sdtm(db, _rescoped(db, scope), fmt, directory)
+        write_sdtm(db, _rescoped(db, scope, user_id), fmt, directory)
         yield from _zipped(directory)
 
     return Response(
@@ -102,11 +101,11 @@ def sdtm_response(user: User, fmt: str, site: str | None) -> Response:
 
 
 def fhir_study_response(user: User, site: str | None) -> Response:
-    scope = _scope_for(user, site)
+    scope, user_id = _scope_for(user, site), user.id
     _record("fhir", "json", scope)
 
     def text(db: Session) -> Iterator[str]:
-        return fhir.study_bundle(db, _rescoped(db, scope))
+        return fhir.study_bundle(db, _rescoped(db, scope, user_id))
 
     return Response(
         stream_reading(text),

@@ -283,15 +283,19 @@ def study_bundle(db: Session, scope: ExportScope, now: datetime | None = None) -
     }
     yield json.dumps(head, ensure_ascii=False)[:-1] + ', "entry": ['
     first = True
-    seen: set[str] = set()
+    # One ResearchStudy per protocol: the newest version's title, the arms of every version.
+    protocols: dict[str, tuple[str, dict[str, str]]] = {}
     for version in protocol_versions(db, scope.query()):
-        if version.code in seen:
-            continue
-        seen.add(version.code)
         design = definition_of(version).randomisation
-        arms = {a.code: a.label for a in design.arms} if scope.arms and design else None
-        entry = _entry(study_url(version.code), research_study(version.code, version.title, arms))
-        yield ("" if first else ",") + json.dumps(entry, ensure_ascii=False)
+        arms = dict(protocols.get(version.code, ("", {}))[1])
+        if design is not None:
+            arms.update({a.code: a.label for a in design.arms})
+        protocols[version.code] = (version.title, arms)
+    for code, (title, arms) in protocols.items():
+        study = research_study(code, title, arms if scope.arms else None)
+        yield ("" if first else ",") + json.dumps(
+            _entry(study_url(code), study), ensure_ascii=False
+        )
         first = False
     for subject in subjects(db, scope.query(), arms=scope.arms):
         for entry in (

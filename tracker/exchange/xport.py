@@ -38,7 +38,8 @@ class XportVariable:
 
 def ibm_float(value: float | None) -> bytes:
     """``value`` as an 8-byte IBM System/360 double: sign, a base-16 exponent biased by 64,
-    and a 56-bit fraction. Every IEEE double fits exactly (53 bits shifted by at most 3)."""
+    and a 56-bit fraction. Every IEEE double in the IBM range fits exactly (53 bits shifted
+    by at most 3); one below it is zero, one above it (over 7.2e75) is refused."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return MISSING
     if value == 0:
@@ -48,7 +49,9 @@ def ibm_float(value: float | None) -> bytes:
     hex_exponent = (exponent + 3) // 4  # the smallest E with 16**E > abs(value)
     mantissa = int(fraction * 2 ** (56 - (4 * hex_exponent - exponent)))
     biased = hex_exponent + 64
-    if not 0 <= biased <= 127:
+    if biased < 0:  # below 16**-65: no IBM double is that small, it is written as zero
+        return b"\x00" * 8
+    if biased > 127:
         raise XportError(f"{value!r} is outside the range of an IBM double.")
     return bytes([sign | biased]) + mantissa.to_bytes(7, "big")
 
