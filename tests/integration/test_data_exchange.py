@@ -22,7 +22,6 @@ import pytest
 import sqlalchemy as sa
 import xmlschema
 from fhir.resources.R4B.bundle import Bundle
-from flask import Flask
 from odmlib import loader as odm_loader_module
 from odmlib import odm_loader
 from odmlib.dataset_json_1_1.model import DatasetJSON
