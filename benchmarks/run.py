@@ -389,6 +389,87 @@ def compliance_exports(urls: dict[str, str], pdf_timeout: float) -> None:
         )
 
 
+# Every table the data exchange reads, with the audit events it reads, for the raw baseline.
+_EXCHANGE_TABLES = (
+    "participants", "randomisation_entries", "consents", "checklist_answers",
+    "checklist_signatures", "transition_events", "protocol_deviations", "adverse_events",
+    "suicidality_screens", "assessments", "missed_timepoints", "therapy_sessions",
+    "dose_administrations", "vital_sign_readings", "session_effects",
+)  # fmt: skip
+
+
+def _raw_exchange_read(url: str) -> float:
+    """Seconds to read every row an export reads, raw: each table streamed whole, and the
+    participants' and sessions' audit events, with nothing built from them."""
+    engine = sa.create_engine(url)
+    start = time.perf_counter()
+    with engine.connect() as connection:
+        for table in _EXCHANGE_TABLES:
+            result = connection.execution_options(stream_results=True, yield_per=5000).execute(
+                sa.text(f"SELECT * FROM {table}")  # noqa: S608 - our own table names
+            )
+            for _ in result:
+                pass
+        result = connection.execution_options(stream_results=True, yield_per=5000).execute(
+            sa.text(
+                "SELECT seq, hash, action, actor, role, occurred_at, reason, entity_type,"
+                " entity_id, new_values FROM audit_events"
+                " WHERE entity_type IN ('participant', 'session')"
+            )
+        )
+        for _ in result:
+            pass
+    engine.dispose()
+    return time.perf_counter() - start
+
+
+def data_exchange(urls: dict[str, str]) -> None:
+    """Each export of SPEC §13 through the command line at 1,000 and 10,000 participants:
+    its time against reading the same rows raw, and its peak memory (flat is the goal)."""
+    exports = {
+        "ODM": ["odm", "-o", "/tmp/tracker-bench-odm.xml"],  # noqa: S108
+        "SDTM XPORT": ["sdtm", "--format", "xpt", "-o", "/tmp/tracker-bench-sdtm-xpt"],  # noqa: S108
+        "SDTM Dataset-JSON": ["sdtm", "--format", "json", "-o", "/tmp/tracker-bench-sdtm-json"],  # noqa: S108
+        "FHIR": ["fhir", "-o", "/tmp/tracker-bench-fhir"],  # noqa: S108
+    }
+    # A command's own start (imports, app) is paid by every export: measured once.
+    start_seconds, start_peak, _ = _measured(
+        ["env", f"TRACKER_DATABASE_URL={urls['bench1k']}", TRACKER, "db", "current"], 120
+    )
+    report(
+        "tracker command start (db current)",
+        f"{start_seconds:.1f} s",
+        f"peak RSS {start_peak:.0f} MB",
+        None,
+    )
+    peaks: dict[tuple[str, str], float] = {}
+    for database in ("bench1k", "bench10k"):
+        raw = _raw_exchange_read(urls[database])
+        report(
+            f"raw read of the exported rows, {SIZES[database]:,} participants",
+            f"{raw:.1f} s",
+            "",
+            None,
+        )
+        for name, arguments in exports.items():
+            seconds, peak, code = _measured(
+                ["env", f"TRACKER_DATABASE_URL={urls[database]}", TRACKER, "export", *arguments],
+                timeout=3600,
+            )
+            peaks[(database, name)] = peak
+            status = "" if code == "0" else f" ({code})"
+            report(
+                f"export {name}, {SIZES[database]:,} participants",
+                f"{seconds:.1f} s{status}",
+                f"raw read {raw:.1f} s; peak RSS {peak:.0f} MB",
+                (seconds - start_seconds) / raw if raw else None,
+                "linear time, flat memory",
+            )
+    for name in exports:
+        growth = peaks[("bench10k", name)] - peaks[("bench1k", name)]
+        report(f"export {name} peak RSS growth 1k -> 10k", f"{growth:.0f} MB", "", None, "< 50 MB")
+
+
 def audit_export(url: str) -> None:
     from sqlalchemy.orm import Session
 
@@ -627,7 +708,10 @@ def main() -> None:
     if host not in ("127.0.0.1", "localhost", "::1", None):
         raise SystemExit("benchmarks run against a server on loopback only")
     urls = {name: ensure_seeded(args.postgres, name, n) for name, n in SIZES.items()}
-    wanted = set(args.only or ["pages", "outcomes", "exports", "audit", "transitions", "gunicorn"])
+    wanted = set(
+        args.only
+        or ["pages", "outcomes", "exports", "audit", "transitions", "gunicorn", "exchange"]
+    )
     print("| benchmark | value | baseline | ratio | goal |\n|---|---|---|---|---|", flush=True)
     if "pages" in wanted:
         pages(urls["bench100"], "N=100", with_timing=False)
@@ -642,6 +726,8 @@ def main() -> None:
         transitions(urls["bench10k"])
     if "gunicorn" in wanted:
         throughput(urls["bench10k"], args.load_seconds)
+    if "exchange" in wanted:
+        data_exchange(urls)
     if "exports" in wanted:  # last: the longest by far
         compliance_exports(urls, args.pdf_timeout)
     out = ROOT / "artifacts" / "benchmarks.json"
