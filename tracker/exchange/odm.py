@@ -506,28 +506,42 @@ def _admin_data(
 
 
 class _Notes:
-    """A subject's audit events by action, to find the one that wrote a record."""
+    """A subject's audit events by action, to find the one that wrote a record. Each way of
+    looking (actions, by session or not, which value) is indexed on first use, so finding a
+    record's event costs a lookup, not a scan of the subject's events."""
 
     def __init__(self, notes: Sequence[AuditNote]):
         self.by_action: dict[str, list[AuditNote]] = defaultdict(list)
         for note in notes:
             self.by_action[note.action].append(note)
+        self._indexes: dict[tuple[Any, ...], dict[tuple[Any, Any], AuditNote]] = {}
 
     def last(
         self, actions: Sequence[str], session: int | None = None, **values: Any
     ) -> AuditNote | None:
         """The newest event of one of ``actions`` (about ``session``, if given) whose new
-        values hold ``values``."""
-
-        def matches(note: AuditNote) -> bool:
-            if session is not None and (
-                note.entity_type != "session" or note.entity_id != str(session)
+        values hold ``values`` (at most one)."""
+        if len(values) > 1:
+            raise ValueError("one value to match")
+        pairs: list[tuple[str | None, Any]] = [*values.items()] or [(None, None)]
+        key, value = pairs[0]
+        by_session = session is not None
+        shape = (tuple(actions), by_session, key)
+        index = self._indexes.get(shape)
+        if index is None:
+            index = {}
+            for note in sorted(
+                (n for a in actions for n in self.by_action.get(a, ())), key=lambda n: n.seq
             ):
-                return False
-            return all(_new(note, key) == value for key, value in values.items())
-
-        found = [n for a in actions for n in self.by_action.get(a, ()) if matches(n)]
-        return max(found, key=lambda n: n.seq) if found else None
+                if by_session and note.entity_type != "session":
+                    continue
+                where = note.entity_id if by_session else None
+                found = None if key is None else _new(note, key)
+                if isinstance(found, list | dict):
+                    continue
+                index[(where, found)] = note  # in chain order: the newest stays
+            self._indexes[shape] = index
+        return index.get((str(session) if by_session else None, value))
 
     def nth(self, action: str, index: int) -> AuditNote | None:
         notes = self.by_action.get(action, [])
@@ -861,7 +875,7 @@ def odm_document(db: Session, scope: ExportScope, created: datetime | None = Non
         )
     writer = _SubjectWriter(scope, user_names, meaning_oids)
     current: int | None = None
-    for subject in subjects(db, query, arms=scope.arms):
+    for subject in subjects(db, query, arms=scope.arms, events=True):
         version = subject.participant.protocol_version
         if version.id != current:
             if current is not None:

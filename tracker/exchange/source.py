@@ -159,8 +159,11 @@ def _audit_notes(db: Session, study_ids: Sequence[str], session_ids: Sequence[in
     )
 
 
-def load_batch(db: Session, chunk: Sequence[Participant], *, arms: bool) -> list[Subject]:
-    """The subjects of one batch of participants, in the batch's order."""
+def load_batch(
+    db: Session, chunk: Sequence[Participant], *, arms: bool, events: bool = False
+) -> list[Subject]:
+    """The subjects of one batch of participants, in the batch's order; with ``events``, the
+    audit events about them and their sessions too (ODM's audit records)."""
     ids = [p.id for p in chunk]
     subjects = {p.id: Subject(p, p.site.code) for p in chunk}
     for entry in db.execute(
@@ -237,6 +240,8 @@ def load_batch(db: Session, chunk: Sequence[Participant], *, arms: bool) -> list
         owner.dispensings.update(
             {d.id: dispensing_number(d.dispensing_id) for d in held.doses if d.dispensing_id}
         )
+    if not events:
+        return [subjects[p.id] for p in chunk]
     by_study_id = {p.study_id: subjects[p.id] for p in chunk}
     session_owner = {str(s.id): subjects[s.participant_id] for s in sessions}
     for row in _audit_notes(db, list(by_study_id), session_ids):
@@ -264,7 +269,12 @@ def participants_query(user: User | None, site: str | None = None) -> sa.Select[
 
 
 def subjects(
-    db: Session, query: sa.Select[Participant], *, arms: bool, size: int = BATCH
+    db: Session,
+    query: sa.Select[Participant],
+    *,
+    arms: bool,
+    events: bool = False,
+    size: int = BATCH,
 ) -> Iterator[Subject]:
     """Every participant of ``query`` in (protocol version, study id) order, a batch at a time
     (keyset paging)."""
@@ -279,7 +289,7 @@ def subjects(
         )
         if not chunk:
             return
-        yield from load_batch(db, chunk, arms=arms)
+        yield from load_batch(db, chunk, arms=arms, events=events)
         last = (chunk[-1].protocol_version_id, chunk[-1].study_id)
 
 
