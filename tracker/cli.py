@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import getpass
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
@@ -550,6 +552,18 @@ _arms_option = click.option(
 )
 
 
+@contextmanager
+def _reading() -> Iterator[Any]:
+    """A read-only session for a long export: on SQLite it takes no write lock, so the app
+    keeps writing while the file is made."""
+    db = _database().read_session()
+    try:
+        yield db
+    finally:
+        db.rollback()
+        db.close()
+
+
 def _export_scope(standard: str, fmt: str, site: str | None, arms: bool) -> Any:
     """The command line's scope (study-wide), refused for an unknown site, and on record."""
     from tracker.errors import InvalidInput
@@ -579,7 +593,7 @@ def export_odm(output: Path, site: str | None, arms: bool) -> None:
     from tracker.exchange.odm import odm_document
 
     scope = _export_scope("odm", "xml", site, arms)
-    with _database().session_scope() as db, output.open("w", encoding="utf-8") as handle:
+    with _reading() as db, output.open("w", encoding="utf-8") as handle:
         for part in odm_document(db, scope):
             handle.write(part)
     click.echo(f"Wrote {output}{'' if scope.arms else ' (blinded: no arms)'}.")
@@ -596,9 +610,9 @@ def export_sdtm(fmt: str, output: Path, site: str | None, arms: bool) -> None:
     from tracker.exchange.datasets import write_sdtm
 
     scope = _export_scope("sdtm", fmt, site, arms)
-    with _database().session_scope() as db:
+    with _reading() as db:
         written = write_sdtm(db, scope, fmt, output)
-    counts = ", ".join(f"{code} {rows}" for code, rows in written.rows.items())
+    counts = ", ".join(f"{name} {rows}" for name, rows in written.rows.items())
     click.echo(
         f"{written.participants} participants written to {output}: {counts}"
         f"{'' if scope.arms else ' (blinded: no arms)'}."
@@ -620,7 +634,7 @@ def export_fhir(output: Path, site: str | None, arms: bool) -> None:
     scope = _export_scope("fhir", "json", site, arms)
     output.mkdir(parents=True, exist_ok=True)
     count = 0
-    with _database().session_scope() as db:
+    with _reading() as db:
         with (output / "study.json").open("w", encoding="utf-8") as handle:
             for part in fhir.study_bundle(db, scope):
                 handle.write(part)

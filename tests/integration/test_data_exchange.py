@@ -43,7 +43,7 @@ from tracker.sessions.models import TherapySession
 ODM_NS = {"odm": "http://www.cdisc.org/ns/odm/v1.3"}
 ODM_XSD = Path(odm_loader.__file__).parent / "schemas" / "odm" / "1.3.2" / "ODM1-3-2.xsd"
 DOMAINS = ("dm", "ds", "ex", "vs", "ae", "qs", "sv", "dv")
-ARM_WORDS = re.compile(r"midomafetamine|placebo", re.IGNORECASE)
+ARM_WORDS = re.compile(r"midomafetamine|placebo|methylphenidate", re.IGNORECASE)
 # FHIR R4's required value sets, as the specification lists them (fhir.resources checks the
 # shape of a resource, not its codes).
 RESEARCH_SUBJECT_STATUSES = {
@@ -216,56 +216,70 @@ def _same(a: Any, b: Any) -> bool:
     return str(a) == str(b)
 
 
+def _studies(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir())
+
+
 def test_the_demo_sdtm_datasets_read_back_in_every_format(demo: Demo, tmp_path: Path) -> None:
     for fmt in ("csv", "xpt", "json"):
         output = demo.cli("export", "sdtm", "--format", fmt, "-o", str(tmp_path / fmt))
         assert f"{_participants(demo)} participants written" in output
-    for domain in DOMAINS:
-        rows = _csv(tmp_path / "csv" / f"{domain}.csv")
-        names = list(rows[0]) if rows else []
-        # SAS XPORT v5, read by ReadStat and by pandas.
-        frame, meta = pyreadstat.read_xport(str(tmp_path / "xpt" / f"{domain}.xpt"))
-        assert meta.table_name == domain.upper()
-        assert len(frame) == len(rows)
-        for name in meta.column_names:
-            assert len(name) <= 8 and name.isupper()
-        for label in meta.column_labels:
-            assert label and len(label) <= 40
-        for name, width in meta.variable_storage_width.items():
-            assert width <= 200
-            if meta.readstat_variable_types[name] == "string" and rows:
-                # Each text variable is as long as its longest value, no longer.
-                assert width == max(1, max(len(r[name].encode()) for r in rows)), name
-        if rows:
-            assert list(frame.columns) == names
-            by_pandas = pd.read_sas(
-                tmp_path / "xpt" / f"{domain}.xpt", format="xport", encoding="utf-8"
-            )
-            assert list(by_pandas.columns) == names and len(by_pandas) == len(rows)
-            for index in (0, len(rows) // 2, len(rows) - 1):
-                for name in names:
-                    assert _same(frame.iloc[index][name], rows[index][name]), (domain, name)
-                    assert _same(by_pandas.iloc[index][name], rows[index][name]), (domain, name)
-        # Dataset-JSON 1.1, read by odmlib's model.
-        dataset = DatasetJSON.read_json(str(tmp_path / "json" / f"{domain}.json"))
-        assert dataset.name == domain.upper() and dataset.records == len(rows)
-        assert dataset.column_names == (names or dataset.column_names)
-        assert len(dataset.rows or []) == len(rows)
-        for values, row in zip(dataset.rows or [], rows, strict=True):
-            assert all(_same(v, row[n]) for v, n in zip(values, names, strict=True))
-        # The natural keys are unique.
-        key = [c.name for c in sorted(dataset.columns, key=lambda c: c.keySequence or 99)][:3]
-        if domain != "sv":
-            assert len({tuple(r[k] for k in key) for r in rows}) == len(rows), domain
-    dm = _csv(tmp_path / "csv" / "dm.csv")
-    assert {"ARM", "ARMCD", "ACTARM", "ACTARMCD"}.isdisjoint(dm[0])
-    assert {r["SEX"] for r in dm} <= {"M", "F", "U"}
-    assert len({r["USUBJID"] for r in dm}) == len(dm) == _participants(demo)
-    vs = _csv(tmp_path / "csv" / "vs.csv")
-    assert {r["VSTESTCD"] for r in vs} == {"SYSBP", "DIABP", "PULSE", "TEMP"}
-    assert {r["AESER"] for r in _csv(tmp_path / "csv" / "ae.csv")} <= {"Y", "N"}
-    for domain in DOMAINS:
-        assert not ARM_WORDS.search((tmp_path / "csv" / f"{domain}.csv").read_text())
+    # One folder per study, as ODM has a Study per protocol.
+    assert [p.name for p in _studies(tmp_path / "xpt")] == ["mdma-at", "mdma-mdd"]
+    subjects = 0
+    for study in _studies(tmp_path / "csv"):
+        for domain in DOMAINS:
+            rows = _csv(study / f"{domain}.csv")
+            names = list(rows[0]) if rows else []
+            assert {r["STUDYID"] for r in rows} <= {study.name.upper()}
+            # SAS XPORT v5, read by ReadStat.
+            xpt = tmp_path / "xpt" / study.name / f"{domain}.xpt"
+            frame, meta = pyreadstat.read_xport(str(xpt))
+            assert meta.table_name == domain.upper()
+            assert len(frame) == len(rows)
+            for name in meta.column_names:
+                assert re.fullmatch(r"[A-Z][A-Z0-9]{0,7}", name), name
+            for label in meta.column_labels:
+                assert label and len(label) <= 40
+            for name, width in meta.variable_storage_width.items():
+                assert width <= 200
+                if meta.readstat_variable_types[name] == "string" and rows:
+                    # Each text variable is as long as its longest value, no longer.
+                    assert width == max(1, max(len(r[name].encode()) for r in rows)), name
+            if rows:
+                assert list(frame.columns) == names
+                for index, row in enumerate(rows):
+                    for name in names:
+                        assert _same(frame.iloc[index][name], row[name]), (domain, name)
+            # Dataset-JSON 1.1, read by odmlib's model.
+            dataset = DatasetJSON.read_json(str(tmp_path / "json" / study.name / f"{domain}.json"))
+            assert dataset.name == domain.upper() and dataset.records == len(rows)
+            assert dataset.studyOID == f"ST.{study.name.upper()}"
+            assert dataset.column_names == (names or dataset.column_names)
+            assert len(dataset.rows or []) == len(rows)
+            for values, row in zip(dataset.rows or [], rows, strict=True):
+                assert all(_same(v, row[n]) for v, n in zip(values, names, strict=True))
+            # The natural key (every key variable, in order) is unique.
+            key = [c.name for c in dataset.columns if c.keySequence]
+            assert key[:2] == ["STUDYID", "USUBJID"] and (domain == "dm" or len(key) >= 3)
+            assert len({tuple(r[k] for k in key) for r in rows}) == len(rows), (domain, key)
+        dm = _csv(study / "dm.csv")
+        subjects += len(dm)
+        # Blinded: the arm variables are there (SDTM requires them), masked.
+        assert {r["ARMCD"] for r in dm} <= {"BLINDED", "OPEN", ""}
+        assert {r["SEX"] for r in dm} <= {"M", "F", "U"}
+        assert len({r["USUBJID"] for r in dm}) == len(dm)
+        vs = _csv(study / "vs.csv")
+        assert {r["VSTESTCD"] for r in vs} <= {"SYSBP", "DIABP", "PULSE", "TEMP"}
+        assert {r["AESER"] for r in _csv(study / "ae.csv")} <= {"Y", "N"}
+        # Every visit EX, VS and QS name is a visit of SV.
+        visits = {(r["USUBJID"], r["VISITNUM"]) for r in _csv(study / "sv.csv")}
+        for domain in ("ex", "vs", "qs"):
+            named = {(r["USUBJID"], r["VISITNUM"]) for r in _csv(study / f"{domain}.csv")}
+            assert named <= visits, (domain, sorted(named - visits)[:3])
+        for domain in DOMAINS:
+            assert not ARM_WORDS.search((study / f"{domain}.csv").read_text())
+    assert subjects == _participants(demo)
 
 
 def test_hand_worked_rows_of_one_participant(demo: Demo, tmp_path: Path) -> None:
@@ -304,6 +318,7 @@ def test_hand_worked_rows_of_one_participant(demo: Demo, tmp_path: Path) -> None
         first_values = (first.systolic, first.diastolic, first.heart_rate, first.temperature_c)
         first_at = first.measured_at
     usubjid = f"{code.upper()}-{study_id}"
+    tmp_path = tmp_path / code
     dm = [r for r in _csv(tmp_path / "dm.csv") if r["USUBJID"] == usubjid]
     assert len(dm) == 1
     assert dm[0]["SEX"] == {"male": "M", "female": "F"}[sex]
@@ -340,6 +355,10 @@ def _check_bundle(bundle: dict[str, Any]) -> Bundle:
             assert resource["subject"]["reference"] in urls
         if kind == "AdverseEvent":
             assert resource["subject"]["reference"] in urls
+        for study in [resource.get("study", {})] if kind == "ResearchSubject" else []:
+            assert study["reference"] in urls
+        for study in resource.get("study", []) if kind == "AdverseEvent" else []:
+            assert study["reference"] in urls
     return parsed
 
 
@@ -368,6 +387,7 @@ def test_the_demo_fhir_bundles_parse(demo: Demo, tmp_path: Path) -> None:
     parsed = _check_bundle(study)
     studies = [e for e in parsed.entry if e.resource.get_resource_type() == "ResearchStudy"]
     assert len(studies) == 2 and all(not s.resource.arm for s in studies)
+    assert kinds["ResearchStudy"] == len(lines)  # each participant's bundle names its study
     assert not ARM_WORDS.search((tmp_path / "participants.ndjson").read_text())
 
 
@@ -385,14 +405,18 @@ def test_api_exports_stream_what_each_role_may_see(demo: Demo) -> None:
     sdtm = demo.get("/api/v1/exports/sdtm?format=xpt", "statistician")
     assert sdtm.status_code == 200 and sdtm.mimetype == "application/zip"
     with zipfile.ZipFile(io.BytesIO(sdtm.data)) as archive:
-        assert sorted(archive.namelist()) == sorted(f"{d}.xpt" for d in DOMAINS)
-        dm = archive.read("dm.xpt")
-    path = Path(demo.instance) / "dm-statistician.xpt"
-    path.write_bytes(dm)
-    frame, _ = pyreadstat.read_xport(str(path))
-    # The statistician is unblinded: the arms are in, for the randomised participants.
-    assert {"ARMCD", "ARM"} <= set(frame.columns)
-    assert frame["ARM"].str.contains("placebo", case=False).any()
+        assert sorted(archive.namelist()) == sorted(
+            f"{study}/{d}.xpt" for study in ("mdma-at", "mdma-mdd") for d in DOMAINS
+        )
+        arms = []
+        for study in ("mdma-at", "mdma-mdd"):
+            path = Path(demo.instance) / f"dm-statistician-{study}.xpt"
+            path.write_bytes(archive.read(f"{study}/dm.xpt"))
+            frame, _ = pyreadstat.read_xport(str(path))
+            arms += frame["ARM"].tolist()
+    # The statistician is unblinded: the randomised participants' arms are named.
+    assert any("placebo" in arm.lower() for arm in arms)
+    assert "Blinded treatment" not in arms
 
     fhir = demo.get("/api/v1/exports/fhir", "auditor")
     assert fhir.status_code == 200 and fhir.mimetype == "application/fhir+json"
@@ -422,23 +446,129 @@ def test_refusals_write_nothing(demo: Demo) -> None:
     assert len(demo.exports()) == before
 
 
-def test_a_site_user_exports_their_site_only(demo: Demo) -> None:
+def _odm_of(response: Any, tmp_path: Path) -> Any:
+    path = tmp_path / "export.xml"
+    path.write_bytes(response.data)
+    assert list(xmlschema.XMLSchema(str(ODM_XSD)).iter_errors(str(path))) == []
+    return _load_odm(path)
+
+
+def test_a_site_user_exports_their_site_only(demo: Demo, tmp_path: Path) -> None:
+    from tests.factories import make_participant, make_user
+    from tracker.sites.models import Site
+    from tracker.sites.services import create_site
+
     with demo.database.session_scope() as db:
-        site = db.scalars(sa.select(User.site_id).where(User.role == "investigator")).first()
-        own = set(db.scalars(sa.select(Participant.study_id).where(Participant.site_id == site)))
-        others = set(db.scalars(sa.select(Participant.study_id).where(Participant.site_id != site)))
-    response = demo.get("/api/v1/exports/fhir", "investigator")
-    bundle = json.loads(response.data)
-    subjects = {
+        if (
+            db.scalar(
+                sa.select(sa.func.count())
+                .select_from(Participant)
+                .where(Participant.study_id.like("S02-%"))
+            )
+            == 0
+        ):
+            if db.scalar(sa.select(Site.id).where(Site.code == "S02")) is None:
+                create_site(db, FACTORY_ACTOR, "S02", "Second site", "America/New_York")
+                db.flush()
+            make_user(db, "investigator", "S02", username="s02.investigator")
+            make_participant(db, make_user(db, "coordinator", "S02", username="s02.coordinator"))
+        own = set(
+            db.scalars(sa.select(Participant.study_id).where(Participant.study_id.like("S01-%")))
+        )
+        other = set(
+            db.scalars(sa.select(Participant.study_id).where(Participant.study_id.like("S02-%")))
+        )
+    assert own and other
+    bundle = json.loads(demo.get("/api/v1/exports/fhir", "investigator").data)
+    patients = {
         e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
     }
-    assert subjects == own
-    if others:
-        other = sorted(others)[0]
-        assert (
-            demo.get(f"/api/v1/exports/fhir/participants/{other}", "investigator").status_code
-            == 404
-        )
+    assert patients == own
+    other_id = sorted(other)[0]
+    assert (
+        demo.get(f"/api/v1/exports/fhir/participants/{other_id}", "investigator").status_code == 404
+    )
+    # ODM: no other site's participant, location or people.
+    odm = _odm_of(demo.get("/api/v1/exports/odm", "investigator"), tmp_path)
+    keys = {s.SubjectKey for data in odm.ClinicalData for s in data.SubjectData}
+    assert keys == own
+    users = {u.OID for admin in odm.AdminData for u in admin.User}
+    assert "USR.s02.investigator" not in users and "USR.s02.coordinator" not in users
+    assert {loc.OID for admin in odm.AdminData for loc in admin.Location} == {"LOC.S01"}
+    # The auditor's export has both sites, and its record says for whom.
+    study_wide = _odm_of(demo.get("/api/v1/exports/odm", "auditor"), tmp_path)
+    assert {
+        s.SubjectKey for data in study_wide.ClinicalData for s in data.SubjectData
+    } == own | other
+    records = demo.exports()
+    assert [e.new_values["site"] for e in records[-2:]] == ["S01", None]  # type: ignore[index]
+
+
+def test_a_record_changed_after_it_was_written_carries_the_change(
+    demo: Demo, tmp_path: Path
+) -> None:
+    """An adverse event assessed after it was recorded: its audit record is the assessment's
+    (recorded against the event itself), not the recording's."""
+    from tracker.auth.services import actor_for
+    from tracker.safety.services import assess_adverse_event
+
+    with demo.database.session_scope() as db:
+        event = db.scalars(sa.select(AdverseEvent).order_by(AdverseEvent.id)).first()
+        assert event is not None
+        study_id = db.get_one(Participant, event.participant_id).study_id
+        investigator = db.scalars(sa.select(User).where(User.username == "investigator")).one()
+        if event.relatedness is None:
+            assess_adverse_event(
+                db, actor_for(investigator), event, relatedness="possible", expected=False
+            )
+        db.flush()
+        assessment = db.scalars(
+            sa.select(AuditEvent)
+            .where(AuditEvent.entity_type == "adverse_event", AuditEvent.entity_id == str(event.id))
+            .order_by(AuditEvent.seq.desc())
+        ).first()
+        assert assessment is not None
+        seq = assessment.seq
+    odm = _odm_of(demo.get("/api/v1/exports/odm", "auditor"), tmp_path)
+    subject = next(
+        s for data in odm.ClinicalData for s in data.SubjectData if s.SubjectKey == study_id
+    )
+    groups = [
+        g
+        for e in subject.StudyEventData
+        for f in e.FormData
+        for g in f.ItemGroupData
+        if g.ItemGroupOID == "IG.AE"
+    ]
+    assert groups and groups[0].AuditRecord.UserRef.UserOID == "USR.investigator"
+    assert groups[0].AuditRecord.SourceID._content.startswith(f"audit event {seq} ")
+
+
+def test_times_match_their_events_whatever_their_precision() -> None:
+    """The trail stores times as ISO text with microseconds; a record's time may have none
+    (the forms take minutes): the two must still meet."""
+    from datetime import UTC, datetime
+
+    from tracker.exchange.odm import _Notes
+    from tracker.exchange.source import AuditNote
+
+    def note(seq: int, when: str) -> AuditNote:
+        return AuditNote(
+            seq, "0" * 64, "dose.record", "therapist", "therapist",
+            datetime(2026, 3, 10, tzinfo=UTC), None, "session", "7",
+            {"administered_at": when}, None,
+        )  # fmt: skip
+
+    notes = _Notes(
+        [note(1, "2026-03-10T09:30:00.000000+00:00"), note(2, "2026-03-10T11:00:00+01:00")]
+    )
+    at = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
+    assert notes.last(["dose.record"], 7, administered_at=at).seq == 1  # type: ignore[union-attr]
+    assert (
+        notes.last(["dose.record"], 7, administered_at=datetime(2026, 3, 10, 10, 0, tzinfo=UTC)).seq
+        == 2
+    )  # type: ignore[union-attr]
+    assert notes.last(["dose.record"], 8, administered_at=at) is None
 
 
 def test_after_the_study_is_unblinded_every_reader_gets_the_arms(demo: Demo) -> None:
@@ -468,3 +598,69 @@ def test_after_the_study_is_unblinded_every_reader_gets_the_arms(demo: Demo) -> 
     ]
     assert any(study.get("arm") for study in studies)
     assert demo.exports()[-1].new_values["arms"] is True  # type: ignore[index]
+
+
+def test_sdtm_dates_are_the_sites_local_time_and_days_count_from_the_first_dose(
+    demo: Demo,
+) -> None:
+    """Hand-worked: a New York site, a first dose at 02:30 UTC on 10 March 2026 (22:30 on the
+    9th in New York: UTC-4, daylight saving time began on the 8th), a reading at 06:00 UTC on
+    the 10th (02:00 local, day 2)."""
+    from datetime import UTC, datetime
+
+    from tracker.dosing.models import DoseAdministration as Dose
+    from tracker.exchange import sdtm
+    from tracker.exchange.scope import ExportScope
+    from tracker.exchange.source import SessionRows, Subject
+    from tracker.sites.models import Site
+    from tracker.study.models import ProtocolVersion
+
+    with demo.database.session_scope() as db:
+        version = db.scalars(
+            sa.select(ProtocolVersion).where(ProtocolVersion.code == "mdma-mdd")
+        ).first()
+        assert version is not None
+        db.expunge(version)
+    site = Site(id=99, code="S99", name="New York", time_zone="America/New_York")
+    participant = Participant(
+        id=1, study_id="S99-0001", site=site, protocol_version=version,
+        protocol_version_id=version.id, sex="female", year_of_birth=1980, state="dosing",
+    )  # fmt: skip
+    session = TherapySession(
+        id=5, participant_id=1, kind="dosing", cycle=1, status="completed",
+        scheduled_at=datetime(2026, 3, 10, 2, 0, tzinfo=UTC),
+        started_at=datetime(2026, 3, 10, 2, 0, tzinfo=UTC),
+        ended_at=datetime(2026, 3, 10, 10, 0, tzinfo=UTC),
+    )  # fmt: skip
+    dose = Dose(
+        id=3, session_id=5, kind="initial", amount_mg=120,
+        administered_at=datetime(2026, 3, 10, 2, 30, tzinfo=UTC),
+    )  # fmt: skip
+    reading = VitalSignReading(
+        id=4, session_id=5, measured_at=datetime(2026, 3, 10, 6, 0, tzinfo=UTC),
+        systolic=128, diastolic=82, heart_rate=90, temperature_c=37.2,
+    )  # fmt: skip
+    subject = Subject(participant, "S99", sessions=[SessionRows(session, [dose], [reading])])
+    scope = ExportScope("test", None, None, False, {})
+    context = sdtm.context_of(subject)
+    [dm] = list(sdtm.dm_rows(subject, scope, context))
+    assert dm["USUBJID"] == "MDMA-MDD-S99-0001"
+    assert dm["RFSTDTC"] == "2026-03-09T22:30:00"
+    [ex] = list(sdtm.ex_rows(subject, scope, context))
+    assert (ex["EXSTDTC"], ex["EXSTDY"], ex["VISITNUM"], ex["VISIT"]) == (
+        "2026-03-09T22:30:00",
+        1,
+        11.0,
+        "DOSING CYCLE 1",
+    )
+    vs = list(sdtm.vs_rows(subject, scope, context))
+    assert [(r["VSTESTCD"], r["VSSTRESN"], r["VSDY"]) for r in vs] == [
+        ("SYSBP", 128.0, 2), ("DIABP", 82.0, 2), ("PULSE", 90.0, 2), ("TEMP", 37.2, 2)
+    ]  # fmt: skip
+    assert vs[0]["VSDTC"] == "2026-03-10T02:00:00"
+    [sv] = list(sdtm.sv_rows(subject, scope, context))
+    assert (sv["SVSTDTC"], sv["SVENDTC"], sv["SVSTDY"]) == (
+        "2026-03-09T22:00:00",
+        "2026-03-10T06:00:00",
+        1,
+    )

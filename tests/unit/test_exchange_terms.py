@@ -95,3 +95,44 @@ def test_clipped_text_fits_200_bytes_and_is_a_prefix(text: str) -> None:
     assert text.startswith(clipped)
     if len(text.encode("utf-8")) <= 200:
         assert clipped == text
+
+
+def test_dm_arms_name_the_arm_or_why_there_is_none() -> None:
+    from tracker.protocol.exchange_terms import BLINDED_ARM, OPEN_LABEL_ARM, dm_arms
+
+    arm = ("midomafetamine", "Midomafetamine")
+    treated = dm_arms(screen_failed=False, randomised_protocol=True, planned=arm, treated=True)
+    assert (treated.armcd, treated.actarm, treated.armnrs) == (
+        "MIDOMAFETAMINE",
+        "Midomafetamine",
+        "",
+    )
+    waiting = dm_arms(screen_failed=False, randomised_protocol=True, planned=arm, treated=False)
+    assert (waiting.armcd, waiting.actarmcd, waiting.armnrs) == (
+        "MIDOMAFETAMINE", "", "ASSIGNED, NOT TREATED"
+    )  # fmt: skip
+    blinded = dm_arms(
+        screen_failed=False, randomised_protocol=True, planned=BLINDED_ARM, treated=True
+    )
+    assert (blinded.armcd, blinded.arm) == BLINDED_ARM
+    unassigned = dm_arms(screen_failed=False, randomised_protocol=True, planned=None, treated=False)
+    assert (unassigned.armcd, unassigned.armnrs) == ("", "NOT ASSIGNED")
+    open_label = dm_arms(screen_failed=False, randomised_protocol=False, planned=None, treated=True)
+    assert (open_label.armcd, open_label.actarm) == OPEN_LABEL_ARM
+    failed = dm_arms(screen_failed=True, randomised_protocol=True, planned=None, treated=False)
+    assert (failed.armcd, failed.armnrs) == ("", "SCREEN FAILURE")
+
+
+def test_timepoint_visits_fall_between_the_sessions() -> None:
+    from tracker.protocol.exchange_terms import timepoint_visit
+    from tracker.protocol.outcomes import Anchor, Timepoint
+
+    baseline = Timepoint("baseline", "Baseline", ("madrs",), Anchor.BEFORE_FIRST_DOSING)
+    cycle_1 = Timepoint("cycle_1", "After cycle 1", ("madrs",), Anchor.AFTER_DOSING, 7, cycle=1)
+    primary = Timepoint("primary_endpoint", "Primary", ("madrs",), Anchor.AFTER_LAST_DOSING, 56)
+    assert timepoint_visit(baseline) == (9.0, "BASELINE")
+    assert timepoint_visit(cycle_1) == (19.0, "CYCLE 1")
+    assert timepoint_visit(primary) == (100.056, "PRIMARY ENDPOINT")
+    # The baseline before dosing cycle 1, cycle 1's assessment after its integration sessions.
+    assert visit(SessionKind.PREPARATION, 0, 3)[0] < 9.0 < visit(SessionKind.DOSING, 1, 1)[0]
+    assert visit(SessionKind.INTEGRATION, 1, 4)[0] < 19.0 < visit(SessionKind.DOSING, 2, 1)[0]

@@ -107,3 +107,38 @@ def test_names_labels_and_lengths_outside_xport_v5_are_refused() -> None:
     writer = XportWriter(handle, "VS", "", [XportVariable("A", "a", False, 3)], CREATED)
     with pytest.raises(XportError, match="longer than 3 bytes"):
         writer.write_row(["abcd"])
+
+
+def test_pandas_reads_the_same_dataset(tmp_path: Path) -> None:
+    """A second independent reader. (pandas' XPORT reader turns the IBM zero into 16**-64,
+    cannot read a dataset of no rows, and takes trailing blank 8-byte runs of the last
+    80-byte record for padding: the dataset here has none of those.)"""
+    variables = [
+        XportVariable("STUDYID", "Study Identifier", False, 8),
+        XportVariable("USUBJID", "Unique Subject Identifier", False, 17),
+        XportVariable("EXDOSE", "Dose", True, 8),
+        XportVariable("EXDOSU", "Dose Units", False, 2),
+    ]
+    rows = [
+        ["MDMA-MDD", "MDMA-MDD-S01-0001", 120.0, "mg"],
+        ["MDMA-MDD", "MDMA-MDD-S01-0002", 60.0, "mg"],
+    ]
+    path = tmp_path / "ex.xpt"
+    with path.open("wb") as handle:
+        writer = XportWriter(handle, "EX", "Exposure", variables, CREATED)
+        for row in rows:
+            writer.write_row(row)  # type: ignore[arg-type]
+        writer.close()
+    frame = pd.read_sas(path, format="xport", encoding="utf-8")
+    assert list(frame.columns) == ["STUDYID", "USUBJID", "EXDOSE", "EXDOSU"]
+    assert frame.values.tolist() == rows
+
+
+def test_a_dataset_of_no_rows_is_a_valid_file(tmp_path: Path) -> None:
+    path = tmp_path / "dv.xpt"
+    variables = [XportVariable("DVTERM", "Protocol Deviation Term", False, 1)]
+    with path.open("wb") as handle:
+        XportWriter(handle, "DV", "Protocol Deviations", variables, CREATED).close()
+    frame, meta = pyreadstat.read_xport(str(path))
+    assert len(frame) == 0 and meta.column_names == ["DVTERM"]
+    assert path.stat().st_size % 80 == 0

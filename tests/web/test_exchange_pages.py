@@ -60,8 +60,8 @@ def test_the_downloads_are_the_exports_and_are_on_record(
     zipped = client.get("/exports/sdtm-csv.zip")
     assert zipped.status_code == 200
     with zipfile.ZipFile(io.BytesIO(zipped.data)) as archive:
-        assert "dm.csv" in archive.namelist()
-        assert participant.study_id in archive.read("dm.csv").decode()
+        assert "mdma-at/dm.csv" in archive.namelist()
+        assert participant.study_id in archive.read("mdma-at/dm.csv").decode()
     bundle = client.get(f"/exports/fhir/{participant.study_id}.json")
     assert bundle.status_code == 200 and bundle.get_json()["type"] == "collection"
     assert client.get("/exports/sdtm-sas.zip").status_code == 400
@@ -91,3 +91,21 @@ def test_the_participant_page_links_its_bundle_for_an_investigator(
     signed_in("investigator", site="S01")
     page = client.get(f"/participants/{participant.id}").get_data(as_text=True)
     assert f"/exports/fhir/{participant.study_id}.json" in page
+
+
+def test_an_export_too_large_to_download_is_refused_and_not_recorded(
+    client: FlaskClient,
+    db_session: Session,
+    signed_in,
+    team,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from tracker.exchange import downloads
+
+    _study(db_session, team)
+    monkeypatch.setattr(downloads, "WEB_EXPORT_MAX_PARTICIPANTS", 0)
+    signed_in("auditor")
+    response = client.get("/api/v1/exports/odm")
+    assert response.status_code == 422
+    assert "tracker export" in response.get_json()["error"]["message"]
+    assert _exports(db_session) == []

@@ -33,6 +33,7 @@ class Operation:
     view: Callable[..., Any]
     tag: str
     response_media_type: str = "application/json"
+    refusals: tuple[str, ...] = ()  # status codes a rule may answer beyond the usual ones
 
 
 OPERATIONS: list[Operation] = []
@@ -50,6 +51,7 @@ def api_route(
     response: type[BaseModel] | None = None,
     status: int = 200,
     response_media_type: str = "application/json",
+    refusals: tuple[str, ...] = (),
 ) -> Callable[[F], F]:
     """Register a route on the API blueprint and record it for the OpenAPI document."""
 
@@ -69,6 +71,7 @@ def api_route(
                 view,
                 tag,
                 response_media_type,
+                refusals,
             )
         )
         return view
@@ -313,6 +316,7 @@ def build_openapi() -> dict[str, Any]:
         error_codes = ["400", "422"] if op.method in {"post", "put", "patch", "delete"} else ["400"]
         # Any operation may find the database down (a clear 503, never a hang).
         error_codes.append("503")
+        error_codes += op.refusals
         if op.body is not None:
             error_codes.append("413")
         if permission != PUBLIC:

@@ -18,6 +18,7 @@ from tracker.security import Permission, authenticated_user, requires
     "GET",
     summary="The study as CDISC ODM 1.3.2: metadata, clinical data, audit records, signatures",
     tag="exports",
+    refusals=("422",),  # more participants than a download carries
     query=ExportQuery,
     response_media_type="application/xml",
 )
@@ -33,6 +34,7 @@ def export_odm() -> ResponseReturnValue:
     "GET",
     summary="SDTM datasets (DM, DS, EX, VS, AE, QS, SV, DV) as a ZIP: CSV, XPORT or Dataset-JSON",
     tag="exports",
+    refusals=("422",),  # more participants than a download carries
     query=SdtmExportQuery,
     response_media_type="application/zip",
 )
@@ -48,6 +50,7 @@ def export_sdtm() -> ResponseReturnValue:
     "GET",
     summary="The study as a FHIR R4 Bundle (ResearchStudy, Patient, ResearchSubject)",
     tag="exports",
+    refusals=("422",),  # more participants than a download carries
     query=ExportQuery,
     response_media_type="application/fhir+json",
 )
@@ -63,6 +66,7 @@ def export_fhir_study() -> ResponseReturnValue:
     "GET",
     summary="One participant as a FHIR R4 Bundle (with vital signs and adverse events)",
     tag="exports",
+    refusals=("422",),  # more participants than a download carries
     response_media_type="application/fhir+json",
 )
 @requires(Permission.DATA_EXPORT)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from tracker.exchange import sdtm
 from tracker.exchange.scope import ExportScope
-from tracker.exchange.source import protocol_versions, source_version, subjects
+from tracker.exchange.source import source_version, subjects
 from tracker.exchange.xport import XportVariable, XportWriter
 
 DATASET_JSON_VERSION = "1.1.0"
@@ -56,7 +56,7 @@ class Spool:
 
 @dataclass(frozen=True)
 class Written:
-    """What an SDTM export wrote: the rows per dataset and the files."""
+    """What an SDTM export wrote: the rows per dataset (``STUDYID/DOMAIN``) and the files."""
 
     rows: dict[str, int]
     files: list[Path]
@@ -145,28 +145,35 @@ def _write_json(
 
 
 def write_sdtm(db: Session, scope: ExportScope, fmt: str, directory: Path) -> Written:
-    """Every domain of ``scope``'s participants into ``directory`` as ``dm.csv``, ``dm.xpt``
-    or ``dm.json``..."""
-    codes = {v.code.upper() for v in protocol_versions(db, scope.query())}
-    study_oid = f"ST.{codes.pop()}" if len(codes) == 1 else None
+    """Every domain of ``scope``'s participants into ``directory``, one folder per study
+    (``mdma-mdd/dm.xpt``...): each protocol is a study of its own to a sponsor, as in ODM."""
     directory.mkdir(parents=True, exist_ok=True)
     created = datetime.now(UTC).replace(microsecond=0)
-    spools: list[Spool] = []
-    integers: dict[str, dict[str, bool]] = {}
+    spools: dict[str, list[Spool]] = {}  # STUDYID -> a spool per domain
+    integers: dict[tuple[str, str], dict[str, bool]] = {}
     participants = 0
     with tempfile.TemporaryDirectory(prefix="tracker-sdtm-") as scratch:
-        for domain in sdtm.DOMAINS:
-            handle = open(  # noqa: SIM115 - closed with the scratch directory below
-                Path(scratch) / f"{domain.code}.jsonl", "w+", encoding="utf-8"
-            )
-            spools.append(Spool(domain, domain.variables_for(scope), handle))
-            integers[domain.code] = {v.name: True for v in domain.variables if v.numeric}
+
+        def spools_of(study: str) -> list[Spool]:
+            if study not in spools:
+                spools[study] = []
+                for domain in sdtm.DOMAINS:
+                    handle = open(  # noqa: SIM115 - closed with the scratch directory below
+                        Path(scratch) / f"{study}-{domain.code}.jsonl", "w+", encoding="utf-8"
+                    )
+                    spools[study].append(Spool(domain, domain.variables, handle))
+                    integers[(study, domain.code)] = {
+                        v.name: True for v in domain.variables if v.numeric
+                    }
+            return spools[study]
+
         try:
             for subject in subjects(db, scope.query(), arms=scope.arms):
                 participants += 1
                 context = sdtm.context_of(subject)
-                for spool in spools:
-                    whole = integers[spool.domain.code]
+                study = context["studyid"]
+                for spool in spools_of(study):
+                    whole = integers[(study, spool.domain.code)]
                     for row in spool.domain.rows(subject, scope, context):
                         for name in whole:
                             value = row.get(name)
@@ -174,17 +181,27 @@ def write_sdtm(db: Session, scope: ExportScope, fmt: str, directory: Path) -> Wr
                                 whole[name] = False
                         spool.add(row)
             files = []
-            for spool in spools:
-                path = directory / f"{spool.domain.code.lower()}.{fmt}"
-                spool.handle.flush()
-                if fmt == "csv":
-                    _write_csv(spool, path)
-                elif fmt == "xpt":
-                    _write_xpt(spool, path, created)
-                else:
-                    _write_json(spool, path, created, study_oid, integers[spool.domain.code])
-                files.append(path)
+            for study, study_spools in sorted(spools.items()):
+                folder = directory / study.lower()
+                folder.mkdir(exist_ok=True)
+                for spool in study_spools:
+                    path = folder / f"{spool.domain.code.lower()}.{fmt}"
+                    spool.handle.flush()
+                    if fmt == "csv":
+                        _write_csv(spool, path)
+                    elif fmt == "xpt":
+                        _write_xpt(spool, path, created)
+                    else:
+                        whole = integers[(study, spool.domain.code)]
+                        _write_json(spool, path, created, f"ST.{study}", whole)
+                    files.append(path)
         finally:
-            for spool in spools:
-                spool.handle.close()
-    return Written({s.domain.code: s.rows for s in spools}, files, participants)
+            for study_spools in spools.values():
+                for spool in study_spools:
+                    spool.handle.close()
+    rows = {
+        f"{study}/{spool.domain.code}": spool.rows
+        for study, study_spools in sorted(spools.items())
+        for spool in study_spools
+    }
+    return Written(rows, files, participants)

@@ -18,20 +18,34 @@ from sqlalchemy.orm import Session
 from tracker.auth.models import User
 from tracker.auth.signin import current_actor
 from tracker.db import get_db, stream_reading, write_unit
-from tracker.errors import InvalidInput, NotFound
+from tracker.errors import InvalidInput, NotFound, RuleViolation
 from tracker.exchange import fhir
 from tracker.exchange.datasets import write_sdtm
 from tracker.exchange.odm import odm_document
 from tracker.exchange.scope import FORMATS, ExportScope, export_scope
 from tracker.exchange.services import record_export
-from tracker.exchange.source import participants_query, subjects
+from tracker.exchange.source import participant_count, participants_query, subjects
 from tracker.participants.models import Participant
 
 CHUNK = 64 * 1024
+# An export takes some 11 ms a participant (docs/benchmarks.md): a larger one from the browser
+# or the API would outlast a gunicorn worker's 30 s timeout mid-download. The command line has
+# no limit.
+WEB_EXPORT_MAX_PARTICIPANTS = 1000
 
 
-def _scope_for(user: User, site: str | None) -> ExportScope:
-    return export_scope(get_db(), user, user.username, site=site)
+def _scope_for(user: User, site: str | None, *, whole_study: bool = True) -> ExportScope:
+    db = get_db()
+    scope = export_scope(db, user, user.username, site=site)
+    count = participant_count(db, scope.query()) if whole_study else 0
+    if count > WEB_EXPORT_MAX_PARTICIPANTS:
+        raise RuleViolation(
+            f"{count:,} participants are more than a download carries "
+            f"({WEB_EXPORT_MAX_PARTICIPANTS:,}): choose a site, or export on the server "
+            "with `tracker export`.",
+            details=[f"participants: {count}"],
+        )
+    return scope
 
 
 def _record(standard: str, fmt: str, scope: ExportScope, subject: str | None = None) -> None:
@@ -68,18 +82,19 @@ def odm_response(user: User, site: str | None) -> Response:
 
 
 def _zipped(directory: Path) -> Iterator[bytes]:
-    """``directory``'s files as a ZIP, written to disk and sent in chunks, then removed."""
+    """``directory``'s files as a ZIP, written beside it and sent in chunks; the scratch
+    folder holding both is removed when the stream ends, fails or is closed."""
     archive = directory.with_suffix(".zip")
     try:
         with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
-            for path in sorted(directory.iterdir()):
-                bundle.write(path, path.name)
+            for path in sorted(directory.rglob("*")):
+                if path.is_file():
+                    bundle.write(path, path.relative_to(directory).as_posix())
         with archive.open("rb") as handle:
             while chunk := handle.read(CHUNK):
                 yield chunk
     finally:
-        archive.unlink(missing_ok=True)
-        shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(directory.parent, ignore_errors=True)
 
 
 def sdtm_response(user: User, fmt: str, site: str | None) -> Response:
@@ -90,7 +105,11 @@ def sdtm_response(user: User, fmt: str, site: str | None) -> Response:
 
     def archive(db: Session) -> Iterator[bytes]:
         directory = Path(tempfile.mkdtemp(prefix="tracker-sdtm-")) / "sdtm"
-        write_sdtm(db, _rescoped(db, scope, user_id), fmt, directory)
+        try:
+            write_sdtm(db, _rescoped(db, scope, user_id), fmt, directory)
+        except BaseException:
+            shutil.rmtree(directory.parent, ignore_errors=True)
+            raise
         yield from _zipped(directory)
 
     return Response(
@@ -117,7 +136,7 @@ def fhir_study_response(user: User, site: str | None) -> Response:
 def fhir_participant_response(user: User, study_id: str) -> Response:
     """One participant's bundle (a 404 for a participant the user may not see)."""
     db = get_db()
-    scope = _scope_for(user, None)
+    scope = _scope_for(user, None, whole_study=False)
     query = participants_query(user).where(Participant.study_id == study_id.strip().upper())
     found = next(subjects(db, query, arms=scope.arms), None)
     if found is None:

@@ -247,8 +247,12 @@ def _adverse_events(subject: Subject) -> Iterator[dict[str, Any]]:
 
 
 def participant_bundle(subject: Subject, scope: ExportScope, now: datetime) -> dict[str, Any]:
-    """One participant's bundle (a ``collection``)."""
+    """One participant's bundle (a ``collection``), with the ResearchStudy its subject and
+    adverse events refer to, so every reference resolves within it."""
+    version = subject.participant.protocol_version
+    arms = scope.arm_labels.get(version.id) if scope.arms else None
     entries = [
+        _entry(study_url(version.code), research_study(version.code, version.title, arms)),
         _entry(_url("patient", subject.study_id), _patient(subject)),
         _entry(_url("subject", subject.study_id), _research_subject(subject, scope)),
         *_vital_signs(subject),

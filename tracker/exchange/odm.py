@@ -29,7 +29,7 @@ from xml.sax.saxutils import quoteattr
 
 from sqlalchemy.orm import Session
 
-from tracker.auth.models import User
+from tracker.auth.models import SITELESS_ROLES, User
 from tracker.exchange.scope import ExportScope
 from tracker.exchange.source import (
     AuditNote,
@@ -483,6 +483,8 @@ def _admin_data(
         user = _el(admin, "User", OID=user_oid(actor), UserType="Other")
         _el(user, "LoginName", actor)
         _el(user, "DisplayName", f"{actor} (system or command line)")
+    other = _el(admin, "User", OID=OTHER_USER, UserType="Other")
+    _el(other, "DisplayName", "A user of another site (not named in this site's export)")
     for site in sites:
         location = _el(
             admin, "Location", OID=location_oid(site.code), Name=site.name, LocationType="Site"
@@ -536,27 +538,74 @@ class _Notes:
                 if by_session and note.entity_type != "session":
                     continue
                 where = note.entity_id if by_session else None
-                found = None if key is None else _new(note, key)
+                found = None if key is None else _normal(_new(note, key))
                 if isinstance(found, list | dict):
                     continue
                 index[(where, found)] = note  # in chain order: the newest stays
             self._indexes[shape] = index
-        return index.get((str(session) if by_session else None, value))
+        return index.get((str(session) if by_session else None, _normal(value)))
+
+    def about(self, entity_type: str, entity_id: object) -> AuditNote | None:
+        """The newest event recorded against a record itself (an adverse event's assessment
+        and updates)."""
+        found = [
+            n
+            for notes in self.by_action.values()
+            for n in notes
+            if n.entity_type == entity_type and n.entity_id == str(entity_id)
+        ]
+        return max(found, key=lambda n: n.seq) if found else None
+
+    def voiding(self, signature_id: int) -> AuditNote | None:
+        """The event that voided a checklist signature, if one did."""
+        for note in self.by_action.get("checklist.signature_void", ()):
+            if (note.old_values or {}).get("signature_id") == signature_id:
+                return note
+        return None
 
     def nth(self, action: str, index: int) -> AuditNote | None:
         notes = self.by_action.get(action, [])
         return notes[index] if index < len(notes) else None
 
 
+def newest(*notes: AuditNote | None) -> AuditNote | None:
+    found = [n for n in notes if n is not None]
+    return max(found, key=lambda n: n.seq) if found else None
+
+
+def _normal(value: Any) -> Any:
+    """A value as the audit trail and a record both give it: a time as an aware UTC datetime
+    (the trail stores ISO text with microseconds, a record may have none), else as is."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    if isinstance(value, str) and len(value) >= 19 and value[10] == "T":
+        try:
+            return datetime.fromisoformat(value).astimezone(UTC)
+        except ValueError:
+            return value
+    return value
+
+
 def _new(note: AuditNote, key: str) -> Any:
     return (note.new_values or {}).get(key)
 
 
-def _audit_record(parent: ET.Element, note: AuditNote | None, site: str) -> None:
+OTHER_USER = "USR.OTHER"
+
+
+def _user_ref(name: str, listed: frozenset[str]) -> str:
+    """The OID of a user listed in the admin data; a user of another site, who is not
+    listed in a site's export, is ``USR.OTHER``."""
+    return user_oid(name) if name in listed else OTHER_USER
+
+
+def _audit_record(
+    parent: ET.Element, note: AuditNote | None, site: str, listed: frozenset[str]
+) -> None:
     if note is None:
         return
     record = _el(parent, "AuditRecord")
-    _el(record, "UserRef", UserOID=user_oid(note.actor))
+    _el(record, "UserRef", UserOID=_user_ref(note.actor, listed))
     _el(record, "LocationRef", LocationOID=location_oid(site))
     _el(record, "DateTimeStamp", _when(note.occurred_at))
     if note.reason:
@@ -570,11 +619,12 @@ def _group(
     values: Sequence[tuple[str, Any]],
     note: AuditNote | None,
     site: str,
+    listed: frozenset[str],
     repeat_key: int | None = None,
     signature: ET.Element | None = None,
 ) -> ET.Element:
     group = _el(parent, "ItemGroupData", ItemGroupOID=oid, ItemGroupRepeatKey=repeat_key)
-    _audit_record(group, note, site)
+    _audit_record(group, note, site, listed)
     if signature is not None:
         group.append(signature)
     for item, value in values:
@@ -584,27 +634,40 @@ def _group(
     return group
 
 
-def _iso(moment: datetime | date | None) -> str | None:
-    return None if moment is None else moment.isoformat()
-
-
 class _SubjectWriter:
     def __init__(
         self,
         scope: ExportScope,
         user_names: dict[int, str],
         meaning_oids: dict[str, str],
+        listed: frozenset[str],
     ) -> None:
         self.scope = scope
         self.user_names = user_names
         self.meaning_oids = meaning_oids
+        self.listed = listed
+
+    def _group(
+        self,
+        parent: ET.Element,
+        oid: str,
+        values: Sequence[tuple[str, Any]],
+        note: AuditNote | None,
+        site: str,
+        repeat_key: int | None = None,
+        signature: ET.Element | None = None,
+    ) -> ET.Element:
+        return _group(parent, oid, values, note, site, self.listed, repeat_key, signature)
+
+    def _audit_record(self, parent: ET.Element, note: AuditNote | None, site: str) -> None:
+        _audit_record(parent, note, site, self.listed)
 
     def signature(self, signature: ChecklistSignature, site: str) -> ET.Element:
         element = _el(None, "Signature", ID=f"SIG.{signature.id}")
         _el(
             element,
             "UserRef",
-            UserOID=user_oid(self.user_names.get(signature.signer_id, "unknown")),
+            UserOID=_user_ref(self.user_names.get(signature.signer_id, ""), self.listed),
         )
         _el(element, "LocationRef", LocationOID=location_oid(site))
         _el(element, "SignatureRef", SignatureOID=self.meaning_oids[signature.meaning])
@@ -643,7 +706,11 @@ class _SubjectWriter:
         if self.scope.arms and protocol.randomisation is not None:
             values.append(("IT.ARM", allocation.arm if allocation else None))
         form = _el(enrolment, "FormData", FormOID="F.DEMOGRAPHY")
-        _group(form, "IG.DEMOGRAPHY", values, notes.last(["participant.enrol"]), site)
+        # The state, cycle and allocation are written by the transitions and randomisation
+        # after the enrolment: the newest of those events wrote the group's current values.
+        actions = {"participant.enrol", "participant.randomise"}
+        actions |= {f"participant.{t.transition}" for t in subject.transitions}
+        self._group(form, "IG.DEMOGRAPHY", values, notes.last(sorted(actions)), site)
         if subject.consents:
             form = _el(enrolment, "FormData", FormOID="F.CONSENT")
             for key, consent in enumerate(subject.consents, start=1):
@@ -652,23 +719,26 @@ class _SubjectWriter:
                     ("IT.CONSENT_DOCUMENT", consent.document_version),
                     ("IT.CONSENT_SIGNED_ON", consent.signed_on),
                 ]
-                _group(form, "IG.CONSENT", consent_values, note, site, key)
+                self._group(form, "IG.CONSENT", consent_values, note, site, key)
         if subject.answers:
             latest = {answer.item_code: answer for answer in subject.answers}
             form = _el(enrolment, "FormData", FormOID="F.CHECKLIST")
             group = _el(form, "ItemGroupData", ItemGroupOID="IG.CHECKLIST")
-            _audit_record(group, notes.last(["checklist.answer"]), site)
+            self._audit_record(group, notes.last(["checklist.answer"]), site)
             for item in protocol.checklist:
                 answer = latest.get(item.code)
                 if answer is None:
                     continue
                 oid = f"IT.CHECK.{item.code.upper()}"
                 element = _el(group, "ItemData", ItemOID=oid, Value=_value(answer.answer))
-                _audit_record(element, notes.last(["checklist.answer"], item=item.code), site)
+                self._audit_record(element, notes.last(["checklist.answer"], item=item.code), site)
         if subject.signatures:
             form = _el(enrolment, "FormData", FormOID="F.SIGNOFF")
             for key, signature in enumerate(subject.signatures, start=1):
-                note = notes.last(["checklist.sign"], content_hash=signature.content_hash)
+                note = newest(
+                    notes.last(["checklist.sign"], content_hash=signature.content_hash),
+                    notes.voiding(signature.id),
+                )
                 signoff = [
                     ("IT.SIGNOFF_OUTCOME", signature.outcome),
                     ("IT.SIGNOFF_CONTENT_HASH", signature.content_hash),
@@ -676,7 +746,7 @@ class _SubjectWriter:
                     ("IT.SIGNOFF_VOID_REASON", signature.void_reason),
                 ]
                 sign = self.signature(signature, site)
-                _group(form, "IG.SIGNOFF", signoff, note, site, key, sign)
+                self._group(form, "IG.SIGNOFF", signoff, note, site, key, sign)
 
     def _session(
         self, data: ET.Element, subject: Subject, rows: SessionRows, notes: _Notes
@@ -698,15 +768,13 @@ class _SubjectWriter:
             ("IT.SESSION_OVERNIGHT", session.overnight_stay),
         ]
         note = notes.last(["session.schedule", "session.update"], session.id)
-        _group(_el(event, "FormData", FormOID="F.SESSION"), "IG.SESSION", values, note, site)
+        self._group(_el(event, "FormData", FormOID="F.SESSION"), "IG.SESSION", values, note, site)
         if session.kind != SessionKind.DOSING:
             return
         if rows.doses:
             form = _el(event, "FormData", FormOID="F.DOSE")
             for key, dose in enumerate(rows.doses, start=1):
-                note = notes.last(
-                    ["dose.record"], session.id, administered_at=_iso(dose.administered_at)
-                )
+                note = notes.last(["dose.record"], session.id, administered_at=dose.administered_at)
                 dose_values = [
                     ("IT.DOSE_KIND", dose.kind),
                     ("IT.DOSE_MG", dose.amount_mg),
@@ -714,13 +782,11 @@ class _SubjectWriter:
                     ("IT.DOSE_DISPENSING", subject.dispensings.get(dose.id)),
                     ("IT.DOSE_JUSTIFICATION", dose.breach_justification),
                 ]
-                _group(form, "IG.DOSE", dose_values, note, site, key)
+                self._group(form, "IG.DOSE", dose_values, note, site, key)
         if rows.readings:
             form = _el(event, "FormData", FormOID="F.VITALS")
             for key, reading in enumerate(rows.readings, start=1):
-                note = notes.last(
-                    ["vitals.record"], session.id, measured_at=_iso(reading.measured_at)
-                )
+                note = notes.last(["vitals.record"], session.id, measured_at=reading.measured_at)
                 reading_values = [
                     ("IT.VS_AT", reading.measured_at),
                     ("IT.SYSBP", reading.systolic),
@@ -728,7 +794,7 @@ class _SubjectWriter:
                     ("IT.PULSE", reading.heart_rate),
                     ("IT.TEMP", reading.temperature_c),
                 ]
-                _group(form, "IG.VITALS", reading_values, note, site, key)
+                self._group(form, "IG.VITALS", reading_values, note, site, key)
         if rows.effects is not None:
             effects = rows.effects
             effect_values: list[tuple[str, Any]] = [
@@ -741,7 +807,7 @@ class _SubjectWriter:
             ]
             note = notes.last(["effects.record"], session.id)
             form = _el(event, "FormData", FormOID="F.EFFECTS")
-            _group(form, "IG.EFFECTS", effect_values, note, site)
+            self._group(form, "IG.EFFECTS", effect_values, note, site)
 
     def _assessments(
         self, data: ET.Element, subject: Subject, protocol: ProtocolDefinition, notes: _Notes
@@ -772,7 +838,7 @@ class _SubjectWriter:
                 ]
                 note = notes.last(["assessment.record"], assessment=assessment.id)
                 form = _el(event, "FormData", FormOID=f"F.{code}")
-                _group(form, f"IG.{code}", values, note, subject.site)
+                self._group(form, f"IG.{code}", values, note, subject.site)
 
     def _safety(self, data: ET.Element, subject: Subject, notes: _Notes) -> None:
         if not subject.adverse_events and not subject.screens:
@@ -781,7 +847,6 @@ class _SubjectWriter:
         event = _el(data, "StudyEventData", StudyEventOID="SE.SAFETY")
         if subject.adverse_events:
             form = _el(event, "FormData", FormOID="F.AE")
-            ae_actions = [a for a in notes.by_action if a.startswith("adverse_event.")]
             for ae in subject.adverse_events:
                 values = [
                     ("IT.AE_TERM", ae.term),
@@ -794,7 +859,17 @@ class _SubjectWriter:
                     ("IT.AE_RELATEDNESS", ae.relatedness),
                     ("IT.AE_REPORTED_AT", ae.reported_at),
                 ]
-                _group(form, "IG.AE", values, notes.last(ae_actions, id=ae.id), site, ae.id)
+                self._group(
+                    form,
+                    "IG.AE",
+                    values,
+                    newest(
+                        notes.last(["adverse_event.record"], id=ae.id),
+                        notes.about("adverse_event", ae.id),
+                    ),
+                    site,
+                    ae.id,
+                )
         if subject.screens:
             form = _el(event, "FormData", FormOID="F.SUICIDALITY")
             for screen in subject.screens:
@@ -803,7 +878,7 @@ class _SubjectWriter:
                     (f"IT.SCREEN_{name.upper()}", getattr(screen, name)) for name in SCREEN_ITEMS
                 ]
                 note = notes.last(["suicidality_screen.record"], id=screen.id)
-                _group(form, "IG.SUICIDALITY", screen_values, note, site, screen.id)
+                self._group(form, "IG.SUICIDALITY", screen_values, note, site, screen.id)
 
     def _disposition(self, data: ET.Element, subject: Subject, notes: _Notes) -> None:
         if not subject.transitions:
@@ -825,7 +900,7 @@ class _SubjectWriter:
                 ("IT.WITHDRAWAL_CATEGORY", transition.withdrawal_category),
                 ("IT.OVERRIDE", transition.override),
             ]
-            _group(form, "IG.TRANSITION", values, note, subject.site, key)
+            self._group(form, "IG.TRANSITION", values, note, subject.site, key)
 
 
 def _text(element: ET.Element) -> str:
@@ -837,8 +912,8 @@ def odm_document(db: Session, scope: ExportScope, created: datetime | None = Non
     created = created or datetime.now(UTC)
     query = scope.query()
     versions = protocol_versions(db, query)
-    people = users(db)
-    user_names = {u.id: u.username for u in people}
+    everyone = users(db)
+    user_names = {u.id: u.username for u in everyone}
     meanings = sorted({s for (s,) in db.query(ChecklistSignature.meaning).distinct()})
     meaning_oids = {m: f"SD.{n}" for n, m in enumerate(meanings, start=1)}
     sites = list(db.query(Site).order_by(Site.code))
@@ -846,7 +921,17 @@ def odm_document(db: Session, scope: ExportScope, created: datetime | None = Non
         sites = [s for s in sites if s.id == scope.user.site_id]
     if scope.site:
         sites = [s for s in sites if s.code == scope.site]
-    actors = [a for a in system_actors(db) if a not in {u.username for u in people}]
+    # A site's export names its own staff and the study-wide roles, no other site's people.
+    site_ids = {s.id for s in sites}
+    people = [
+        u
+        for u in everyone
+        if (scope.site is None and scope.reader_site is None)
+        or u.site_id in site_ids
+        or u.role in SITELESS_ROLES
+    ]
+    actors = [a for a in system_actors(db) if a not in user_names.values()]
+    listed = frozenset([*(u.username for u in people), *actors])
     description = f"Exported for {scope.reader}" + ("" if scope.arms else "; blinded: no arms")
     stamp = created.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     yield '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -873,7 +958,7 @@ def odm_document(db: Session, scope: ExportScope, created: datetime | None = Non
             _text(_admin_data(study_oid(code), code_versions, people, actors, sites, meanings))
             + "\n"
         )
-    writer = _SubjectWriter(scope, user_names, meaning_oids)
+    writer = _SubjectWriter(scope, user_names, meaning_oids, listed)
     current: int | None = None
     for subject in subjects(db, query, arms=scope.arms, events=True):
         version = subject.participant.protocol_version

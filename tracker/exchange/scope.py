@@ -13,13 +13,14 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from tracker.auth.models import User
+from tracker.auth.models import SITELESS_ROLES, User
 from tracker.errors import InvalidInput
 from tracker.exchange.source import participants_query
 from tracker.participants.models import Participant
-from tracker.pharmacy.queries import MASKED_PRODUCT, arm_labels
+from tracker.pharmacy.queries import MASKED_PRODUCT
 from tracker.randomisation.queries import ALWAYS_UNBLINDED, study_unblinded
 from tracker.sites.models import Site
+from tracker.study.models import ProtocolVersion, definition_of
 
 FORMATS = {"odm": ("xml",), "sdtm": ("csv", "xpt", "json"), "fhir": ("json",)}
 
@@ -32,16 +33,27 @@ class ExportScope:
     user: User | None  # None: the command line's study-wide view
     site: str | None
     arms: bool
-    arm_labels: dict[str, str]
+    arm_labels: dict[int, dict[str, str]]  # protocol version id -> arm code -> label
+
+    @property
+    def reader_site(self) -> str | None:
+        """The site a site user's export is confined to (None: study-wide)."""
+        if self.user is None or self.user.role in SITELESS_ROLES or self.user.site is None:
+            return None
+        return self.user.site.code
 
     def query(self) -> sa.Select[Participant]:
         return participants_query(self.user, self.site)
 
-    def treatment(self, arm: str | None) -> str:
-        """The product a participant was given, as this reader may know it."""
-        if arm is None:
+    def arm_label(self, version_id: int, arm: str) -> str:
+        """An arm's label in its own protocol version (two protocols may share a code)."""
+        return self.arm_labels.get(version_id, {}).get(arm, arm)
+
+    def treatment(self, version_id: int, arm: str | None) -> str:
+        """The product a randomised participant was given, as this reader may know it."""
+        if arm is None or not self.arms:
             return MASKED_PRODUCT
-        return self.arm_labels.get(arm, arm)
+        return self.arm_label(version_id, arm)
 
     def as_dict(self) -> dict[str, object]:
         return {"site": self.site, "arms": self.arms}
@@ -65,4 +77,9 @@ def export_scope(
         and db.scalar(sa.select(Site.id).where(Site.code == site_code)) is None
     ):
         raise InvalidInput(f"Unknown site {site_code!r}.")
-    return ExportScope(reader, user, site_code, may_know_arms(db, user, arms), arm_labels(db))
+    labels = {
+        version.id: {a.code: a.label for a in design.arms}
+        for version in db.scalars(sa.select(ProtocolVersion))
+        if (design := definition_of(version).randomisation) is not None
+    }
+    return ExportScope(reader, user, site_code, may_know_arms(db, user, arms), labels)

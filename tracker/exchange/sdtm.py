@@ -21,6 +21,7 @@ from tracker.protocol.exchange_terms import (
     AE_OUTCOME,
     AE_RELATEDNESS,
     AE_SERIOUS_FLAGS,
+    BLINDED_ARM,
     DS_CONSENT,
     DS_DISPOSITION,
     DS_MILESTONE,
@@ -28,12 +29,15 @@ from tracker.protocol.exchange_terms import (
     EPOCHS,
     SEX,
     SEX_UNKNOWN,
+    TIMEPOINT_EPOCHS,
     VITAL_SIGN_TERMS,
     ae_severity,
     clip,
+    dm_arms,
     ds_decode,
     item_test_code,
     study_day,
+    timepoint_visit,
     total_code,
     visit,
 )
@@ -74,15 +78,6 @@ class Domain:
     label: str
     variables: list[Variable]
     rows: Callable[[Subject, ExportScope, dict[str, Any]], Iterator[Row]]
-
-    def variables_for(self, scope: ExportScope) -> list[Variable]:
-        """DM carries the arm variables only for a reader who may know the arms."""
-        if self.code == "DM" and not scope.arms:
-            return [v for v in self.variables if v.name not in ARM_VARIABLES]
-        return self.variables
-
-
-ARM_VARIABLES = frozenset({"ARMCD", "ARM", "ACTARMCD", "ACTARM", "ARMNRS"})
 
 
 def _local(moment: datetime | None, context: dict[str, Any]) -> str:
@@ -164,19 +159,29 @@ def dm_rows(subject: Subject, scope: ExportScope, context: dict[str, Any]) -> It
         "BRTHDTC": str(participant.year_of_birth),
         "SEX": SEX.get(participant.sex, SEX_UNKNOWN),
     }
-    if scope.arms:
-        arm = subject.allocation.arm if subject.allocation else None
-        label = scope.arm_labels.get(arm, arm) if arm else ""
-        nulled = "" if arm else ("SCREEN FAILURE" if participant.state == "screen_failed" else "")
-        row.update(
-            {
-                "ARMCD": (arm or "").upper()[:20],
-                "ARM": label,
-                "ACTARMCD": (arm or "").upper()[:20] if subject.first_dose_at() else "",
-                "ACTARM": label if subject.first_dose_at() else "",
-                "ARMNRS": nulled or ("NOT ASSIGNED" if not arm else ""),
-            }
-        )
+    allocation = subject.allocation
+    planned: tuple[str, str] | None = None
+    if allocation is not None:
+        if scope.arms and allocation.arm is not None:
+            version = participant.protocol_version_id
+            planned = (allocation.arm, scope.arm_label(version, allocation.arm))
+        else:
+            planned = BLINDED_ARM
+    arms = dm_arms(
+        screen_failed=participant.state == "screen_failed",
+        randomised_protocol=context["protocol"].randomisation is not None,
+        planned=planned,
+        treated=subject.first_dose_at() is not None,
+    )
+    row.update(
+        {
+            "ARMCD": arms.armcd,
+            "ARM": arms.arm,
+            "ACTARMCD": arms.actarmcd,
+            "ACTARM": arms.actarm,
+            "ARMNRS": arms.armnrs,
+        }
+    )
     yield row
 
 
@@ -263,9 +268,9 @@ EX = [
 
 
 def ex_rows(subject: Subject, scope: ExportScope, context: dict[str, Any]) -> Iterator[Row]:
-    randomised = subject.allocation is not None
-    if randomised:
-        treatment = scope.treatment(subject.allocation.arm if subject.allocation else None)
+    allocation = subject.allocation
+    if allocation is not None:  # the arm's product, or the masked name for a blinded reader
+        treatment = scope.treatment(subject.participant.protocol_version_id, allocation.arm)
     else:
         treatment = "MDMA"  # an open-label protocol: everyone is given the product
     seq = 0
@@ -407,7 +412,8 @@ QS = [
     _v("QSSTRESC", "Character Result/Finding in Std Format"),
     _v("QSSTRESN", "Numeric Finding in Standard Units", numeric=True),
     _v("QSEVAL", "Evaluator"),
-    _v("VISIT", "Visit Name", key=5),
+    _v("VISITNUM", "Visit Number", numeric=True, key=5),
+    _v("VISIT", "Visit Name"),
     _v("QSDTC", "Date/Time of Finding"),
     _v("QSDY", "Study Day of Finding", numeric=True),
 ]
@@ -418,7 +424,7 @@ def qs_rows(subject: Subject, scope: ExportScope, context: dict[str, Any]) -> It
     labels only (the protocol file's), never their wording."""
     protocol = context["protocol"]
     instruments = {i.code: i for i in protocol.instruments}
-    timepoints = {t.code: t.title for t in protocol.timepoints}
+    visits = {t.code: timepoint_visit(t) for t in protocol.timepoints}
     seq = 0
     for assessment in subject.assessments:
         instrument = instruments.get(assessment.instrument)
@@ -429,7 +435,10 @@ def qs_rows(subject: Subject, scope: ExportScope, context: dict[str, Any]) -> It
             "QSEVAL": "INDEPENDENT ASSESSOR"
             if instrument.kind is InstrumentKind.CLINICIAN
             else "STUDY SUBJECT",
-            "VISIT": timepoints.get(assessment.timepoint, assessment.timepoint).upper(),
+            "VISITNUM": visits[assessment.timepoint][0] if assessment.timepoint in visits else None,
+            "VISIT": visits[assessment.timepoint][1]
+            if assessment.timepoint in visits
+            else clip(assessment.timepoint.upper(), 40),
             "QSDTC": _local(assessment.administered_at, context),
             "QSDY": _dy(assessment.administered_at, context),
         }
@@ -474,20 +483,45 @@ SV = [
 
 
 def sv_rows(subject: Subject, scope: ExportScope, context: dict[str, Any]) -> Iterator[Row]:
+    """The visits that took place, in VISITNUM order: every session that started (completed
+    or under way: EX and VS name them) and every outcome timepoint assessed (QS names it)."""
+    visits: list[Row] = []
     for rows in subject.sessions:
         session = rows.session
-        if session.status != SessionStatus.COMPLETED or session.started_at is None:
+        if session.started_at is None or session.status in (
+            SessionStatus.CANCELLED,
+            SessionStatus.MISSED,
+        ):
             continue
         number, name = context["visits"][session.id]
-        yield {
-            **_ids("SV", context),
-            "VISITNUM": number,
-            "VISIT": name,
-            "EPOCH": EPOCHS[SessionKind(session.kind)],
-            "SVSTDTC": _local(session.started_at, context),
-            "SVENDTC": _local(session.ended_at, context),
-            "SVSTDY": _dy(session.started_at, context),
-        }
+        visits.append(
+            {
+                "VISITNUM": number,
+                "VISIT": name,
+                "EPOCH": EPOCHS[SessionKind(session.kind)],
+                "SVSTDTC": _local(session.started_at, context),
+                "SVENDTC": _local(session.ended_at, context),
+                "SVSTDY": _dy(session.started_at, context),
+            }
+        )
+    protocol = context["protocol"]
+    for timepoint in protocol.timepoints:
+        times = [a.administered_at for a in subject.assessments if a.timepoint == timepoint.code]
+        if not times:
+            continue
+        number, name = timepoint_visit(timepoint)
+        visits.append(
+            {
+                "VISITNUM": number,
+                "VISIT": name,
+                "EPOCH": TIMEPOINT_EPOCHS[timepoint.anchor],
+                "SVSTDTC": _local(min(times), context),
+                "SVENDTC": _local(max(times), context),
+                "SVSTDY": _dy(min(times), context),
+            }
+        )
+    for visit_row in sorted(visits, key=lambda r: r["VISITNUM"]):
+        yield {**_ids("SV", context), **visit_row}
 
 
 # --- DV ------------------------------------------------------------------------------------

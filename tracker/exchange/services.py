@@ -29,7 +29,8 @@ def record_export(
         subject,
         new={
             "format": fmt,
-            "site": scope.site,
+            # The site the export covers: the one asked for, else the reader's own.
+            "site": scope.site or scope.reader_site,
             "arms": scope.arms,
             "audit_head": head_hash,
             "audit_events": seq,

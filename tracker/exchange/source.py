@@ -74,6 +74,7 @@ class AuditNote:
     entity_type: str
     entity_id: str | None
     new_values: dict[str, Any] | None
+    old_values: dict[str, Any] | None
 
 
 @dataclass
@@ -130,9 +131,20 @@ def _by(rows: Iterable[T], key: str) -> dict[int, list[T]]:
     return grouped
 
 
-def _audit_notes(db: Session, study_ids: Sequence[str], session_ids: Sequence[int]) -> list[Any]:
+def _audit_notes(
+    db: Session, study_ids: Sequence[str], session_ids: Sequence[int], event_ids: Sequence[int]
+) -> list[Any]:
+    """The audit events about the participants (by study id), their sessions and their
+    adverse events (assessments and updates are recorded against the event itself)."""
     table = AuditEvent.__table__.c
     clauses = [sa.and_(table.entity_type == "participant", table.entity_id.in_(study_ids))]
+    if event_ids:
+        clauses.append(
+            sa.and_(
+                table.entity_type == "adverse_event",
+                table.entity_id.in_([str(i) for i in event_ids]),
+            )
+        )
     if session_ids:
         clauses.append(
             sa.and_(
@@ -152,6 +164,7 @@ def _audit_notes(db: Session, study_ids: Sequence[str], session_ids: Sequence[in
                 table.entity_type,
                 table.entity_id,
                 table.new_values,
+                table.old_values,
             )
             .where(sa.or_(*clauses))
             .order_by(table.seq)
@@ -243,13 +256,16 @@ def load_batch(
     if not events:
         return [subjects[p.id] for p in chunk]
     by_study_id = {p.study_id: subjects[p.id] for p in chunk}
-    session_owner = {str(s.id): subjects[s.participant_id] for s in sessions}
-    for row in _audit_notes(db, list(by_study_id), session_ids):
-        about = (
-            by_study_id.get(row.entity_id or "")
-            if row.entity_type == "participant"
-            else session_owner.get(row.entity_id or "")
-        )
+    owners = {
+        "participant": by_study_id,
+        "session": {str(s.id): subjects[s.participant_id] for s in sessions},
+        "adverse_event": {
+            str(e.id): subject for subject in subjects.values() for e in subject.adverse_events
+        },
+    }
+    event_ids = [e.id for subject in subjects.values() for e in subject.adverse_events]
+    for row in _audit_notes(db, list(by_study_id), session_ids, event_ids):
+        about = owners[row.entity_type].get(row.entity_id or "")
         if about is not None:
             about.events.append(AuditNote(*row))
     return [subjects[p.id] for p in chunk]

@@ -11,6 +11,7 @@ hexadecimal floating point, a missing number is ``.``.
 from __future__ import annotations
 
 import math
+import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,13 +20,15 @@ from typing import BinaryIO
 
 RECORD = 80
 MISSING = b"." + b"\x00" * 7
-NAME_LENGTH = 8
 LABEL_LENGTH = 40
 VALUE_LENGTH = 200
 
 
 class XportError(ValueError):
     pass
+
+
+SAS_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,7}")
 
 
 @dataclass(frozen=True)
@@ -87,14 +90,16 @@ class XportWriter:
         variables: Sequence[XportVariable],
         created: datetime,
     ) -> None:
-        if not name.isidentifier() or len(name) > NAME_LENGTH:
+        if not SAS_NAME.fullmatch(name):
             raise XportError(f"Dataset name {name!r} is not a SAS name of 8 characters.")
         self.handle = handle
         self.variables = list(variables)
         self.written = 0
         for variable in self.variables:
-            if len(variable.name) > NAME_LENGTH or not variable.name.isidentifier():
-                raise XportError(f"Variable name {variable.name!r} is not a SAS name.")
+            if not SAS_NAME.fullmatch(variable.name):
+                raise XportError(
+                    f"Variable name {variable.name!r} is not a SAS name (A-Z, 0-9, _; 8 at most)."
+                )
             if len(variable.label) > LABEL_LENGTH:
                 raise XportError(f"The label of {variable.name} is over 40 characters.")
             if variable.numeric and variable.length != 8:

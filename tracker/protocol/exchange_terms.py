@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from tracker.protocol.dosing import AdverseEventOutcome, Relatedness, SeriousCriterion, VitalSign
+from tracker.protocol.outcomes import Anchor, Timepoint
 from tracker.protocol.sessions import SessionKind
 from tracker.protocol.states import State, WithdrawalCategory
 
@@ -138,8 +139,48 @@ RESEARCH_SUBJECT_STATUS: dict[State, str] = {
     State.WITHDRAWN: "withdrawn",
 }
 
-EPOCHS = {  # CDISC CT "Epoch" (C99079)
-    SessionKind.PREPARATION: "SCREENING",
+# DM's arms: an open-label protocol's one arm; what a blinded reader sees of a randomised
+# participant's; and CDISC CT "Arm Null Reason" (ARMNRS).
+OPEN_LABEL_ARM = ("OPEN", "MDMA-assisted therapy, open label")
+BLINDED_ARM = ("BLINDED", "Blinded treatment")
+ARM_NULL_SCREEN_FAILURE = "SCREEN FAILURE"
+ARM_NULL_NOT_ASSIGNED = "NOT ASSIGNED"
+ARM_NULL_NOT_TREATED = "ASSIGNED, NOT TREATED"
+
+
+@dataclass(frozen=True)
+class Arms:
+    armcd: str
+    arm: str
+    actarmcd: str
+    actarm: str
+    armnrs: str
+
+
+def dm_arms(
+    *,
+    screen_failed: bool,
+    randomised_protocol: bool,
+    planned: tuple[str, str] | None,
+    treated: bool,
+) -> Arms:
+    """DM's planned and actual arm. ``planned`` is the allocated arm (code, label) as the
+    reader may know it, None when not allocated; an open-label protocol's participant is in
+    its one arm."""
+    if screen_failed:
+        return Arms("", "", "", "", ARM_NULL_SCREEN_FAILURE)
+    if not randomised_protocol:
+        planned = OPEN_LABEL_ARM
+    if planned is None:
+        return Arms("", "", "", "", ARM_NULL_NOT_ASSIGNED)
+    code, label = planned[0].upper()[:20], planned[1]
+    if not treated:
+        return Arms(code, label, "", "", ARM_NULL_NOT_TREATED)
+    return Arms(code, label, code, label, "")
+
+
+EPOCHS = {  # CDISC CT "Epoch" (C99079): preparation follows eligibility, before dosing
+    SessionKind.PREPARATION: "RUN-IN",
     SessionKind.DOSING: "TREATMENT",
     SessionKind.INTEGRATION: "TREATMENT",
 }
@@ -153,6 +194,28 @@ def visit(kind: SessionKind, cycle: int, ordinal: int) -> tuple[float, str]:
     if kind is SessionKind.DOSING:
         return float(cycle * 10 + 1), f"DOSING CYCLE {cycle}"
     return round(cycle * 10 + 1 + ordinal / 100, 2), f"INTEGRATION CYCLE {cycle}.{ordinal}"
+
+
+TIMEPOINT_EPOCHS = {
+    Anchor.ENROLMENT: "SCREENING",
+    Anchor.BEFORE_FIRST_DOSING: "BASELINE",
+    Anchor.AFTER_DOSING: "TREATMENT",
+    Anchor.AFTER_LAST_DOSING: "FOLLOW-UP",
+}
+
+
+def timepoint_visit(timepoint: Timepoint) -> tuple[float, str]:
+    """VISITNUM and VISIT of an outcome timepoint, in the sessions' order: at enrolment 0.5,
+    the baseline 9 (after preparation, before dosing cycle 1 at 11), after dosing cycle c
+    c*10+9 (after its integration sessions), after the last dosing 100 + days/1000."""
+    name = clip(timepoint.code.replace("_", " ").upper(), 40)
+    if timepoint.anchor is Anchor.ENROLMENT:
+        return round(0.5 + timepoint.offset_days / 1000, 3), name
+    if timepoint.anchor is Anchor.BEFORE_FIRST_DOSING:
+        return 9.0, name
+    if timepoint.anchor is Anchor.AFTER_DOSING:
+        return float((timepoint.cycle or 0) * 10 + 9), name
+    return round(100 + timepoint.offset_days / 1000, 3), name
 
 
 def study_day(moment: date | datetime | None, reference: date | None) -> int | None:
