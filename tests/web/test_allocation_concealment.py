@@ -199,6 +199,7 @@ def _concealed(app: Flask, db_session: Session, randomised) -> None:  # type: ig
         "entry_id": receipt.id,
         "kind": "count",
         "participant_id": participant.id,
+        "study_id": participant.study_id,
         "session_id": session.id,
         "event_id": 1,
         "note_id": 1,

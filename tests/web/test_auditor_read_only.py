@@ -67,10 +67,12 @@ class Rows:
     version: int
     lot_id: int
     entry_id: int
+    study_id: str = ""
 
     def url_values(self, rule: Rule) -> dict[str, object]:
         values: dict[str, object] = {
             "participant_id": self.participant_id,
+            "study_id": self.study_id,
             "session_id": self.session_id,
             "alert_id": self.alert_id,
             "event_id": self.event_id,
@@ -113,6 +115,7 @@ def _study(db_session: Session, team: Team) -> Rows:
     assert participant is not None
     return Rows(
         participant_id=participant.id,
+        study_id=participant.study_id,
         session_id=first(TherapySession),
         alert_id=first(VitalSignAlert),
         event_id=first(AdverseEvent),
