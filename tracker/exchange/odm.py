@@ -248,6 +248,19 @@ class _Metadata:
                 i("IT.SIGNOFF_VOID_REASON", "Void reason", "text", "Why the signature was voided"),
             ],
         )
+        g_review = self.group(
+            "IG.REVIEW",
+            "Investigator's review of an item",
+            True,
+            [
+                i("IT.REVIEW_ITEM", "Item", "text", "Checklist item reviewed"),
+                i("IT.REVIEW_ACCEPTABLE", "Acceptable", "boolean", "Acceptable for the study"),
+                i("IT.REVIEW_RATIONALE", "Rationale", "text", "Rationale"),
+                i("IT.REVIEW_AT", "Assessed at", "datetime", "Assessed at"),
+                i("IT.REVIEW_VOIDED_AT", "Voided at", "datetime", "Voided at"),
+                i("IT.REVIEW_VOID_REASON", "Void reason", "text", "Why it was voided"),
+            ],
+        )
         kind = self.enum("CL.SESSION_KIND", "Session kind", [k.value for k in SessionKind])
         status = self.enum("CL.SESSION_STATUS", "Session status", [s.value for s in SessionStatus])
         g_session = self.group(
@@ -315,6 +328,7 @@ class _Metadata:
                 self.form("F.DEMOGRAPHY", "Participant", [g_demog]),
                 self.form("F.CONSENT", "Consent", [g_consent]),
                 self.form("F.CHECKLIST", "Contraindication checklist", [g_checklist]),
+                self.form("F.REVIEW", "Investigator's reviews", [g_review]),
                 self.form("F.SIGNOFF", "Investigator sign-off", [g_signoff]),
             ],
         )
@@ -391,6 +405,26 @@ class _Metadata:
                 i("IT.AE_REPORTED_AT", "Reported at", "datetime", "Serious event reported at"),
             ],
         )
+        g_side_effect = self.group(
+            "IG.SIDE_EFFECT",
+            "Side effect",
+            True,
+            [
+                i("IT.SIDE_EFFECT_TERM", "Term", "text", "Side effect"),
+                i("IT.SIDE_EFFECT_SEVERITY", "Severity", "text", "Severity"),
+                i("IT.SIDE_EFFECT_ONSET_AT", "Onset", "datetime", "Onset"),
+                i("IT.SIDE_EFFECT_RESOLVED_AT", "Resolved at", "datetime", "Resolved at"),
+            ],
+        )
+        g_pregnancy = self.group(
+            "IG.PREGNANCY_TEST",
+            "Pregnancy test",
+            True,
+            [
+                i("IT.PREGNANCY_TESTED_AT", "Tested at", "datetime", "Tested at"),
+                i("IT.PREGNANCY_RESULT", "Result", "text", "Result"),
+            ],
+        )
         g_screen = self.group(
             "IG.SUICIDALITY",
             "Suicidality screen",
@@ -411,6 +445,8 @@ class _Metadata:
             [
                 self.form("F.AE", "Adverse events", [g_ae]),
                 self.form("F.SUICIDALITY", "Suicidality screens", [g_screen]),
+                self.form("F.SIDE_EFFECT", "Side effects", [g_side_effect]),
+                self.form("F.PREGNANCY_TEST", "Pregnancy tests", [g_pregnancy]),
             ],
         )
         withdrawal = self.enum(
@@ -732,6 +768,19 @@ class _SubjectWriter:
                 oid = f"IT.CHECK.{item.code.upper()}"
                 element = _el(group, "ItemData", ItemOID=oid, Value=_value(answer.answer))
                 self._audit_record(element, notes.last(["checklist.answer"], item=item.code), site)
+        if subject.reviews:
+            form = _el(enrolment, "FormData", FormOID="F.REVIEW")
+            for key, review in enumerate(subject.reviews, start=1):
+                note = notes.last(["checklist.assess"], item=review.item_code)
+                review_values = [
+                    ("IT.REVIEW_ITEM", review.item_code),
+                    ("IT.REVIEW_ACCEPTABLE", review.acceptable),
+                    ("IT.REVIEW_RATIONALE", review.rationale),
+                    ("IT.REVIEW_AT", review.assessed_at),
+                    ("IT.REVIEW_VOIDED_AT", review.voided_at),
+                    ("IT.REVIEW_VOID_REASON", review.void_reason),
+                ]
+                self._group(form, "IG.REVIEW", review_values, note, site, key)
         if subject.signatures:
             form = _el(enrolment, "FormData", FormOID="F.SIGNOFF")
             for key, signature in enumerate(subject.signatures, start=1):
@@ -841,7 +890,12 @@ class _SubjectWriter:
                 self._group(form, f"IG.{code}", values, note, subject.site)
 
     def _safety(self, data: ET.Element, subject: Subject, notes: _Notes) -> None:
-        if not subject.adverse_events and not subject.screens:
+        if not (
+            subject.adverse_events
+            or subject.screens
+            or subject.side_effects
+            or subject.pregnancy_tests
+        ):
             return
         site = subject.site
         event = _el(data, "StudyEventData", StudyEventOID="SE.SAFETY")
@@ -879,6 +933,26 @@ class _SubjectWriter:
                 ]
                 note = notes.last(["suicidality_screen.record"], id=screen.id)
                 self._group(form, "IG.SUICIDALITY", screen_values, note, site, screen.id)
+        if subject.side_effects:
+            form = _el(event, "FormData", FormOID="F.SIDE_EFFECT")
+            for effect in subject.side_effects:
+                effect_values = [
+                    ("IT.SIDE_EFFECT_TERM", effect.term),
+                    ("IT.SIDE_EFFECT_SEVERITY", effect.severity),
+                    ("IT.SIDE_EFFECT_ONSET_AT", effect.onset_at),
+                    ("IT.SIDE_EFFECT_RESOLVED_AT", effect.resolved_at),
+                ]
+                note = notes.last(["side_effect.record"], id=effect.id)
+                self._group(form, "IG.SIDE_EFFECT", effect_values, note, site, effect.id)
+        if subject.pregnancy_tests:
+            form = _el(event, "FormData", FormOID="F.PREGNANCY_TEST")
+            for test in subject.pregnancy_tests:
+                test_values = [
+                    ("IT.PREGNANCY_TESTED_AT", test.tested_at),
+                    ("IT.PREGNANCY_RESULT", test.result),
+                ]
+                note = notes.last(["pregnancy_test.record"], tested_at=test.tested_at)
+                self._group(form, "IG.PREGNANCY_TEST", test_values, note, site, test.id)
 
     def _disposition(self, data: ET.Element, subject: Subject, notes: _Notes) -> None:
         if not subject.transitions:

@@ -27,12 +27,13 @@ from tracker.participants.models import (
     Consent,
     Participant,
     ProtocolDeviation,
+    ReviewAssessment,
     TransitionEvent,
 )
 from tracker.participants.queries import visibility
 from tracker.protocol.accountability import dispensing_number
 from tracker.randomisation.models import RandomisationEntry
-from tracker.safety.models import AdverseEvent, SuicidalityScreen
+from tracker.safety.models import AdverseEvent, PregnancyTest, SideEffect, SuicidalityScreen
 from tracker.sessions.models import TherapySession
 from tracker.study.models import ProtocolVersion
 
@@ -95,11 +96,14 @@ class Subject:
     consents: list[Consent] = field(default_factory=list)
     answers: list[ChecklistAnswer] = field(default_factory=list)
     signatures: list[ChecklistSignature] = field(default_factory=list)
+    reviews: list[ReviewAssessment] = field(default_factory=list)
     transitions: list[TransitionEvent] = field(default_factory=list)
     deviations: list[ProtocolDeviation] = field(default_factory=list)
     sessions: list[SessionRows] = field(default_factory=list)
     adverse_events: list[AdverseEvent] = field(default_factory=list)
     screens: list[SuicidalityScreen] = field(default_factory=list)
+    side_effects: list[SideEffect] = field(default_factory=list)
+    pregnancy_tests: list[PregnancyTest] = field(default_factory=list)
     assessments: list[Assessment] = field(default_factory=list)
     missed: list[MissedTimepoint] = field(default_factory=list)
     events: list[AuditNote] = field(default_factory=list)
@@ -203,6 +207,12 @@ def load_batch(
             ChecklistSignature.participant_id,
             ChecklistSignature.signed_at,
         ),
+        (
+            "reviews",
+            ReviewAssessment,
+            ReviewAssessment.participant_id,
+            ReviewAssessment.assessed_at,
+        ),
         ("transitions", TransitionEvent, TransitionEvent.participant_id, TransitionEvent.id),
         (
             "deviations",
@@ -212,6 +222,8 @@ def load_batch(
         ),
         ("adverse_events", AdverseEvent, AdverseEvent.participant_id, AdverseEvent.onset_at),
         ("screens", SuicidalityScreen, SuicidalityScreen.participant_id, SuicidalityScreen.id),
+        ("side_effects", SideEffect, SideEffect.participant_id, SideEffect.onset_at),
+        ("pregnancy_tests", PregnancyTest, PregnancyTest.participant_id, PregnancyTest.tested_at),
         ("assessments", Assessment, Assessment.participant_id, Assessment.administered_at),
         ("missed", MissedTimepoint, MissedTimepoint.participant_id, MissedTimepoint.id),
     ]
