@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -35,12 +37,16 @@ def needs_rehash(password_hash: str) -> bool:
     return _hasher.check_needs_rehash(password_hash)
 
 
-# Verified against when the username is unknown, so both paths cost the same time.
-_DUMMY_HASH = _STRONG.hash("not-a-real-password-0000")
+@functools.cache
+def _dummy_hash(fast: bool) -> str:
+    """Verified against when the username is unknown, so both paths cost the same time. Made
+    on the first sign-in with an unknown name, not at import: every command and worker would
+    otherwise pay an argon2 hash (64 MiB, some 0.2 s) to start."""
+    return (_FAST if fast else _STRONG).hash("not-a-real-password-0000")
 
 
 def burn_time(password: str) -> None:
-    verify_password(_DUMMY_HASH if _hasher is _STRONG else _FAST.hash("x" * 12), password)
+    verify_password(_dummy_hash(_hasher is _FAST), password)
 
 
 def password_problems(password: str, username: str | None = None) -> list[str]:

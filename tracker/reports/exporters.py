@@ -8,7 +8,7 @@ import json
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from flask import render_template
 from markupsafe import Markup
@@ -30,8 +30,10 @@ from tracker.reports.compliance import (
     check_catalogue,
 )
 from tracker.reports.outcomes import OutcomeRow
-from tracker.reports.pdf_join import Bookmark, join_pdfs
 from tracker.spreadsheet import csv_lines
+
+if TYPE_CHECKING:  # pikepdf loads only when a PDF is made
+    from tracker.reports.pdf_join import Bookmark
 
 CSV_HEADER = (
     "study_id",
@@ -380,6 +382,8 @@ def _parts(rows: Iterable[ParticipantResult]) -> Iterator[tuple[list[Participant
 def _bookmarks(tree: list[Any], depth: int, offset: int) -> list[Bookmark]:
     """WeasyPrint's bookmark tree (h1, h2, … with their pages) down to ``depth`` levels, flat,
     its pages moved by ``offset``."""
+    from tracker.reports.pdf_join import Bookmark
+
     found: list[Bookmark] = []
     for label, (page, _x, _y), children, _state in tree:
         found.append(Bookmark(label, page + offset))
@@ -406,6 +410,8 @@ def write_pdf_report(
     filled while ``rows`` stream, so the front matter is laid out last and put first. Returns
     the number of pages."""
     from weasyprint import HTML
+
+    from tracker.reports.pdf_join import Bookmark, join_pdfs
 
     with tempfile.TemporaryDirectory(prefix="tracker-report-") as folder:
         parts: list[Path] = []
