@@ -418,6 +418,13 @@ def test_api_exports_stream_what_each_role_may_see(demo: Demo) -> None:
     assert any("placebo" in arm.lower() for arm in arms)
     assert "Blinded treatment" not in arms
 
+    # A blinded reader's datasets, every file of the archive: no arm, no product.
+    blinded = demo.get("/api/v1/exports/sdtm?format=csv", "investigator")
+    with zipfile.ZipFile(io.BytesIO(blinded.data)) as archive:
+        assert len(archive.namelist()) == 2 * len(DOMAINS)
+        for name in archive.namelist():
+            assert not ARM_WORDS.search(archive.read(name).decode()), name
+
     fhir = demo.get("/api/v1/exports/fhir", "auditor")
     assert fhir.status_code == 200 and fhir.mimetype == "application/fhir+json"
     _check_bundle(json.loads(fhir.data))
@@ -429,10 +436,11 @@ def test_api_exports_stream_what_each_role_may_see(demo: Demo) -> None:
     assert [(e.entity_type, e.new_values["format"]) for e in records] == [  # type: ignore[index]
         ("odm", "xml"),
         ("sdtm", "xpt"),
+        ("sdtm", "csv"),
         ("fhir", "json"),
         ("fhir", "json"),
     ]
-    assert [e.new_values["arms"] for e in records] == [False, True, False, False]  # type: ignore[index]
+    assert [e.new_values["arms"] for e in records] == [False, True, False, False, False]  # type: ignore[index]
     assert records[-1].entity_id == "S01-0001"
 
 
