@@ -124,11 +124,7 @@ def test_pandas_reads_the_same_dataset(tmp_path: Path) -> None:
         ["MDMA-MDD", "MDMA-MDD-S01-0002", 60.0, "mg"],
     ]
     path = tmp_path / "ex.xpt"
-    with path.open("wb") as handle:
-        writer = XportWriter(handle, "EX", "Exposure", variables, CREATED)
-        for row in rows:
-            writer.write_row(row)  # type: ignore[arg-type]
-        writer.close()
+    _write(variables, rows, path)  # type: ignore[arg-type]
     frame = pd.read_sas(path, format="xport", encoding="utf-8")
     assert list(frame.columns) == ["STUDYID", "USUBJID", "EXDOSE", "EXDOSU"]
     assert frame.values.tolist() == rows
