@@ -28,16 +28,16 @@ from tracker.exchange.source import participant_count, participants_query, subje
 from tracker.participants.models import Participant
 
 CHUNK = 64 * 1024
-# An export takes some 11 ms a participant (docs/benchmarks.md): a larger one from the browser
+# An export takes some 10 ms a participant (docs/benchmarks.md): a larger one from the browser
 # or the API would outlast a gunicorn worker's 30 s timeout mid-download. The command line has
 # no limit.
 WEB_EXPORT_MAX_PARTICIPANTS = 1000
 
 
-def _scope_for(user: User, site: str | None, *, whole_study: bool = True) -> ExportScope:
+def _scope_for(user: User, site: str | None, *, capped: bool = True) -> ExportScope:
     db = get_db()
     scope = export_scope(db, user, user.username, site=site)
-    count = participant_count(db, scope.query()) if whole_study else 0
+    count = participant_count(db, scope.query()) if capped else 0
     if count > WEB_EXPORT_MAX_PARTICIPANTS:
         raise RuleViolation(
             f"{count:,} participants are more than a download carries "
@@ -136,7 +136,7 @@ def fhir_study_response(user: User, site: str | None) -> Response:
 def fhir_participant_response(user: User, study_id: str) -> Response:
     """One participant's bundle (a 404 for a participant the user may not see)."""
     db = get_db()
-    scope = _scope_for(user, None, whole_study=False)
+    scope = _scope_for(user, None, capped=False)
     query = participants_query(user).where(Participant.study_id == study_id.strip().upper())
     found = next(subjects(db, query, arms=scope.arms), None)
     if found is None:
