@@ -569,14 +569,11 @@ def _export_scope(standard: str, fmt: str, site: str | None, arms: bool) -> Any:
     from tracker.errors import InvalidInput
     from tracker.exchange.scope import export_scope
     from tracker.exchange.services import record_export
-    from tracker.randomisation.queries import study_unblinded
 
     actor = cli_actor()
     with _database().session_scope() as db:
         try:
-            scope = export_scope(
-                db, None, actor.username, site=site, arms=arms or study_unblinded(db) is not None
-            )
+            scope = export_scope(db, None, actor.username, site=site, arms=arms)
         except InvalidInput as error:
             _fail(str(error))
         record_export(db, actor, standard, fmt, scope)

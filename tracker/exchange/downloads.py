@@ -22,7 +22,7 @@ from tracker.errors import InvalidInput, NotFound, RuleViolation
 from tracker.exchange import fhir
 from tracker.exchange.datasets import write_sdtm
 from tracker.exchange.odm import odm_document
-from tracker.exchange.scope import FORMATS, ExportScope, export_scope
+from tracker.exchange.scope import SDTM_FORMATS, ExportScope, export_scope
 from tracker.exchange.services import record_export
 from tracker.exchange.source import participant_count, participants_query, subjects
 from tracker.participants.models import Participant
@@ -98,7 +98,7 @@ def _zipped(directory: Path) -> Iterator[bytes]:
 
 
 def sdtm_response(user: User, fmt: str, site: str | None) -> Response:
-    if fmt not in FORMATS["sdtm"]:
+    if fmt not in SDTM_FORMATS:
         raise InvalidInput(f"Unknown SDTM format {fmt!r}: csv, xpt or json.")
     scope, user_id = _scope_for(user, site), user.id
     _record("sdtm", fmt, scope)

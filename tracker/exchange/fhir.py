@@ -35,7 +35,6 @@ from tracker.protocol.exchange_terms import (
     ds_decode,
 )
 from tracker.protocol.states import State
-from tracker.study.models import definition_of
 
 NAMESPACE = uuid.UUID("3f8b1c2e-6d3a-5a0e-9c51-7e2b4f6a9d10")
 LOINC = "http://loinc.org"
@@ -290,11 +289,8 @@ def study_bundle(db: Session, scope: ExportScope, now: datetime | None = None) -
     # One ResearchStudy per protocol: the newest version's title, the arms of every version.
     protocols: dict[str, tuple[str, dict[str, str]]] = {}
     for version in protocol_versions(db, scope.query()):
-        design = definition_of(version).randomisation
-        arms = dict(protocols.get(version.code, ("", {}))[1])
-        if design is not None:
-            arms.update({a.code: a.label for a in design.arms})
-        protocols[version.code] = (version.title, arms)
+        arms = protocols.get(version.code, ("", {}))[1]
+        protocols[version.code] = (version.title, arms | scope.arm_labels.get(version.id, {}))
     for code, (title, arms) in protocols.items():
         study = research_study(code, title, arms if scope.arms else None)
         yield ("" if first else ",") + json.dumps(

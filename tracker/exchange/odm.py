@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from tracker.auth.models import SITELESS_ROLES, User
@@ -988,21 +989,22 @@ def odm_document(db: Session, scope: ExportScope, created: datetime | None = Non
     versions = protocol_versions(db, query)
     everyone = users(db)
     user_names = {u.id: u.username for u in everyone}
-    meanings = sorted({s for (s,) in db.query(ChecklistSignature.meaning).distinct()})
+    meanings = list(
+        db.scalars(
+            sa.select(ChecklistSignature.meaning).distinct().order_by(ChecklistSignature.meaning)
+        )
+    )
     meaning_oids = {m: f"SD.{n}" for n, m in enumerate(meanings, start=1)}
-    sites = list(db.query(Site).order_by(Site.code))
-    if scope.user is not None and scope.user.site_id is not None:
-        sites = [s for s in sites if s.id == scope.user.site_id]
-    if scope.site:
-        sites = [s for s in sites if s.code == scope.site]
+    covered = scope.covered_site
+    sites = [
+        s
+        for s in db.scalars(sa.select(Site).order_by(Site.code))
+        if covered is None or s.code == covered
+    ]
     # A site's export names its own staff and the study-wide roles, no other site's people.
     site_ids = {s.id for s in sites}
     people = [
-        u
-        for u in everyone
-        if (scope.site is None and scope.reader_site is None)
-        or u.site_id in site_ids
-        or u.role in SITELESS_ROLES
+        u for u in everyone if covered is None or u.site_id in site_ids or u.role in SITELESS_ROLES
     ]
     actors = [a for a in system_actors(db) if a not in user_names.values()]
     listed = frozenset([*(u.username for u in people), *actors])

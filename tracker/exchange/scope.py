@@ -18,11 +18,10 @@ from tracker.errors import InvalidInput
 from tracker.exchange.source import participants_query
 from tracker.participants.models import Participant
 from tracker.pharmacy.queries import MASKED_PRODUCT
-from tracker.randomisation.queries import ALWAYS_UNBLINDED, study_unblinded
+from tracker.randomisation.queries import ALWAYS_UNBLINDED, arm_labels_by_version, study_unblinded
 from tracker.sites.models import Site
-from tracker.study.models import ProtocolVersion, definition_of
 
-FORMATS = {"odm": ("xml",), "sdtm": ("csv", "xpt", "json"), "fhir": ("json",)}
+SDTM_FORMATS = ("csv", "xpt", "json")
 
 
 @dataclass(frozen=True)
@@ -36,8 +35,11 @@ class ExportScope:
     arm_labels: dict[int, dict[str, str]]  # protocol version id -> arm code -> label
 
     @property
-    def reader_site(self) -> str | None:
-        """The site a site user's export is confined to (None: study-wide)."""
+    def covered_site(self) -> str | None:
+        """The one site the export covers: the one asked for, else a site user's own (None:
+        every site)."""
+        if self.site is not None:
+            return self.site
         if self.user is None or self.user.role in SITELESS_ROLES or self.user.site is None:
             return None
         return self.user.site.code
@@ -55,16 +57,13 @@ class ExportScope:
             return MASKED_PRODUCT
         return self.arm_label(version_id, arm)
 
-    def as_dict(self) -> dict[str, object]:
-        return {"site": self.site, "arms": self.arms}
-
 
 def may_know_arms(db: Session, user: User | None, requested: bool) -> bool:
-    """Whether the export carries arms: a reader who may know every arm, or, on the command
-    line (which has no role), when asked for."""
-    if user is None:
-        return requested
-    return user.role in ALWAYS_UNBLINDED or study_unblinded(db) is not None
+    """Whether the export carries arms: once the study is unblinded, always; before, for a
+    reader who may know every arm, or, on the command line (which has no role), when asked."""
+    if study_unblinded(db) is not None:
+        return True
+    return requested if user is None else user.role in ALWAYS_UNBLINDED
 
 
 def export_scope(
@@ -77,9 +76,6 @@ def export_scope(
         and db.scalar(sa.select(Site.id).where(Site.code == site_code)) is None
     ):
         raise InvalidInput(f"Unknown site {site_code!r}.")
-    labels = {
-        version.id: {a.code: a.label for a in design.arms}
-        for version in db.scalars(sa.select(ProtocolVersion))
-        if (design := definition_of(version).randomisation) is not None
-    }
-    return ExportScope(reader, user, site_code, may_know_arms(db, user, arms), labels)
+    return ExportScope(
+        reader, user, site_code, may_know_arms(db, user, arms), arm_labels_by_version(db)
+    )

@@ -29,8 +29,7 @@ def record_export(
         subject,
         new={
             "format": fmt,
-            # The site the export covers: the one asked for, else the reader's own.
-            "site": scope.site or scope.reader_site,
+            "site": scope.covered_site,
             "arms": scope.arms,
             "audit_head": head_hash,
             "audit_events": seq,

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, raiseload
 from tracker.audit.models import AuditEvent
 from tracker.auth.models import User
 from tracker.dosing.models import DoseAdministration, SessionEffects, VitalSignReading
-from tracker.outcomes.models import Assessment, MissedTimepoint
+from tracker.outcomes.models import Assessment
 from tracker.participants.models import (
     ChecklistAnswer,
     ChecklistSignature,
@@ -30,11 +30,12 @@ from tracker.participants.models import (
     ReviewAssessment,
     TransitionEvent,
 )
-from tracker.participants.queries import visibility
+from tracker.participants.queries import visible_to
 from tracker.protocol.accountability import dispensing_number
 from tracker.randomisation.models import RandomisationEntry
 from tracker.safety.models import AdverseEvent, PregnancyTest, SideEffect, SuicidalityScreen
 from tracker.sessions.models import TherapySession
+from tracker.sites.models import Site
 from tracker.study.models import ProtocolVersion
 
 BATCH = 200
@@ -105,7 +106,6 @@ class Subject:
     side_effects: list[SideEffect] = field(default_factory=list)
     pregnancy_tests: list[PregnancyTest] = field(default_factory=list)
     assessments: list[Assessment] = field(default_factory=list)
-    missed: list[MissedTimepoint] = field(default_factory=list)
     events: list[AuditNote] = field(default_factory=list)
     dispensings: dict[int, str] = field(default_factory=dict)  # dose id -> dispensing number
 
@@ -225,7 +225,6 @@ def load_batch(
         ("side_effects", SideEffect, SideEffect.participant_id, SideEffect.onset_at),
         ("pregnancy_tests", PregnancyTest, PregnancyTest.participant_id, PregnancyTest.tested_at),
         ("assessments", Assessment, Assessment.participant_id, Assessment.administered_at),
-        ("missed", MissedTimepoint, MissedTimepoint.participant_id, MissedTimepoint.id),
     ]
     for name, model, column, order in simple:
         for participant_id, rows in _by(
@@ -286,10 +285,8 @@ def load_batch(
 def participants_query(user: User | None, site: str | None = None) -> sa.Select[Participant]:
     """The participants ``user`` may export (None: the study-wide view of the command line),
     optionally of one site."""
-    query = sa.select(Participant).where(*visibility(user))
+    query = visible_to(user)
     if site:
-        from tracker.sites.models import Site
-
         query = query.where(
             Participant.site_id.in_(sa.select(Site.id).where(Site.code == site.strip().upper()))
         )

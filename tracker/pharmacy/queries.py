@@ -35,10 +35,9 @@ from tracker.protocol.accountability import (
     LotRecord,
     dispensing_number,
 )
-from tracker.randomisation.queries import ALWAYS_UNBLINDED, study_unblinded
+from tracker.randomisation.queries import ALWAYS_UNBLINDED, arm_labels_by_version, study_unblinded
 from tracker.sessions.models import TherapySession
 from tracker.sites.models import Site
-from tracker.study.models import ProtocolVersion, definition_of
 
 MASKED_PRODUCT = "Blinded investigational product"
 
@@ -52,10 +51,8 @@ def arm_labels(db: Session) -> dict[str, str]:
     """Every arm of the randomised protocols, code to label, in code order: what a blinded
     lot may be for."""
     arms: dict[str, str] = {}
-    for version in db.scalars(sa.select(ProtocolVersion).order_by(ProtocolVersion.id)):
-        design = definition_of(version).randomisation
-        if design is not None:
-            arms.update({arm.code: arm.label for arm in design.arms})
+    for labels in arm_labels_by_version(db).values():
+        arms.update(labels)
     return dict(sorted(arms.items()))
 
 

@@ -22,6 +22,7 @@ from tracker.randomisation.models import (
     StudyUnblinding,
 )
 from tracker.sites.models import Site
+from tracker.study.models import ProtocolVersion, definition_of
 
 ALWAYS_UNBLINDED = frozenset({Role.STATISTICIAN.value, Role.PHARMACIST.value})
 
@@ -62,6 +63,16 @@ def allocation_of(db: Session, participant_id: int) -> Allocation | None:
 
 def study_unblinded(db: Session) -> StudyUnblinding | None:
     return db.get(StudyUnblinding, 1)
+
+
+def arm_labels_by_version(db: Session) -> dict[int, dict[str, str]]:
+    """Each randomised protocol version's arms, code to label (two protocols may use the same
+    code for different arms)."""
+    return {
+        version.id: {arm.code: arm.label for arm in design.arms}
+        for version in db.scalars(sa.select(ProtocolVersion).order_by(ProtocolVersion.id))
+        if (design := definition_of(version).randomisation) is not None
+    }
 
 
 def may_see_arm(db: Session, user: User, participant_id: int) -> bool:
