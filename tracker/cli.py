@@ -438,16 +438,23 @@ def audit_verify() -> None:
 @audit.command("checkpoint")
 @with_appcontext
 def audit_checkpoint() -> None:
-    """Sign a checkpoint of the chain's head now (the app also writes them on activity)."""
-    from tracker.audit.services import head
+    """Sign a checkpoint of the chain's head now (the app also writes them on activity),
+    after verifying the events since the last verified head; exit 1 if they do not hold."""
+    from tracker.audit.services import head, verify_since_mark
 
+    store = _checkpoints()
     with _database().session_scope() as db:
         seq, head_hash = head(db)
-    checkpoint = _checkpoints().write(seq, head_hash, "command")
+        verification = verify_since_mark(db, store)
+    checkpoint = store.write(seq, head_hash, "command")
     if checkpoint is None:
         click.echo("The audit trail is empty: there is no head to sign.")
         return
     click.echo(f"Checkpoint {checkpoint.name}: event {seq}, head {head_hash}")
+    if not verification.ok:
+        click.echo(f"The trail does not verify: {verification.problem}", err=True)
+        sys.exit(1)
+    click.echo(f"Verified events {verification.verified_from + 1} to {verification.events}.")
 
 
 @audit.command("keygen")

@@ -94,6 +94,8 @@ class VerificationResult:
     problem: str | None = None
     # Signed checkpoints the chain was held against (see tracker.audit.checkpoints).
     checkpoints: int = 0
+    # Events up to here were verified before (the signed mark) and not read again.
+    verified_from: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         result: dict[str, Any] = {
@@ -108,10 +110,14 @@ class VerificationResult:
         return result
 
 
-def verify_chain(events: Iterable[ChainedEvent]) -> VerificationResult:
-    """Re-compute the chain in sequence order; stop at the first event that does not fit."""
-    expected_prev = GENESIS_HASH
-    count = 0
+def verify_chain(
+    events: Iterable[ChainedEvent], after_seq: int = 0, after_hash: str = GENESIS_HASH
+) -> VerificationResult:
+    """Re-compute the chain in sequence order; stop at the first event that does not fit.
+    ``events`` follow event ``after_seq`` whose hash is ``after_hash`` (the genesis: the
+    whole chain)."""
+    expected_prev = after_hash
+    count = after_seq
     for event in events:
         expected_seq = count + 1
         if event.seq != expected_seq:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,6 +36,10 @@ FORMAT = "tracker-audit-checkpoint/1"
 SIGNED_FIELDS = ("format", "seq", "head", "written_at", "reason", "key_id")
 # The newest checkpoint is also kept under this name, so "is one due?" reads one small file.
 LATEST = "latest.json"
+# The head a verification last found sound (see ``VerifiedMark``): not a checkpoint.
+VERIFIED = "verified.json"
+VERIFIED_FORMAT = "tracker-audit-verified/1"
+VERIFIED_FIELDS = ("format", "seq", "head", "verified_at", "key_id")
 SUPERSEDED = "superseded"
 REASONS = ("activity", "export", "report", "command", "restore")
 
@@ -82,8 +87,8 @@ def key_id(public: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _signed_bytes(fields: dict[str, Any]) -> bytes:
-    content = {name: fields[name] for name in SIGNED_FIELDS}
+def _signed_bytes(fields: dict[str, Any], names: tuple[str, ...] = SIGNED_FIELDS) -> bytes:
+    content = {name: fields[name] for name in names}
     return json.dumps(content, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
@@ -99,6 +104,18 @@ class Checkpoint:
 
     def describe(self) -> str:
         return f"checkpoint {self.name} (event {self.seq}, {self.written_at})"
+
+
+@dataclass(frozen=True)
+class VerifiedMark:
+    """The chain was verified, from the genesis, up to event ``seq`` with hash ``head``, and
+    held against every checkpoint up to there. Signed with the checkpoint key and kept beside
+    the checkpoints, out of the database's reach: a report verifies only what came after it,
+    and nobody who can write only the database can move it forward."""
+
+    seq: int
+    head: str
+    verified_at: str
 
 
 @dataclass(frozen=True)
@@ -156,6 +173,44 @@ class CheckpointStore:
         self._seen_at = now
         return _checkpoint(fields, name)
 
+    def mark_verified(self, seq: int, head: str, *, whole_chain: bool = False) -> None:
+        """Sign and keep the head a verification found sound, in place of the one before.
+        An incremental verification never moves the mark back (one that finished later may
+        have seen less); a verification of the whole chain sets it (after a restore the
+        chain may be shorter than the old mark)."""
+        current = self.verified()
+        if seq <= 0 or (not whole_chain and current is not None and current.seq >= seq):
+            return
+        fields: dict[str, Any] = {
+            "format": VERIFIED_FORMAT,
+            "seq": seq,
+            "head": head,
+            "verified_at": clock.now().isoformat(timespec="microseconds"),
+            "key_id": self.key_id,
+        }
+        signature = self.key.sign(_signed_bytes(fields, VERIFIED_FIELDS))
+        fields["signature"] = base64.b64encode(signature).decode("ascii")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._replace(self.directory / VERIFIED, json.dumps(fields, sort_keys=True) + "\n")
+
+    def verified(self) -> VerifiedMark | None:
+        """The head last verified, if its mark is there and its signature holds."""
+        try:
+            fields = json.loads((self.directory / VERIFIED).read_text())
+            if fields.get("format") != VERIFIED_FORMAT:
+                return None
+            signature = base64.b64decode(fields["signature"], validate=True)
+            self.public.verify(signature, _signed_bytes(fields, VERIFIED_FIELDS))
+            seq, head = fields["seq"], fields["head"]
+            if not isinstance(seq, int) or not isinstance(head, str):
+                return None
+            return VerifiedMark(seq, head, str(fields["verified_at"]))
+        except (OSError, ValueError, KeyError, TypeError, InvalidSignature):
+            return None
+
+    def forget_verified(self) -> None:
+        (self.directory / VERIFIED).unlink(missing_ok=True)
+
     def due(self) -> bool:
         if self._seen_at is not None and not self._stale(self._seen_at):
             return False
@@ -195,7 +250,7 @@ class CheckpointStore:
 
     @staticmethod
     def _replace(path: Path, body: str) -> None:
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         temporary.write_text(body)
         os.replace(temporary, path)
 
@@ -207,15 +262,20 @@ class CheckpointStore:
         return sorted(
             path
             for path in self.directory.glob("*.json")
-            if path.name != LATEST and not path.name.startswith(".")
+            if path.name not in (LATEST, VERIFIED) and not path.name.startswith(".")
         )
 
-    def load(self) -> tuple[list[Checkpoint], list[CheckpointProblem]]:
+    def load(self, after_seq: int = 0) -> tuple[list[Checkpoint], list[CheckpointProblem]]:
         """Every checkpoint whose signature holds, in sequence order, and the problems of
-        those that do not (a forged or edited checkpoint is itself a finding)."""
+        those that do not (a forged or edited checkpoint is itself a finding). With
+        ``after_seq``, only those past that event by their file name (a name that does not
+        say is read all the same)."""
         good: list[Checkpoint] = []
         bad: list[CheckpointProblem] = []
         for path in self.files():
+            named_seq = path.name[:12]
+            if after_seq and named_seq.isdigit() and int(named_seq) <= after_seq:
+                continue
             try:
                 fields = json.loads(path.read_text())
                 checkpoint = _checkpoint(fields, path.name)
@@ -232,6 +292,18 @@ class CheckpointStore:
         good.sort(key=lambda c: (c.seq, c.written_at))
         return good, bad
 
+    def latest(self) -> Checkpoint | None:
+        """The newest checkpoint written (its copy under LATEST), if its signature holds."""
+        try:
+            fields = json.loads((self.directory / LATEST).read_text())
+            checkpoint = _checkpoint(fields, LATEST)
+            self.public.verify(
+                base64.b64decode(checkpoint.signature, validate=True), _signed_bytes(fields)
+            )
+        except (OSError, ValueError, KeyError, TypeError, InvalidSignature):
+            return None
+        return checkpoint
+
     def newest(self) -> Checkpoint | None:
         good, _bad = self.load()
         return good[-1] if good else None
@@ -247,6 +319,9 @@ class CheckpointStore:
                 os.replace(self.directory / checkpoint.name, target / checkpoint.name)
                 moved.append(checkpoint.name)
         (self.directory / LATEST).unlink(missing_ok=True)
+        mark = self.verified()
+        if mark is not None and mark.seq > seq:
+            self.forget_verified()
         self._seen_at = None
         return moved
 

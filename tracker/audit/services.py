@@ -113,8 +113,63 @@ def verify(
 ) -> VerificationResult:
     """Verify the whole trail, streaming it in sequence order, and hold it against every
     signed checkpoint in ``store`` (with ``reached_only``, those it reaches: a backup is
-    behind the newest checkpoints by nature)."""
-    checkpoints, unreadable = store.load() if store is not None else ([], [])
+    behind the newest checkpoints by nature). A trail found sound is marked verified up to
+    its head (``CheckpointStore.mark_verified``), where the next report starts."""
+    result = _verify_after(db, store, 0, GENESIS_HASH, reached_only=reached_only)
+    if result.ok and store is not None and not reached_only:
+        store.mark_verified(result.events, result.head, whole_chain=True)
+    return result
+
+
+def verify_since_mark(db: Session, store: CheckpointStore | None) -> VerificationResult:
+    """The verification reports and checkpoints state: the events after the head last
+    verified (the signed mark), chained onto it and held against the checkpoints written
+    past it and the newest one. Its cost is that of the events since, not of the trail.
+
+    Without a mark, or with one the trail no longer holds (a restore, or a rewrite of the
+    events it covers), the whole trail is verified, as ``tracker audit verify`` does, which
+    names what is wrong."""
+    mark = store.verified() if store is not None else None
+    if store is None or mark is None:
+        return verify(db, store)
+    marked_hash = db.scalar(sa.select(AuditEvent.hash).where(AuditEvent.seq == mark.seq))
+    if marked_hash != mark.head:
+        return verify(db, store)
+    result = _verify_after(db, store, mark.seq, mark.head)
+    if result.ok:
+        result = _held_against_newest(db, store, result)
+    if result.ok:
+        store.mark_verified(result.events, result.head)
+    return replace(result, verified_from=mark.seq)
+
+
+def _held_against_newest(
+    db: Session, store: CheckpointStore, result: VerificationResult
+) -> VerificationResult:
+    """The newest checkpoint written, held against the event it signed (it may be older than
+    the mark: a checkpoint is written after its commit, sometimes after a later mark)."""
+    newest = store.latest()
+    if newest is None or newest.seq > result.events:
+        return result  # none, or one past the head: _verify_after has said so
+    signed = db.scalar(sa.select(AuditEvent.hash).where(AuditEvent.seq == newest.seq))
+    contradiction = check_against([newest], {newest.seq: signed or ""}, result.events)
+    if contradiction is None:
+        return result
+    first_bad, problem = contradiction
+    return replace(result, ok=False, first_bad_seq=first_bad, problem=problem)
+
+
+def _verify_after(
+    db: Session,
+    store: CheckpointStore | None,
+    after_seq: int,
+    after_hash: str,
+    *,
+    reached_only: bool = False,
+) -> VerificationResult:
+    """Verify the events after ``after_seq`` (whose hash is ``after_hash``) and hold them
+    against the signed checkpoints past it."""
+    checkpoints, unreadable = store.load(after_seq) if store is not None else ([], [])
     wanted = {checkpoint.seq for checkpoint in checkpoints}
     hashes: dict[int, str] = {}
 
@@ -126,9 +181,14 @@ def verify(
 
     # Plain rows, not ORM objects: nothing accumulates in the identity map on a long trail.
     table = AuditEvent.__table__
-    query = sa.select(table).order_by(table.c.seq).execution_options(yield_per=VERIFY_BATCH)
+    query = (
+        sa.select(table)
+        .where(table.c.seq > after_seq)
+        .order_by(table.c.seq)
+        .execution_options(yield_per=VERIFY_BATCH)
+    )
     with db.execute(query) as rows:  # closes the server-side cursor on an early stop
-        result = verify_chain(noting_hashes(rows))
+        result = verify_chain(noting_hashes(rows), after_seq, after_hash)
     result = replace(result, checkpoints=len(checkpoints))
     if not result.ok:
         return result

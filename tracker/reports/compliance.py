@@ -11,7 +11,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from tracker.audit.services import Actor, record_event, verify
+from tracker.audit.services import Actor, checkpoint_store, record_event, verify_since_mark
 from tracker.auth.models import User
 from tracker.db import utcnow
 from tracker.dosing.models import VitalSignAlert
@@ -54,6 +54,8 @@ class ReportHeader:
     audit_ok: bool
     audit_problem: str | None
     filters: dict[str, object]
+    # The events up to here were verified before (the signed mark), not re-read for this one.
+    audit_verified_from: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -185,8 +187,9 @@ class Summary:
 def report_header(
     db: Session, generated_by: str, flt: ReportFilter, title: str = "Protocol compliance"
 ) -> ReportHeader:
-    """The header every report states, with the audit trail verified at this moment."""
-    verification = verify(db)
+    """The header every report states, with the audit trail verified at this moment: the
+    events since the last verified head, held against the signed checkpoints."""
+    verification = verify_since_mark(db, checkpoint_store())
     protocol = current_protocol_version(db)
     return ReportHeader(
         title=title,
@@ -198,6 +201,7 @@ def report_header(
         audit_ok=verification.ok,
         audit_problem=verification.problem,
         filters=flt.as_dict(),
+        audit_verified_from=verification.verified_from,
     )
 
 
