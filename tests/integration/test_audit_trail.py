@@ -12,16 +12,18 @@ from sqlalchemy.orm import Session
 from tests.factories import make_site
 from tracker.audit.chain import compute_hash
 from tracker.audit.models import GENESIS_HASH, AuditEvent
-from tracker.audit.services import Actor, head, record_event, verify
+from tracker.audit.services import Actor, append_recorded, head, record_event, verify
 
 ACTOR = Actor(username="tester", role="coordinator")
 
 
 def _append(session: Session, n: int) -> list[AuditEvent]:
-    return [
+    events = [
         record_event(session, ACTOR, "test.event", "thing", i, new={"i": i, "text": f"v{i}"})
         for i in range(n)
     ]
+    append_recorded(session)
+    return events
 
 
 def test_events_chain_from_genesis_and_verify(db_session: Session) -> None:

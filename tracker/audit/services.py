@@ -3,24 +3,30 @@ transaction, so the change and its history commit or roll back together."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app, has_app_context
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
+from sqlalchemy.sql.util import find_tables
 
 from tracker.audit.chain import VerificationResult, compute_hash, jsonable, verify_chain
 from tracker.audit.checkpoints import CheckpointStore, check_against
 from tracker.audit.models import GENESIS_HASH, AuditEvent
-from tracker.db import utcnow
+from tracker.db import READS_ONLY, ReadOnlySessionWrite, utcnow
 
+lock_log = logging.getLogger("tracker.audit.lock")
 # Any constant will do; it only has to be the same in every process that appends.
 AUDIT_APPEND_LOCK_KEY = 0x747261636B6572  # "tracker"
 VERIFY_BATCH = 2000
 # Keys of Session.info and of app.extensions.
 APPENDED_HEAD = "tracker.audit_head"
+PENDING = "tracker.audit_pending"
+LOCK_TAKEN = "tracker.audit_lock_taken"
 CHECKPOINT_REASON = "tracker.checkpoint_reason"
 CHECKPOINTS = "tracker.checkpoints"
 # Every export and report is checkpointed: what left the building can be held against it.
@@ -52,7 +58,9 @@ def _lock_chain(db: Session) -> None:
     SQLite: every transaction already began with BEGIN IMMEDIATE, so there is one writer.
     """
     if db.get_bind().dialect.name == "postgresql":
+        started = time.perf_counter()
         db.execute(sa.select(sa.func.pg_advisory_xact_lock(AUDIT_APPEND_LOCK_KEY)))
+        db.info[LOCK_TAKEN] = (started, time.perf_counter())
 
 
 def head(db: Session) -> tuple[int, str]:
@@ -74,11 +82,21 @@ def record_event(
     new: dict[str, Any] | None = None,
     reason: str | None = None,
 ) -> AuditEvent:
-    """Append one event to the chain and flush it; the caller's transaction commits it."""
-    _lock_chain(db)
-    last_seq, last_hash = head(db)
+    """Record one event in the caller's unit of work; it commits or rolls back with it.
+
+    The event joins the chain as the last step before the commit (``append_recorded``): the
+    lock that serialises appends is then held for the lock, the head, the insert and the
+    commit only, not for the rest of the request. Its sequence number and hashes are given
+    there; its time is when it was recorded, the time its change carries. Inside a savepoint
+    it is appended at once, so that rolling the savepoint back takes it too; a read of the
+    audit trail in the same unit of work appends what is waiting first, so the trail read is
+    the trail that will commit."""
+    if db.info.get(READS_ONLY):
+        # Refused here, where the mistake is, not at the commit that would have flushed it.
+        raise ReadOnlySessionWrite(
+            "a read-only unit of work tried to record an audit event; use write_unit(session)"
+        )
     event = AuditEvent(
-        seq=last_seq + 1,
         occurred_at=utcnow(),
         actor_id=actor.user_id,
         actor=actor.username,
@@ -90,16 +108,63 @@ def record_event(
         new_values=jsonable(new) if new is not None else None,
         reason=reason,
         ip_address=actor.ip_address,
-        prev_hash=last_hash,
     )
-    event.hash = compute_hash(last_hash, event)
-    db.add(event)
-    db.flush()
-    # The head this transaction will commit: the checkpoint listener signs it after commit.
-    db.info[APPENDED_HEAD] = (event.seq, event.hash)
+    db.info.setdefault(PENDING, []).append(event)
+    if db.in_nested_transaction():
+        append_recorded(db)
     if action in CHECKPOINTED_ACTIONS:
         request_checkpoint(db, CHECKPOINTED_ACTIONS[action])
     return event
+
+
+def append_recorded(db: Session) -> None:
+    """Chain the events this unit of work recorded onto the head, in the order recorded (at
+    commit; or now, for a caller that needs their numbers before it commits).
+
+    Everything else is flushed first, so that under the lock there is nothing but the lock,
+    the head, the insert (and, at commit, the commit)."""
+    pending: list[AuditEvent] = db.info.pop(PENDING, [])
+    if not pending:
+        return
+    db.flush()
+    _lock_chain(db)
+    last_seq, last_hash = head(db)
+    for event in pending:
+        last_seq += 1
+        event.seq = last_seq
+        event.prev_hash = last_hash
+        event.hash = last_hash = compute_hash(last_hash, event)
+    db.add_all(pending)
+    db.flush()
+    # The head this transaction will commit: the checkpoint listener signs it after commit.
+    db.info[APPENDED_HEAD] = (last_seq, last_hash)
+
+
+def _reads_audit_trail(statement: Any) -> bool:
+    if isinstance(statement, sa.TextClause):
+        return AuditEvent.__tablename__ in statement.text
+    return any(
+        getattr(table, "name", None) == AuditEvent.__tablename__
+        for table in find_tables(statement, check_columns=True, include_joins=True)
+    )
+
+
+@sa.event.listens_for(Session, "do_orm_execute")
+def _append_before_reading_the_trail(state: ORMExecuteState) -> None:
+    db = state.session
+    if db.info.get(PENDING) and _reads_audit_trail(state.statement):
+        append_recorded(db)
+
+
+@sa.event.listens_for(Session, "before_commit")
+def _append_before_commit(db: Session) -> None:
+    append_recorded(db)
+
+
+@sa.event.listens_for(Session, "after_transaction_end")
+def _forget_events_not_committed(db: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        db.info.pop(PENDING, None)
 
 
 def changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -216,6 +281,7 @@ def request_checkpoint(db: Session, reason: str) -> None:
 
 @sa.event.listens_for(Session, "after_commit")
 def _checkpoint_committed_head(db: Session) -> None:
+    _note_lock_held(db)
     head_written = db.info.pop(APPENDED_HEAD, None)
     reason = db.info.pop(CHECKPOINT_REASON, None)
     store = checkpoint_store()
@@ -226,5 +292,16 @@ def _checkpoint_committed_head(db: Session) -> None:
 
 @sa.event.listens_for(Session, "after_rollback")
 def _forget_rolled_back_head(db: Session) -> None:
+    _note_lock_held(db)
     db.info.pop(APPENDED_HEAD, None)
     db.info.pop(CHECKPOINT_REASON, None)
+
+
+def _note_lock_held(db: Session) -> None:
+    """How long this transaction waited for the chain's lock and held it (to the commit or
+    rollback that released it), at DEBUG on the ``tracker.audit.lock`` logger: what the
+    write-throughput benchmark reads."""
+    taken = db.info.pop(LOCK_TAKEN, None)
+    if taken is not None and lock_log.isEnabledFor(logging.DEBUG):
+        asked, got = taken
+        lock_log.debug("waited=%.6f held=%.6f", got - asked, time.perf_counter() - got)
