@@ -7,6 +7,7 @@ The request owns the transaction: services flush, the edge commits once (see
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -136,7 +137,16 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("max_overflow", 5)
     kwargs.setdefault("pool_timeout", 10)
     kwargs.setdefault("connect_args", {"connect_timeout": 5})
-    return sa.create_engine(url, **kwargs)
+    engine = sa.create_engine(url, **kwargs)
+
+    @sa.event.listens_for(engine, "do_connect")
+    def _name_the_process(_dialect: Any, _record: Any, _args: Any, params: Any) -> None:
+        # pg_stat_activity names the process that holds each connection (a gunicorn worker,
+        # the notification worker, a command); read at connect time, so a forked worker
+        # names itself, not the master the engine was made in.
+        params.setdefault("application_name", f"tracker:{os.getpid()}")
+
+    return engine
 
 
 class ReadOnlySessionWrite(RuntimeError):

@@ -113,7 +113,9 @@ def gunicorn(
     extra_env: dict[str, str] | None = None,
     log_level: str = "info",
 ) -> Iterator[Server]:
-    """Start ``gunicorn -w N -b 127.0.0.1:<free port> wsgi:app``; always stopped afterwards."""
+    """Start ``gunicorn -c python:tracker.gunicorn_config -w N -b 127.0.0.1:<free port>
+    wsgi:app``, the production settings (the app preloaded in the master, workers forked from
+    it); always stopped afterwards."""
     port = free_port()
     instance = tmp / f"instance-{port}"
     instance.mkdir(parents=True, exist_ok=True)
@@ -122,6 +124,8 @@ def gunicorn(
     process = subprocess.Popen(
         [
             GUNICORN,
+            "-c",
+            "python:tracker.gunicorn_config",
             "-w",
             str(workers),
             "-b",
