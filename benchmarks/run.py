@@ -110,9 +110,15 @@ def ensure_seeded(server: str, database: str, participants: int) -> str:
         subprocess.run(  # noqa: S603
             [TRACKER, "bench", "seed", "--participants", str(participants), "--database-url", url],
             check=True,
-            env={**os.environ, "TRACKER_INSTANCE_PATH": "/tmp/tracker-bench-instance"},  # noqa: S108
+            env={**os.environ, "TRACKER_INSTANCE_PATH": instance_for(url)},
         )
     return url
+
+
+def instance_for(url: str) -> str:
+    """An instance folder per benchmark database: its signed checkpoints and verified mark
+    belong to its own audit trail."""
+    return f"/tmp/tracker-bench-instance/{make_url(url).database}"  # noqa: S108
 
 
 # --- pages against raw SQL --------------------------------------------------------------------
@@ -125,7 +131,7 @@ def _app(url: str):  # type: ignore[no-untyped-def]
         overrides={
             "env": "development",
             "database_url": url,
-            "instance_path": "/tmp/tracker-bench-instance",  # noqa: S108
+            "instance_path": instance_for(url),
             "secret_key": "benchmark-secret-key-that-is-long-enough-0123456789",
             "RATELIMIT_ENABLED": False,
             "WTF_CSRF_ENABLED": False,
@@ -338,6 +344,60 @@ def pages(url: str, label: str, with_timing: bool) -> None:
     get_database(app).engine.dispose()
 
 
+# --- a participant's compliance page: the audit trail verified since the last verified head --
+
+
+def compliance_page(url: str, label: str) -> None:
+    """One participant's compliance page against their participant page, interleaved (issue
+    19: within 3x). The page verifies the audit trail from the signed mark the last
+    verification left; the first page after the mark is removed verifies it all, once."""
+    from tracker.audit.services import CHECKPOINTS
+    from tracker.db import get_database
+
+    app = _app(url)
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        site, pid = connection.execute(
+            sa.text(
+                "SELECT site_id, id FROM participants WHERE state = 'completed' ORDER BY id LIMIT 1"
+            )
+        ).one()
+        events = connection.scalar(sa.text("SELECT count(*) FROM audit_events"))
+    coordinator = _client(app, f"s{site:02d}-coordinator1")
+    store = app.extensions[CHECKPOINTS]
+    compliance_path = f"/reports/compliance/participants/{pid}"
+    store.forget_verified()
+    started = time.perf_counter()
+    response = coordinator.get(compliance_path)
+    assert response.status_code == 200, response.status_code
+    assert "does not verify" not in response.get_data(as_text=True)
+    report(
+        f"compliance page, first after the mark is removed: the whole trail ({label}, "
+        f"{events:,} events)",
+        f"{(time.perf_counter() - started) * 1000:.0f} ms",
+        "",
+        None,
+        "",
+    )
+
+    def compliance() -> None:
+        coordinator.get(compliance_path).get_data()
+
+    def participant() -> None:
+        coordinator.get(f"/participants/{pid}").get_data()
+
+    page_t, base_t = compared(compliance, participant)
+    report(
+        f"compliance page vs the participant page ({label}), interleaved",
+        shown(page_t),
+        shown(base_t),
+        page_t[0] / base_t[0],
+        "<= 3x",
+    )
+    engine.dispose()
+    get_database(app).engine.dispose()
+
+
 # --- the outcomes report -----------------------------------------------------------------------
 
 # What the outcomes report reads: the protocol versions, then every assessment's total of the
@@ -397,6 +457,9 @@ def outcomes_report(url: str, label: str, with_timing: bool) -> None:
 
 def _measured(command: list[str], timeout: float) -> tuple[float, float, str]:
     """Seconds and peak RSS (MB) of a child process; ``timeout`` bounds it."""
+    database_url = next(
+        a.split("=", 1)[1] for a in command if a.startswith("TRACKER_DATABASE_URL=")
+    )
     wrapper = (
         "import resource, subprocess, sys, time\n"
         "start = time.perf_counter()\n"
@@ -413,7 +476,7 @@ def _measured(command: list[str], timeout: float) -> tuple[float, float, str]:
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "TRACKER_INSTANCE_PATH": "/tmp/tracker-bench-instance"},  # noqa: S108
+        env={**os.environ, "TRACKER_INSTANCE_PATH": instance_for(database_url)},
     ).stdout.split()
     return float(out[0]), float(out[1]), out[2]
 
@@ -695,7 +758,7 @@ def throughput(url: str, seconds: float, path: str = "/participants/") -> None:
         "TRACKER_DATABASE_URL": url,
         "TRACKER_ENV": "development",
         "TRACKER_SECRET_KEY": "benchmark-secret-key-that-is-long-enough-0123456789",
-        "TRACKER_INSTANCE_PATH": "/tmp/tracker-bench-instance",  # noqa: S108
+        "TRACKER_INSTANCE_PATH": instance_for(url),
         "TRACKER_LOGIN_RATE_LIMIT": "1000 per minute",
     }
     for workers in (1, 2, 4):
@@ -779,12 +842,24 @@ def main() -> None:
     urls = {name: ensure_seeded(args.postgres, name, n) for name, n in SIZES.items()}
     wanted = set(
         args.only
-        or ["pages", "outcomes", "exports", "audit", "transitions", "gunicorn", "exchange"]
+        or [
+            "pages",
+            "compliance",
+            "outcomes",
+            "exports",
+            "audit",
+            "transitions",
+            "gunicorn",
+            "exchange",
+        ]
     )
     print("| benchmark | value | baseline | ratio | goal |\n|---|---|---|---|---|", flush=True)
     if "pages" in wanted:
         pages(urls["bench100"], "N=100", with_timing=False)
         pages(urls["bench10k"], "N=10,000", with_timing=True)
+    if "compliance" in wanted:
+        compliance_page(urls["bench1k"], "N=1,000")
+        compliance_page(urls["bench10k"], "N=10,000")
     if "outcomes" in wanted:
         outcomes_report(urls["bench100"], "N=100", with_timing=False)
         outcomes_report(urls["bench1k"], "N=1,000", with_timing=True)
