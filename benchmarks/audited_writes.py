@@ -38,6 +38,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from tracker import migrate
 from tracker.audit.services import AUDIT_APPEND_LOCK_KEY, Actor
 from tracker.auth.models import User
 from tracker.auth.services import create_api_token
@@ -236,6 +237,7 @@ def _quantiles(values: list[float]) -> tuple[float, float] | None:
 
 def one_run(url: str, template: str, tree: Path, workers: int, clients: int, seconds: float) -> Run:
     copy = _fresh_copy(url, template, "bench_writes")
+    migrate.upgrade(copy)  # the seeded template may predate the newest migrations
     scratch = Path(tempfile.mkdtemp(prefix="tracker-writes-"))
     script = scratch / "notes.lua"
     script.write_text(_lua_table(_clients(copy, clients)) + WRK_SCRIPT)
@@ -277,12 +279,14 @@ def one_run(url: str, template: str, tree: Path, workers: int, clients: int, sec
         stop = threading.Event()
         sampler = threading.Thread(target=_sampler, args=(copy, stop, samples))
         sampler.start()
+        busy_before = _busy_cpu_seconds()
         measured = subprocess.run(  # noqa: S603
             _wrk(clients, seconds, script),
             check=True,
             capture_output=True,
             text=True,
         )
+        busy = _busy_cpu_seconds() - busy_before
         stop.set()
         sampler.join()
     finally:
@@ -295,11 +299,26 @@ def one_run(url: str, template: str, tree: Path, workers: int, clients: int, sec
     for line in measured.stdout.splitlines():
         if line.startswith("REFUSED"):
             print(line[:300])
-    held, waited = [], []
+    created = int(result.group(1))
+    cpu_ms = busy / created * 1000 if created else 0.0
+    print(
+        f"  the machine's busy CPU per write: {cpu_ms:.2f} ms (server, database, load generator:"
+        f" at most {os.cpu_count() or 1} x 1000 / {cpu_ms:.2f} = "
+        f"{(os.cpu_count() or 1) * 1000 / cpu_ms if cpu_ms else 0:.0f} writes/s on this machine)"
+    )
+    held, waited, appending, committing = [], [], [], []
     for line in lock_log.read_text().splitlines():
         fields = dict(part.split("=") for part in line.split())
         waited.append(float(fields["waited"]))
         held.append(float(fields["held"]))
+        if "appending" in fields:
+            appending.append(float(fields["appending"]))
+            committing.append(float(fields["committing"]))
+    if appending:
+        print(
+            f"  held = head and insert {statistics.median(appending) * 1000:.2f} ms"
+            f" + commit {statistics.median(committing) * 1000:.2f} ms (medians)"
+        )
     shutil.rmtree(scratch, ignore_errors=True)
     return Run(
         tree=str(tree),
@@ -313,6 +332,14 @@ def one_run(url: str, template: str, tree: Path, workers: int, clients: int, sec
         held_ms=_quantiles(held),
         waited_ms=_quantiles(waited),
     )
+
+
+def _busy_cpu_seconds() -> float:
+    """CPU time the whole machine has spent busy (every core, every process), from
+    /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _wrk(clients: int, seconds: float, script: Path) -> list[str]:
@@ -334,6 +361,28 @@ def _wait_for(port: int) -> None:
         except OSError:
             time.sleep(0.1)
     raise SystemExit("gunicorn did not answer")
+
+
+def floor_of_the_call(url: str, template: str, rounds: int = 2000) -> float:
+    """Seconds per append on a raw connection as the app appends: one ``audit_append`` call
+    and the commit (one client)."""
+    copy = _fresh_copy(url, template, "bench_writes")
+    migrate.upgrade(copy)
+    engine = sa.create_engine(copy)
+    call = sa.text(
+        "SELECT seq FROM audit_append(:key, :content, now(), NULL, 'bench', NULL, 'bench.floor',"
+        " 'x', NULL, NULL, NULL, NULL, NULL)"
+    )
+    started = time.perf_counter()
+    with engine.connect() as connection:
+        for _ in range(rounds):
+            with connection.begin():
+                connection.execute(
+                    call, {"key": AUDIT_APPEND_LOCK_KEY, "content": '{"action":"bench","seq":'}
+                )
+    elapsed = (time.perf_counter() - started) / rounds
+    engine.dispose()
+    return elapsed
 
 
 def floor(url: str, template: str, rounds: int = 2000) -> float:
@@ -381,6 +430,8 @@ def main() -> None:
     url = arguments.postgres
     per_append = floor(url, arguments.template)
     print(f"floor: {per_append * 1000:.2f} ms per append (lock, head, insert, commit)")
+    per_call = floor_of_the_call(url, arguments.template)
+    print(f"floor: {per_call * 1000:.2f} ms per append (one audit_append call, commit)")
     print(
         "| tree | workers | writes/s | refused | p50 / p99 | lock busy | waiting (mean) |"
         " held p50 / p95 | waited p50 / p95 |\n|---|---|---|---|---|---|---|---|---|"

@@ -94,3 +94,20 @@ def test_the_hash_covers_every_field() -> None:
     ]:
         changed = replace(base, **{field: value})
         assert compute_hash(GENESIS_HASH, changed) != base.hash, field
+
+
+def test_the_content_before_the_sequence_number_and_the_number_make_the_whole() -> None:
+    """What the database's append hashes (the content up to the number, the number, ``}``)
+    is the canonical content the verification hashes, for any values."""
+    from tracker.audit.chain import canonical_content, content_before_seq
+
+    for event in _chain(3) + [
+        replace(
+            _chain(1)[0],
+            seq=123456789012,
+            new_values={"seq": 5, "text": 'ünïcødé "quoted" }', "nested": {"z": [1, 2.5]}},
+            old_values=None,
+            reason="a reason, with ,\"seq\":7}",
+        )
+    ]:
+        assert content_before_seq(event) + f"{event.seq}}}" == canonical_content(event)
