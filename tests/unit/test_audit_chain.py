@@ -101,13 +101,12 @@ def test_the_content_before_the_sequence_number_and_the_number_make_the_whole() 
     is the canonical content the verification hashes, for any values."""
     from tracker.audit.chain import canonical_content, content_before_seq
 
-    for event in _chain(3) + [
-        replace(
-            _chain(1)[0],
-            seq=123456789012,
-            new_values={"seq": 5, "text": 'ünïcødé "quoted" }', "nested": {"z": [1, 2.5]}},
-            old_values=None,
-            reason="a reason, with ,\"seq\":7}",
-        )
-    ]:
+    awkward = replace(
+        _chain(1)[0],
+        seq=123456789012,
+        new_values={"seq": 5, "text": 'ünïcødé "quoted" }', "nested": {"z": [1, 2.5]}},
+        old_values=None,
+        reason="a reason, with ,\"seq\":7}",
+    )
+    for event in [*_chain(3), awkward]:
         assert content_before_seq(event) + f"{event.seq}}}" == canonical_content(event)
