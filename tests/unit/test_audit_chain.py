@@ -106,7 +106,7 @@ def test_the_content_before_the_sequence_number_and_the_number_make_the_whole() 
         seq=123456789012,
         new_values={"seq": 5, "text": 'ünïcødé "quoted" }', "nested": {"z": [1, 2.5]}},
         old_values=None,
-        reason="a reason, with ,\"seq\":7}",
+        reason='a reason, with ,"seq":7}',
     )
     for event in [*_chain(3), awkward]:
         assert content_before_seq(event) + f"{event.seq}}}" == canonical_content(event)
