@@ -20,7 +20,8 @@ import sqlalchemy as sa
 bind = os.environ.get("TRACKER_BIND", "127.0.0.1:8000")
 # Two cores take four workers: a request waits on the database about half its time.
 workers = int(os.environ.get("TRACKER_WORKERS", "4"))
-preload_app = True
+# TRACKER_PRELOAD=0 lets each worker import the app itself (a HUP then reloads the code).
+preload_app = os.environ.get("TRACKER_PRELOAD", "1") != "0"
 # A request that needs longer is a job for the command line or a background job.
 timeout = 30
 graceful_timeout = 20
@@ -39,6 +40,8 @@ def _database(server: Any) -> Any:
 
 def when_ready(server: Any) -> None:
     """In the master, after the app is loaded and before the first fork."""
+    if not server.cfg.preload_app:
+        return  # the app is not loaded here: each worker connects for itself
     database = _database(server)
     with database.engine.connect() as connection:
         connection.execute(sa.text("SELECT 1"))
@@ -48,4 +51,5 @@ def when_ready(server: Any) -> None:
 def post_fork(server: Any, worker: Any) -> None:
     """In each new worker: forget any pooled connection inherited from the master without
     closing it (it is the master's socket; closing it would end it for everyone)."""
-    _database(server).engine.dispose(close=False)
+    if server.cfg.preload_app:
+        _database(server).engine.dispose(close=False)
