@@ -403,29 +403,44 @@ def write_pdf_report(
         parts: list[Path] = []
         detail_bookmarks: list[Bookmark] = []
         detail_pages = detail_participants = 0
-        for part, last in _parts(rows):
-            charts = {
-                row.study_id: [
-                    (title, str(svg)) for title, svg in participant_charts(row.record, row.protocol)
-                ]
-                for row in part
-                if row.record is not None and row.protocol is not None
-            }
-            document = pdf_layout.participant_detail(
-                header, part, charts, first_page=detail_pages + 1, last=last
-            )
-            path = Path(folder) / f"part-{len(parts):06d}.pdf"
-            path.write_bytes(pdf_layout.render(document, header.generated_at))
-            del document, charts
+        laying_out: pdf_layout.Layout | None = None
+
+        def finish(layout: pdf_layout.Layout) -> None:
+            nonlocal detail_pages
+            path = layout.wait()
             pages, found = pages_and_outline(path, detail_pages)
-            detail_bookmarks += found
+            detail_bookmarks.extend(found)
             detail_pages += pages
-            detail_participants += len(part)
             parts.append(path)
 
-        front_path = Path(folder) / "front.pdf"
-        front_path.write_bytes(
-            pdf_layout.render(
+        try:
+            # A part is read and made into a document while the previous one is laid out;
+            # its first page's number is known once that one is.
+            for part, last in _parts(rows):
+                charts = {
+                    row.study_id: [
+                        (title, str(svg))
+                        for title, svg in participant_charts(row.record, row.protocol)
+                    ]
+                    for row in part
+                    if row.record is not None and row.protocol is not None
+                }
+                document = pdf_layout.participant_detail(header, part, charts, last=last)
+                del charts
+                if laying_out is not None:
+                    finish(laying_out)
+                laying_out = pdf_layout.start(
+                    document,
+                    Path(folder) / f"part-{detail_participants:08d}.pdf",
+                    header.generated_at,
+                    first_page=detail_pages + 1,
+                )
+                detail_participants += len(part)
+                del document
+            if laying_out is not None:
+                finish(laying_out)
+
+            laying_out = pdf_layout.start(
                 pdf_layout.front_matter(
                     header,
                     summary,
@@ -439,9 +454,13 @@ def write_pdf_report(
                     detail_participants=detail_participants,
                     detail_pages=detail_pages,
                 ),
+                Path(folder) / "front.pdf",
                 header.generated_at,
             )
-        )
+            front_path = laying_out.wait()
+        finally:
+            if laying_out is not None:
+                laying_out.stop()
         front_pages, bookmarks = pages_and_outline(front_path)
         bookmarks += [Bookmark(b.title, b.page + front_pages) for b in detail_bookmarks]
         return join_pdfs(

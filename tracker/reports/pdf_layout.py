@@ -6,20 +6,25 @@ a chart, a signature box), every text a string. The document goes to the Typst t
 places as text: what a user typed is never read as Typst markup, whatever characters it
 holds. A chart is the same SVG as the pages show, which Typst draws from its bytes.
 
-Typst lays out a part of the participant detail in a few milliseconds a participant and
-frees it when the call returns, so memory is that of one part whatever the report's size.
-The fonts are the DejaVu files of the machine (Debian's fonts-dejavu-core), the same faces
-the WeasyPrint documents use, never the fonts bundled with Typst.
+Each document (the front matter, a part of the participant detail) is laid out by a process
+of its own (``typst_worker``) while this one reads the next part: Typst keeps what it memoised
+for the life of its process, so a process a part keeps memory that of one part whatever the
+report's size, and the two processes use two cores. The fonts are the DejaVu files of the
+machine (Debian's fonts-dejavu-core), the same faces the WeasyPrint documents use, never the
+fonts bundled with Typst.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tracker.paths import TEMPLATES
 from tracker.reports.accountability import LotResult
@@ -33,9 +38,6 @@ from tracker.reports.compliance import (
     Summary,
 )
 from tracker.reports.outcomes import OutcomeRow
-
-if TYPE_CHECKING:  # Typst loads only when a PDF is made
-    import typst
 
 TEMPLATE = TEMPLATES / "reports" / "compliance.typ"
 
@@ -104,13 +106,12 @@ def _table(
     }
 
 
-def _base(header: ReportHeader, numbering: str, blocks: list[Block], first_page: int) -> Block:
+def _base(header: ReportHeader, numbering: str, blocks: list[Block]) -> Block:
     return {
         "title": f"{header.title} report",
         "author": header.generated_by,
         "footer": f"{header.title} · audit head {header.audit_head[:16]}…",
         "numbering": numbering,
-        "first_page": first_page,
         "blocks": blocks,
     }
 
@@ -154,17 +155,16 @@ def participant_detail(
     rows: Sequence[ParticipantResult],
     charts: Mapping[str, Sequence[tuple[str, str]]],
     *,
-    first_page: int,
     last: bool,
 ) -> Block:
     """A part of the participant detail: each participant from a new page, with a bookmark;
-    its pages numbered from ``first_page``; the last part closes the report."""
+    the last part closes the report. Its first page's number is given to ``start``."""
     blocks: list[Block] = []
     for row in rows:
         blocks += _participant_blocks(row, charts.get(row.study_id, ()))
     if last:
         blocks.append({"kind": "end", "text": "End of the report."})
-    return _base(header, "detail", blocks, first_page)
+    return _base(header, "detail", blocks)
 
 
 # --- the front matter ------------------------------------------------------------------
@@ -461,44 +461,70 @@ def front_matter(
         )
     else:
         blocks.append(_paragraph("No protocol deviation."))
-    return _base(header, "front", blocks, 1)
+    return _base(header, "front", blocks)
 
 
 # --- Typst ------------------------------------------------------------------------------
 
 
-@functools.cache
-def _template() -> bytes:
-    return TEMPLATE.read_bytes()
+WORKER = Path(__file__).with_name("typst_worker.py")
 
 
 @functools.cache
-def _fonts() -> typst.Fonts:
-    """The DejaVu faces of the machine, found once a process (Typst reads the files lazily)."""
-    import typst
-
+def _font_directory() -> Path:
     for folder in FONT_DIRECTORIES:
         if (folder / "DejaVuSans.ttf").is_file():
-            return typst.Fonts(
-                include_system_fonts=False, include_embedded_fonts=False, font_paths=[str(folder)]
-            )
+            return folder
     raise RuntimeError(
         "The PDF report needs the DejaVu fonts (Debian: apt-get install fonts-dejavu-core); "
         f"looked in {', '.join(map(str, FONT_DIRECTORIES))}"
     )
 
 
-def render(document: Block, generated_at: datetime) -> bytes:
-    """The document laid out as PDF by Typst (its creation time the report's)."""
-    import typst
+@dataclass
+class Layout:
+    """A document being laid out by its own process (``typst_worker``) into ``output``."""
 
-    pdf = typst.compile(
-        _template(),
-        font_paths=_fonts(),
-        ignore_system_fonts=True,
-        sys_inputs={"document": json.dumps(document, ensure_ascii=False)},
-        timestamp=generated_at.replace(microsecond=0),
-        pdf_tags=False,
+    process: subprocess.Popen[bytes]
+    output: Path
+    errors: Path
+
+    def wait(self) -> Path:
+        """The PDF, once laid out; a RuntimeError with Typst's message if it could not be."""
+        if self.process.wait() != 0:
+            message = self.errors.read_text(encoding="utf-8", errors="replace").strip()
+            raise RuntimeError(f"Typst could not lay out {self.output.name}: {message}")
+        return self.output
+
+    def stop(self) -> None:
+        """Ends the process if it still runs (the report failed or its reader went away)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def start(document: Block, output: Path, generated_at: datetime, *, first_page: int = 1) -> Layout:
+    """Starts laying out ``document`` (its pages numbered from ``first_page``) into ``output``,
+    a PDF file; the document's JSON is written beside it. Returns at once: the caller does
+    its own work meanwhile and calls ``wait``."""
+    source = output.with_suffix(".json")
+    source.write_text(
+        json.dumps({**document, "first_page": first_page}, ensure_ascii=False), encoding="utf-8"
     )
-    assert isinstance(pdf, bytes)
-    return pdf
+    errors = output.with_suffix(".log")
+    with source.open("rb") as stdin, errors.open("wb") as stderr:
+        process = subprocess.Popen(  # noqa: S603 (this interpreter, our script, our files)
+            [
+                sys.executable,
+                "-I",  # the standard library and the venv's packages only
+                str(WORKER),
+                str(TEMPLATE),
+                str(_font_directory()),
+                str(output),
+                str(int(generated_at.timestamp())),
+            ],
+            stdin=stdin,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    return Layout(process, output, errors)
