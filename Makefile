@@ -6,8 +6,9 @@ PORT   ?= 5000
 HOST   ?= 127.0.0.1
 export TRACKER_INSTANCE_PATH ?= $(CURDIR)/instance
 
-# Debian's packages the app needs (WeasyPrint's PDF layout: Pango, HarfBuzz's subsetter, a
-# font) and the ones its tests add (Chromium for the browser tests, pdftoppm to look at the
+# Debian's packages the app needs (WeasyPrint's layout of the casebook and the pharmacy log:
+# Pango, HarfBuzz's subsetter; the DejaVu fonts, which Typst's compliance PDF uses too) and
+# the ones its tests add (Chromium for the browser tests, pdftoppm to look at the
 # PDF, PostgreSQL's binaries for the throwaway cluster of the restart test).
 RUN_PACKAGES  := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
 TEST_PACKAGES := $(RUN_PACKAGES) chromium poppler-utils postgresql

@@ -132,6 +132,75 @@ def test_pdf_is_laid_out_in_parts_numbered_as_one(
     assert not any("End of the report." in t for t in detail[:-1])
 
 
+# What an admin may type into a printed name that Typst's markup would otherwise read:
+# a hash, a dollar, brackets, a backslash, an at sign, angle brackets, a tilde, stars,
+# underscores and quotes.
+TYPST_SPECIALS = 'Dr #1 $5 ]x[ \\n @ref <lbl> ~ *b* _i_ "q"'
+
+
+def _outline(reader: PdfReader) -> list[tuple[str, int]]:
+    """The PDF's bookmarks, flat, each with the (0-based) page it opens."""
+    found: list[tuple[str, int]] = []
+
+    def walk(items: list) -> None:  # type: ignore[type-arg]
+        for item in items:
+            if isinstance(item, list):
+                walk(item)
+            else:
+                found.append((item.title, reader.get_destination_page_number(item)))
+
+    walk(reader.outline)
+    return found
+
+
+def test_pdf_bookmarks_open_each_participant_with_its_checks_charts_and_typed_text(
+    client: FlaskClient, db_session: Session, team, signed_in
+) -> None:  # type: ignore[no-untyped-def]
+    """Read back as a reader does: a bookmark per participant opening the page where its
+    heading and its check results stand, the front matter's sections bookmarked, the pages
+    numbered, the head hash on the title page, the vital-sign charts drawn, and a printed
+    name full of Typst's special characters printed as typed."""
+    from pypdf.generic import ContentStream
+
+    team.investigator.printed_name = TYPST_SPECIALS  # signs the checklists below
+    db_session.flush()
+    _study(db_session, team)
+    signed_in("auditor")
+    response = client.get("/reports/compliance.pdf")
+    assert response.status_code == 200
+    reader = PdfReader(io.BytesIO(response.get_data()))
+    texts = [" ".join(page.extract_text().split()) for page in reader.pages]
+    marks = _outline(reader)
+    titles = [title for title, _page in marks]
+    front = sum("front matter, page" in t for t in texts)
+
+    assert titles[:2] == ["Protocol compliance report", "Summary"]
+    for section in ("Outcomes", "Investigational product", "Protocol deviations"):
+        assert section in titles and dict(marks)[section] < front
+    assert "front matter, page i" in texts[0]
+    head = db_session.scalar(
+        sa.select(AuditEvent).where(AuditEvent.action == "report.export")
+    ).new_values["audit_head"]
+    assert head in texts[0].replace(" ", "")
+
+    participants = [(t, p) for t, p in marks if t.startswith("S01-")]
+    assert [t.split(" ")[0] for t, _ in participants] == ["S01-0001", "S01-0002", "S01-0003"]
+    for title, page in participants:
+        assert title in texts[page] and title not in texts[page - 1], title
+        assert f"page {page - front + 1}" in texts[page]
+        assert "C01" in texts[page] and "C19" in " ".join(texts[page : page + 2])
+    failing = next(page for title, page in participants if title.startswith("S01-0002 "))
+    assert "C10 fail" in texts[failing]
+    assert "expected relatedness assessed by an investigator" in texts[failing]
+    assert f"Checklist signature \u2014 {TYPST_SPECIALS}," in " ".join(texts[failing:])
+
+    charts = [i for i, t in enumerate(texts) if "dosing session #" in t and "Heart rate (bpm)" in t]
+    assert charts, "no vital-sign chart"
+    page = reader.pages[charts[0]]
+    operators = [op for _operands, op in ContentStream(page.get_contents(), reader).operations]
+    assert operators.count(b"S") >= 5 and operators.count(b"l") + operators.count(b"c") >= 50
+
+
 def test_api_report_and_roles(client: FlaskClient, db_session: Session, team) -> None:  # type: ignore[no-untyped-def]
     _study(db_session, team)
     auditor = create_api_token(db_session, FACTORY_ACTOR, make_user(db_session, "auditor", None))

@@ -1,5 +1,5 @@
-"""Writers for the compliance report: CSV and JSON stream row by row; the PDF is rendered
-from HTML (the same SVG charts as the pages) with WeasyPrint, a few participants at a time."""
+"""Writers for the compliance report: CSV and JSON stream row by row; the PDF is laid out by
+Typst (the same SVG charts as the pages), a part of the participants at a time."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from flask import render_template
 from markupsafe import Markup
 
 from tracker.dosing.chart import ChartDose, ChartReading, render_vitals_chart
@@ -361,10 +360,10 @@ def participant_charts(
     return outcome_charts(record, protocol) + session_charts(record, protocol)
 
 
-PDF_PART_PARTICIPANTS = 20
-"""Participants laid out in one WeasyPrint document. Its layout holds every box of the
-document in memory (some 4 MB a participant with its charts), so the report is laid out a
-part at a time and the parts are joined: memory stays that of one part, time grows linearly."""
+PDF_PART_PARTICIPANTS = 50
+"""Participants laid out in one Typst document. The report is laid out a part at a time and
+the parts are joined as they are written, so memory stays that of one part (its document,
+its charts, its PDF) and time grows linearly with the participants."""
 
 
 def _parts(rows: Iterable[ParticipantResult]) -> Iterator[tuple[list[ParticipantResult], bool]]:
@@ -377,19 +376,6 @@ def _parts(rows: Iterable[ParticipantResult]) -> Iterator[tuple[list[Participant
         part.append(row)
     if part:
         yield part, True
-
-
-def _bookmarks(tree: list[Any], depth: int, offset: int) -> list[Bookmark]:
-    """WeasyPrint's bookmark tree (h1, h2, … with their pages) down to ``depth`` levels, flat,
-    its pages moved by ``offset``."""
-    from tracker.reports.pdf_join import Bookmark
-
-    found: list[Bookmark] = []
-    for label, (page, _x, _y), children, _state in tree:
-        found.append(Bookmark(label, page + offset))
-        if depth > 1:
-            found += _bookmarks(children, depth - 1, offset)
-    return found
 
 
 def write_pdf_report(
@@ -405,63 +391,78 @@ def write_pdf_report(
 ) -> int:
     """The report as one PDF written to ``output``: the front matter (title page with the
     protocol, the author, the time and the audit head; summary; pass-rate chart; safety items;
-    deviations), then per participant the results with evidence, the checklist signature and
-    the dosing sessions' vital-sign charts, with a bookmark per participant. ``summary`` is
-    filled while ``rows`` stream, so the front matter is laid out last and put first. Returns
-    the number of pages."""
-    from weasyprint import HTML
-
-    from tracker.reports.pdf_join import Bookmark, join_pdfs
+    deviations), then per participant the results with evidence, the checklist signature, the
+    outcome trajectories and the dosing sessions' vital-sign charts, with a bookmark per
+    participant. ``summary`` is filled while ``rows`` stream, so the front matter is laid out
+    last and put first. Laid out by Typst (``tracker.reports.pdf_layout``), a part of
+    PDF_PART_PARTICIPANTS at a time. Returns the number of pages."""
+    from tracker.reports import pdf_layout
+    from tracker.reports.pdf_join import Bookmark, join_pdfs, pages_and_outline
 
     with tempfile.TemporaryDirectory(prefix="tracker-report-") as folder:
         parts: list[Path] = []
         detail_bookmarks: list[Bookmark] = []
         detail_pages = detail_participants = 0
-        for part, last in _parts(rows):
-            html = render_template(
-                "reports/compliance_pdf_participants.html",
-                header=header,
-                rows=part,
-                charts={
-                    row.study_id: participant_charts(row.record, row.protocol)
+        laying_out: pdf_layout.Layout | None = None
+
+        def finish(layout: pdf_layout.Layout) -> None:
+            nonlocal detail_pages
+            path = layout.wait()
+            pages, found = pages_and_outline(path, detail_pages)
+            detail_bookmarks.extend(found)
+            detail_pages += pages
+            parts.append(path)
+
+        try:
+            # A part is read and made into a document while the previous one is laid out;
+            # its first page's number is known once that one is.
+            for part, last in _parts(rows):
+                charts = {
+                    row.study_id: [
+                        (title, str(svg))
+                        for title, svg in participant_charts(row.record, row.protocol)
+                    ]
                     for row in part
                     if row.record is not None and row.protocol is not None
-                },
-                first_page=detail_pages + 1,
-                last=last,
-            )
-            document = HTML(string=html).render()
-            path = Path(folder) / f"part-{len(parts):06d}.pdf"
-            document.write_pdf(path)
-            detail_bookmarks += _bookmarks(document.make_bookmark_tree(), 1, detail_pages)
-            detail_pages += len(document.pages)
-            detail_participants += len(part)
-            parts.append(path)
-            del document, html
+                }
+                document = pdf_layout.participant_detail(header, part, charts, last=last)
+                del charts
+                if laying_out is not None:
+                    finish(laying_out)
+                laying_out = pdf_layout.start(
+                    document,
+                    Path(folder) / f"part-{detail_participants:08d}.pdf",
+                    header.generated_at,
+                    first_page=detail_pages + 1,
+                )
+                detail_participants += len(part)
+                del document
+            if laying_out is not None:
+                finish(laying_out)
 
-        front = HTML(
-            string=render_template(
-                "reports/compliance_pdf.html",
-                header=header,
-                summary=summary,
-                deviations=deviations,
-                safety=safety,
-                outcomes=outcomes,
-                blinding=blinding,
-                accountability=accountability,
-                checks=check_catalogue(),
-                chart=pass_rate_chart(summary),
-                detail_participants=detail_participants,
-                detail_pages=detail_pages,
+            laying_out = pdf_layout.start(
+                pdf_layout.front_matter(
+                    header,
+                    summary,
+                    deviations,
+                    safety,
+                    outcomes,
+                    blinding,
+                    accountability,
+                    check_catalogue(),
+                    str(pass_rate_chart(summary)),
+                    detail_participants=detail_participants,
+                    detail_pages=detail_pages,
+                ),
+                Path(folder) / "front.pdf",
+                header.generated_at,
             )
-        ).render()
-        front_path = Path(folder) / "front.pdf"
-        front.write_pdf(front_path)
-        front_pages = len(front.pages)
-        bookmarks = _bookmarks(front.make_bookmark_tree(), 2, 0) + [
-            Bookmark(b.title, b.page + front_pages) for b in detail_bookmarks
-        ]
-        del front
+            front_path = laying_out.wait()
+        finally:
+            if laying_out is not None:
+                laying_out.stop()
+        front_pages, bookmarks = pages_and_outline(front_path)
+        bookmarks += [Bookmark(b.title, b.page + front_pages) for b in detail_bookmarks]
         return join_pdfs(
             [front_path, *parts],
             output,

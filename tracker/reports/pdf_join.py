@@ -180,6 +180,27 @@ def join_pdfs(
     return len(kids)
 
 
+def pages_and_outline(path: Path, offset: int = 0) -> tuple[int, list[Bookmark]]:
+    """The number of pages of the PDF at ``path`` and its outline, flat and in reading order,
+    the pages moved by ``offset`` (the file's first page in the joined one)."""
+    with pikepdf.open(path) as pdf:
+        pages: dict[tuple[int, int], int] = {
+            page.obj.objgen: index for index, page in enumerate(pdf.pages)
+        }
+        found: list[Bookmark] = []
+        with pdf.open_outline() as tree:
+            stack = list(reversed(tree.root))
+            while stack:
+                item = stack.pop()
+                destination = item.destination
+                if isinstance(destination, pikepdf.Array) and len(destination):
+                    page = pages.get(destination[0].objgen)
+                    if page is not None:
+                        found.append(Bookmark(item.title, page + offset))
+                stack.extend(reversed(item.children))
+        return len(pages), found
+
+
 def _write_outline(out: _Output, bookmarks: Sequence[Bookmark], kids: list[int]) -> int | None:
     """A flat outline: one entry per bookmark, each opening its page whole."""
     entries = [b for b in bookmarks if 0 <= b.page < len(kids)]
