@@ -108,24 +108,30 @@ def _finish_failed(db: Session, job: ExportJob, error: str, now: datetime) -> No
     )
 
 
+def next_claimable(db: Session, now: datetime) -> ExportJob | None:
+    """The oldest job a worker may take, locked; a row another worker has locked (claiming
+    it this moment) is passed by, never waited for."""
+    return db.scalar(
+        sa.select(ExportJob)
+        .where(
+            sa.or_(
+                ExportJob.state == "queued",
+                sa.and_(ExportJob.state == "running", ExportJob.lease_until < now),
+            )
+        )
+        .order_by(ExportJob.requested_at, ExportJob.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+
+
 def claim_next(db: Session, worker: str) -> Claimed | None:
     """Take the oldest job that is queued, or running under a lease that ran out (its worker
     stopped), for ``worker``; None when there is none. The caller commits at once and makes
     the file outside this transaction."""
     while True:
         now = utcnow()
-        job = db.scalar(
-            sa.select(ExportJob)
-            .where(
-                sa.or_(
-                    ExportJob.state == "queued",
-                    sa.and_(ExportJob.state == "running", ExportJob.lease_until < now),
-                )
-            )
-            .order_by(ExportJob.requested_at, ExportJob.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
+        job = next_claimable(db, now)
         if job is None:
             return None
         taken_over = job.worker if job.state == "running" else None
