@@ -126,6 +126,7 @@ def _register_feature_api_routes() -> None:
     from tracker.api import views as api_views
     from tracker.dosing import api as dosing_api
     from tracker.exchange import api as exchange_api
+    from tracker.jobs import api as jobs_api
     from tracker.notes import api as notes_api
     from tracker.outcomes import api as outcomes_api
     from tracker.participants import api as participants_api
@@ -139,6 +140,7 @@ def _register_feature_api_routes() -> None:
         api_views,
         dosing_api,
         exchange_api,
+        jobs_api,
         notes_api,
         outcomes_api,
         participants_api,
@@ -156,6 +158,7 @@ def _register_blueprints(app: Flask) -> None:
     from tracker.auth.views import bp as auth_bp
     from tracker.dosing.views import bp as dosing_bp
     from tracker.exchange.views import bp as exchange_bp
+    from tracker.jobs.views import bp as jobs_bp
     from tracker.main.views import bp as main_bp
     from tracker.notes.views import bp as notes_bp
     from tracker.outcomes.views import bp as outcomes_bp
@@ -181,6 +184,7 @@ def _register_blueprints(app: Flask) -> None:
         pharmacy_bp,
         reports_bp,
         exchange_bp,
+        jobs_bp,
         admin_bp,
         audit_bp,
         api_bp,

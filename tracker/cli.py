@@ -69,6 +69,7 @@ def register_cli(app: Flask) -> None:
         study,
         inventory,
         notify,
+        jobs,
         audit,
         report,
         export,
@@ -990,6 +991,51 @@ def notify_send(loop: bool, interval: int) -> None:
             f"{result.failed} failed."
         )
         if not loop:
+            return
+        time.sleep(interval)
+
+
+# --- jobs: background exports ---------------------------------------------------------------
+
+
+@click.group(cls=AppGroup)
+def jobs() -> None:
+    """Background exports: the files asked for from the browser and the API."""
+
+
+@jobs.command("work")
+@click.option("--loop", is_flag=True, help="Keep working until stopped (a worker).")
+@click.option("--once", is_flag=True, help="Make at most one file, then stop.")
+@click.option(
+    "--interval", default=5, show_default=True, help="Seconds between looks at an empty queue."
+)
+@click.option("--name", help="This worker's name in the job table (default: host:pid).")
+@with_appcontext
+def jobs_work(loop: bool, once: bool, interval: int, name: str | None) -> None:
+    """Make the files of waiting export jobs, one at a time, and delete the expired ones.
+    Without --loop it stops when the queue is empty. Several workers may run, on any server:
+    each job is leased to one; a job whose worker stopped is taken over when its lease ends."""
+    import time
+
+    from tracker.jobs.worker import default_worker_name, expire, exports_folder, kept_for, run_next
+
+    if loop and once:
+        _fail("--loop and --once exclude each other.")
+    database = _database()
+    folder, keep = exports_folder(), kept_for()
+    worker = name or default_worker_name()
+    while True:
+        expired = expire(database, folder)
+        if expired:
+            click.echo(f"{expired} expired files deleted.")
+        outcome = run_next(database, folder, keep, worker)
+        if outcome is not None:
+            click.echo(f"job {outcome.job_id}: {outcome.state} {outcome.detail}".rstrip())
+            if once:
+                return
+            continue
+        if not loop:
+            click.echo("No job waits.")
             return
         time.sleep(interval)
 

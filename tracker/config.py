@@ -83,6 +83,9 @@ class Settings:
     # Trusted reverse-proxy hops in front of the app (0: the peer address is the client's).
     proxy_fix: int = 0
     smtp: SmtpSettings | None = None
+    # Where background exports (tracker jobs work) write their files, and how long they stay.
+    exports_dir: Path | None = None
+    export_keep_hours: int = 72
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -105,6 +108,8 @@ class Settings:
             "TRACKER_PASSWORD_CHECK_RATE_LIMIT": self.password_check_rate_limit,
             "TRACKER_AUDIT_CHECKPOINT_DIR": str(self.audit_checkpoint_dir),
             "TRACKER_AUDIT_CHECKPOINT_MINUTES": self.audit_checkpoint_minutes,
+            "TRACKER_EXPORTS_DIR": str(self.exports_dir or self.instance_path / "exports"),
+            "TRACKER_EXPORT_KEEP_HOURS": self.export_keep_hours,
             "RATELIMIT_STORAGE_URI": self.ratelimit_storage_uri,
             "RATELIMIT_HEADERS_ENABLED": True,
             "SESSION_COOKIE_HTTPONLY": True,
@@ -313,6 +318,12 @@ def load_settings(
         audit_checkpoint_minutes=_int(env_vars, "TRACKER_AUDIT_CHECKPOINT_MINUTES", 5),
         proxy_fix=_hops(env_vars),
         smtp=_smtp(env_vars),
+        exports_dir=Path(
+            overrides.pop("exports_dir", None)
+            or env_vars.get("TRACKER_EXPORTS_DIR")
+            or instance / "exports"
+        ).resolve(),
+        export_keep_hours=_int(env_vars, "TRACKER_EXPORT_KEEP_HOURS", 72),
         extra={
             # Several installations may share one Redis: each counts under its own prefix.
             "RATELIMIT_KEY_PREFIX": env_vars.get("TRACKER_RATELIMIT_KEY_PREFIX", "tracker"),

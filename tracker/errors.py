@@ -38,6 +38,13 @@ class NotFound(DomainError):
     code = "not_found"
 
 
+class Gone(DomainError):
+    """It existed and was removed on purpose (an expired export's file) (410)."""
+
+    status = 410
+    code = "gone"
+
+
 class Unauthenticated(DomainError):
     status = 401
     code = "unauthorized"

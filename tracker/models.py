@@ -9,6 +9,7 @@ from tracker.dosing.models import (
     VitalSignAlert,
     VitalSignReading,
 )
+from tracker.jobs.models import ExportJob
 from tracker.notes.models import Note
 from tracker.notifications.models import Notification
 from tracker.outcomes.models import Assessment, MissedTimepoint
@@ -59,6 +60,7 @@ __all__ = [
     "DrugLot",
     "EmergencyUnblinding",
     "EntryWitness",
+    "ExportJob",
     "IdempotencyKey",
     "LedgerEntry",
     "LossReport",

@@ -59,6 +59,7 @@ class Permission(StrEnum):
     INVENTORY_REGISTER = "inventory.register"
     INVENTORY_EXPLAIN = "inventory.explain"
     DATA_EXPORT = "data.export"
+    EXPORT_JOBS = "exports.jobs"
 
 
 _EVERYONE = frozenset(Role)
@@ -121,6 +122,9 @@ ROLE_PERMISSIONS: dict[Permission, frozenset[Role]] = {
     # Data exchange (SPEC §13): the auditor and the statistician take the study's, the
     # investigator their site's; the arms only as the blinding allows (tracker.exchange.scope).
     Permission.DATA_EXPORT: frozenset({Role.AUDITOR, Role.INVESTIGATOR, Role.STATISTICIAN}),
+    # Background exports: whoever may export follows their own jobs and fetches their own
+    # files (which kind each may ask for is the kind's own permission, tracker.jobs.kinds).
+    Permission.EXPORT_JOBS: frozenset({Role.AUDITOR, Role.INVESTIGATOR, Role.STATISTICIAN}),
 }
 
 

@@ -210,6 +210,7 @@ def _concealed(app: Flask, db_session: Session, randomised) -> None:  # type: ig
         "fmt": "csv",
         "timepoint": "baseline",
         "instrument": "madrs",
+        "job_id": 1,
     }
     walked: set[str] = set()
     found = []

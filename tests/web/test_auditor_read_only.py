@@ -40,14 +40,17 @@ from tracker.safety.models import AdverseEvent
 from tracker.sessions.models import TherapySession
 
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
-# Tables a read may add to: the trail (a login, an export) and the browser sessions.
-UNWATCHED_TABLES = {"audit_events", "login_sessions", "alembic_version"}
+# Tables a read may add to: the trail (a login, an export), the browser sessions and the
+# background exports (an export the auditor asks for, made from what they read).
+UNWATCHED_TABLES = {"audit_events", "login_sessions", "alembic_version", "export_jobs"}
 # Columns a read may touch: when a token was last used.
 UNWATCHED_COLUMNS = {("api_tokens", "last_used_at")}
 # Write routes the auditor may use: signing in and out, their own password (sent here without
-# one, so nothing may change), and re-computing the chain (reads only). Not study data.
+# one, so nothing may change), re-computing the chain (reads only) and asking for a report's
+# file made in the background (an export, as a download is). Not study data.
 OWN_ACCOUNT = {"auth.login", "auth.logout", "auth.change_password"}
-AUDITOR_MAY = OWN_ACCOUNT | {"audit.verify_trail"}
+BACKGROUND_EXPORTS = {"jobs.prepare_compliance_pdf", "api.request_export_job"}
+AUDITOR_MAY = OWN_ACCOUNT | {"audit.verify_trail"} | BACKGROUND_EXPORTS
 SKIPPED = {"auth.logout"}  # would end the session the walk runs in; sent last, on its own
 NOT_THIS_METHOD = {404, 405}
 
@@ -87,6 +90,7 @@ class Rows:
             "lot_id": self.lot_id,
             "entry_id": self.entry_id,
             "kind": "count",
+            "job_id": 1,
         }
         missing = rule.arguments - values.keys()
         assert not missing, f"{rule.rule}: no real row for {sorted(missing)}; add one to Rows"

@@ -117,6 +117,7 @@ def study(db_session: Session, team):  # type: ignore[no-untyped-def]
         "fmt": "csv",
         "timepoint": "baseline",
         "instrument": "madrs",
+        "job_id": 1,  # none yet: a 404 past the permission check
     }
     return users, tokens, values
 

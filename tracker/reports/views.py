@@ -25,8 +25,10 @@ from tracker.study.services import definition_of
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 PAGE_LIMIT = 200
-# The PDF is laid out within the request, about 0.2 s a participant: a larger selection would
-# outlast a worker's timeout. The command line has no limit.
+# The PDF is laid out within the request, about 2 s to start and 0.03 to 0.1 s a participant
+# (Typst, docs/benchmarks.md): this many take some 10 s, far from a worker's 30 s timeout. A
+# larger selection is prepared in the background (``tracker.jobs``: "Prepare the PDF"); the
+# command line has no limit.
 WEB_PDF_MAX_PARTICIPANTS = 100
 
 
@@ -77,6 +79,8 @@ def compliance_page() -> ResponseReturnValue:
         sites=list_sites(db) if user.site_id is None else [],
         states=[s.value for s in State],
         args=request.args,
+        # The summary counts before the check and failures-only filters, as the cap does.
+        pdf_in_request=summary.participants <= WEB_PDF_MAX_PARTICIPANTS,
     )
 
 
@@ -115,9 +119,10 @@ def compliance_export(fmt: str) -> ResponseReturnValue:
         if in_scope > WEB_PDF_MAX_PARTICIPANTS:
             raise RuleViolation(
                 f"A PDF from the browser holds at most {WEB_PDF_MAX_PARTICIPANTS} participants; "
-                f"this selection has {in_scope:,}. Narrow it by site or state, export CSV or "
-                "JSON (any size), or write the PDF with `tracker report compliance --format "
-                "pdf` on the server.",
+                f"this selection has {in_scope:,}. Choose Prepare the PDF on the compliance "
+                "report (it is made in the background and listed under My exports), narrow it "
+                "by site or state, export CSV or JSON (any size), or write the PDF with "
+                "`tracker report compliance --format pdf` on the server.",
                 [f"{in_scope} participants in scope; at most {WEB_PDF_MAX_PARTICIPANTS}."],
             )
     header = compliance.report_header(db, user.printed_name, flt)

@@ -1,0 +1,133 @@
+"""What a job can make: a small registry, one entry per kind of file. An entry checks the
+parameters a request gives, and writes the file for its requester, reading in the session it
+is handed (the worker's read-only one); it returns how the export goes on the audit trail, so
+the worker records it in the transaction that marks the job done.
+
+The compliance report's PDF is the first kind; the data-exchange exports (ODM, SDTM, FHIR)
+follow the same shape."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from sqlalchemy.orm import Session
+
+from tracker.audit.services import Actor
+from tracker.auth.models import User
+from tracker.errors import InvalidInput
+from tracker.protocol import State
+from tracker.protocol.compliance import CHECKS_BY_ID
+from tracker.security import Permission, role_has
+
+# Writes the export's own audit event (``report.export`` and the like) with the requester
+# as its actor, in the worker's finishing transaction.
+ExportRecorder = Callable[[Session, Actor], None]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    title: str
+    extension: str
+    mimetype: str
+    # Who may ask for it: the permission of the same download made within a request.
+    permission: Permission
+    check: Callable[[Mapping[str, Any]], dict[str, Any]]
+    write: Callable[[Session, User, dict[str, Any], BinaryIO], ExportRecorder]
+    describe: Callable[[dict[str, Any]], str]
+
+    def file_stem(self) -> str:
+        return self.name.replace("_", "-")
+
+
+# --- the compliance report's PDF -----------------------------------------------------------
+
+_FILTER_FIELDS = ("site", "state", "check", "failures_only")
+
+
+def _compliance_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The report filter, as ``tracker.reports.views.filter_from_args`` reads it: a site code,
+    a state, a check id, failures only. Unknown keys are refused."""
+    unknown = sorted(set(values) - set(_FILTER_FIELDS))
+    if unknown:
+        raise InvalidInput(f"Unknown report filter {', '.join(unknown)}.", unknown)
+    site, state, check = (values.get(name) or None for name in ("site", "state", "check"))
+    for name, value in (("site", site), ("state", state), ("check", check)):
+        if value is not None and (not isinstance(value, str) or len(value) > 40):
+            raise InvalidInput(f"The {name} must be a short text.", [name])
+    if state is not None and state not in {s.value for s in State}:
+        raise InvalidInput(f"Unknown state {state!r}.", ["state"])
+    if check is not None and check not in CHECKS_BY_ID:
+        raise InvalidInput(f"Unknown check {check!r}.", ["check"])
+    failures = values.get("failures_only", False)
+    if not isinstance(failures, bool):
+        raise InvalidInput("failures_only must be true or false.", ["failures_only"])
+    parameters: dict[str, Any] = {
+        "site": site.upper() if site else None,
+        "state": state,
+        "check": check,
+        "failures_only": failures,
+    }
+    return {key: value for key, value in parameters.items() if value}
+
+
+def _write_compliance_pdf(
+    db: Session, user: User, parameters: dict[str, Any], handle: BinaryIO
+) -> ExportRecorder:
+    from tracker.reports import compliance
+    from tracker.reports.writing import write_report_pdf
+
+    flt = compliance.ReportFilter(**parameters)
+    header = compliance.report_header(db, user.printed_name, flt)
+    write_report_pdf(db, user, flt, header, compliance.Summary(), handle)
+
+    def record(writes: Session, actor: Actor) -> None:
+        compliance.record_export(writes, actor, "pdf", flt, header)
+
+    return record
+
+
+def _describe_filter(parameters: dict[str, Any]) -> str:
+    parts = [
+        f"site {parameters['site']}" if parameters.get("site") else "",
+        f"state {str(parameters['state']).replace('_', ' ')}" if parameters.get("state") else "",
+        f"check {parameters['check']}" if parameters.get("check") else "",
+        "failures only" if parameters.get("failures_only") else "",
+    ]
+    return ", ".join(p for p in parts if p) or "every participant you see"
+
+
+COMPLIANCE_PDF = JobKind(
+    name="compliance_pdf",
+    title="Compliance report (PDF)",
+    extension="pdf",
+    mimetype="application/pdf",
+    permission=Permission.REPORTS_EXPORT,
+    check=_compliance_parameters,
+    write=_write_compliance_pdf,
+    describe=_describe_filter,
+)
+
+KINDS: dict[str, JobKind] = {kind.name: kind for kind in (COMPLIANCE_PDF,)}
+
+
+def kind_of(name: str) -> JobKind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise InvalidInput(f"Unknown kind of export {name!r}.", sorted(KINDS)) from None
+
+
+def may_make(user: User | None, kind: JobKind) -> str | None:
+    """Why ``user`` may not have ``kind`` made now (None: they may). Checked when the job is
+    asked for and again when it runs: a user disabled or moved to another role meanwhile
+    gets no file."""
+    if user is None:
+        return "the requester no longer exists"
+    if not user.is_active:
+        return "the requester's account is disabled"
+    if not role_has(user.role, kind.permission):
+        return f"the {user.role} role may not have a {kind.title.lower()} made"
+    return None
