@@ -9,7 +9,7 @@ that number, the function adds the number it takes and the closing brace. It ret
 sequence number, the previous hash, the hash and how long it waited for the lock.
 
 Revision ID: 0ccef3491fd0
-Revises: b8df024aed3b
+Revises: 7e994efc4507
 Create Date: 2026-12-07 16:30:00
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0ccef3491fd0"
-down_revision = "b8df024aed3b"
+down_revision = "7e994efc4507"
 branch_labels = None
 depends_on = None
 
