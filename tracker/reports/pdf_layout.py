@@ -174,7 +174,13 @@ def _title_page(
     header: ReportHeader, summary: Summary, detail_participants: int, detail_pages: int
 ) -> list[Block]:
     if header.audit_ok:
-        audit = _styled(f"{header.audit_events} events; the chain verifies", "")
+        since = (
+            f" (events {header.audit_verified_from + 1} onwards checked for this report, the"
+            " ones before at the last verification)"
+            if header.audit_verified_from
+            else ""
+        )
+        audit = _styled(f"{header.audit_events} events; the chain verifies{since}", "")
     else:
         audit = _styled(
             f"{header.audit_events} events; the chain does NOT verify: {header.audit_problem}",
