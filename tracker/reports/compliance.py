@@ -57,6 +57,18 @@ class ReportHeader:
     # The events up to here were verified before (the signed mark), not re-read for this one.
     audit_verified_from: int = 0
 
+    @property
+    def audit_checked(self) -> str:
+        """Which events this report's verification read (empty: all of them)."""
+        if not self.audit_verified_from:
+            return ""
+        if self.audit_verified_from >= self.audit_events:
+            return "no events since the last verification"
+        return (
+            f"events {self.audit_verified_from + 1} to {self.audit_events} checked now, the "
+            "ones before at the last verification"
+        )
+
     def to_dict(self) -> dict[str, object]:
         return {
             "title": self.title,

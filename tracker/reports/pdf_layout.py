@@ -174,12 +174,7 @@ def _title_page(
     header: ReportHeader, summary: Summary, detail_participants: int, detail_pages: int
 ) -> list[Block]:
     if header.audit_ok:
-        since = (
-            f" (events {header.audit_verified_from + 1} onwards checked for this report, the"
-            " ones before at the last verification)"
-            if header.audit_verified_from
-            else ""
-        )
+        since = f" ({header.audit_checked})" if header.audit_checked else ""
         audit = _styled(f"{header.audit_events} events; the chain verifies{since}", "")
     else:
         audit = _styled(
