@@ -76,7 +76,11 @@ class Demo:
     def exports(self) -> list[AuditEvent]:
         with self.database.session_scope() as db:
             events = list(
-                db.scalars(sa.select(AuditEvent).where(AuditEvent.action == "data.export"))
+                db.scalars(
+                    sa.select(AuditEvent)
+                    .where(AuditEvent.action == "data.export")
+                    .order_by(AuditEvent.seq)
+                )
             )
             db.expunge_all()
             return events
