@@ -167,10 +167,11 @@ def _append_in_the_database(db: Session, pending: list[AuditEvent]) -> None:
         }
         for event in pending
     ]
+    connection = db.connection()  # Core: nothing of the ORM runs under the lock
     called = time.perf_counter()
     waited = 0.0
     for event, call in zip(pending, calls, strict=True):
-        row = db.execute(APPEND, call).one()
+        row = connection.execute(APPEND, call).one()
         event.seq, event.prev_hash, event.hash = row.seq, row.prev_hash, row.hash
         waited += row.lock_wait
     if LOCK_TIMES not in db.info:  # the first append of the transaction took the lock
