@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from benchmarks.generate import BENCH_PASSWORD
+from tracker import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,6 +104,8 @@ def ensure_seeded(server: str, database: str, participants: int) -> str:
         except sa.exc.ProgrammingError:
             count = 0
     engine.dispose()
+    if count == participants:
+        migrate.upgrade(url)  # seeded by an older tree: bring its schema to this one's
     if count != participants:
         if count:
             raise SystemExit(f"{database} holds {count} participants, not {participants}: drop it")

@@ -141,9 +141,11 @@ def append_recorded(db: Session) -> None:
 
 
 APPEND = sa.text(
-    "SELECT seq, prev_hash, hash, lock_wait FROM audit_append(:lock_key, :content, "
-    ":occurred_at, :actor_id, :actor, :role, :action, :entity_type, :entity_id, "
-    "CAST(:old_values AS json), CAST(:new_values AS json), :reason, :ip_address)"
+    "SELECT seq, prev_hash, hash, lock_wait FROM audit_append(CAST(:lock_key AS bigint), "
+    "CAST(:content AS text), CAST(:occurred_at AS timestamptz), CAST(:actor_id AS integer), "
+    "CAST(:actor AS varchar), CAST(:role AS varchar), CAST(:action AS varchar), "
+    "CAST(:entity_type AS varchar), CAST(:entity_id AS varchar), CAST(:old_values AS json), "
+    "CAST(:new_values AS json), CAST(:reason AS text), CAST(:ip_address AS varchar))"
 )
 
 
