@@ -273,15 +273,22 @@ def _raw(engine: sa.Engine, script: str, params: dict[str, Any]) -> Callable[[],
     return run
 
 
-def pages(url: str, label: str, with_timing: bool) -> None:
-    app = _app(url)
-    engine = sa.create_engine(url)
+def _a_completed_participant(engine: sa.Engine) -> tuple[int, int]:
+    """The site and id of the first completed participant: every kind of record to show."""
     with engine.connect() as connection:
         site, pid = connection.execute(
             sa.text(
                 "SELECT site_id, id FROM participants WHERE state = 'completed' ORDER BY id LIMIT 1"
             )
         ).one()
+    return int(site), int(pid)
+
+
+def pages(url: str, label: str, with_timing: bool) -> None:
+    app = _app(url)
+    engine = sa.create_engine(url)
+    site, pid = _a_completed_participant(engine)
+    with engine.connect() as connection:
         session_id = connection.scalar(
             sa.text(
                 "SELECT min(id) FROM therapy_sessions WHERE participant_id = :p AND kind = 'dosing'"
@@ -359,12 +366,8 @@ def compliance_page(url: str, label: str) -> None:
 
     app = _app(url)
     engine = sa.create_engine(url)
+    site, pid = _a_completed_participant(engine)
     with engine.connect() as connection:
-        site, pid = connection.execute(
-            sa.text(
-                "SELECT site_id, id FROM participants WHERE state = 'completed' ORDER BY id LIMIT 1"
-            )
-        ).one()
         events = connection.scalar(sa.text("SELECT count(*) FROM audit_events"))
     coordinator = _client(app, f"s{site:02d}-coordinator1")
     store = app.extensions[CHECKPOINTS]

@@ -4,40 +4,20 @@ cut-off tail, a recomputed chain or an older backup, the checkpoints do."""
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from tests.conftest import make_test_app
-from tests.factories import PASSWORD, make_user
-from tracker import clock, migrate
+from tests.factories import make_user
+from tracker import clock
 from tracker.audit.chain import compute_hash
 from tracker.audit.checkpoints import LATEST
 from tracker.audit.models import AuditEvent
 from tracker.audit.services import CHECKPOINTS, verify
 from tracker.config import ConfigError, load_settings
 from tracker.db import get_database
-from tracker.histories import Team, protocol_history, run_histories
-
-
-@pytest.fixture
-def study(tmp_path: Path) -> Flask:
-    """A SQLite file study of its own (its triggers are dropped by the tampering below)."""
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    migrate.upgrade(url)
-    app = make_test_app(url, str(tmp_path / "instance"))
-    with app.app_context(), get_database(app).session_scope() as session:
-        team = Team(
-            make_user(session, "coordinator", "S01"),
-            make_user(session, "investigator", "S01"),
-            [make_user(session, "therapist", "S01") for _ in range(2)],
-            PASSWORD,
-        )
-        run_histories([protocol_history(session, team, random.Random(5), "integration")])
-    return app
 
 
 def _cli(app: Flask, *args: str):  # type: ignore[no-untyped-def]

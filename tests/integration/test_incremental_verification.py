@@ -7,40 +7,18 @@ back to the full verification."""
 from __future__ import annotations
 
 import json
-import random
-from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from tests.conftest import login, make_test_app
-from tests.factories import PASSWORD, make_user
-from tracker import migrate
+from tests.conftest import login
+from tests.factories import make_user
 from tracker.audit.chain import compute_hash
 from tracker.audit.checkpoints import VERIFIED, CheckpointStore
 from tracker.audit.models import AuditEvent
 from tracker.audit.services import CHECKPOINTS, verify, verify_since_mark
 from tracker.db import get_database
-from tracker.histories import Team, protocol_history, run_histories
-
-
-@pytest.fixture
-def study(tmp_path: Path) -> Flask:
-    """A SQLite file study of its own (the tampering below drops its triggers)."""
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    migrate.upgrade(url)
-    app = make_test_app(url, str(tmp_path / "instance"))
-    with app.app_context(), get_database(app).session_scope() as session:
-        team = Team(
-            make_user(session, "coordinator", "S01"),
-            make_user(session, "investigator", "S01"),
-            [make_user(session, "therapist", "S01") for _ in range(2)],
-            PASSWORD,
-        )
-        run_histories([protocol_history(session, team, random.Random(7), "integration")])
-    return app
 
 
 def _store(app: Flask) -> CheckpointStore:
