@@ -40,7 +40,10 @@ def upgrade() -> None:
         sa.Column("expires_at", tracker.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("file_deleted_at", tracker.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("downloads", sa.Integer(), nullable=False),
-        sa.CheckConstraint("kind IN ('compliance_pdf')", name=op.f("ck_export_jobs_kind_known")),
+        sa.CheckConstraint(
+            "kind IN ('compliance_pdf', 'odm', 'sdtm_xpt', 'sdtm_json', 'sdtm_csv', 'fhir')",
+            name=op.f("ck_export_jobs_kind_known"),
+        ),
         sa.CheckConstraint(
             "state <> 'done' OR (file_name IS NOT NULL AND file_size IS NOT NULL AND file_sha256 IS NOT NULL AND expires_at IS NOT NULL)",
             name=op.f("ck_export_jobs_done_has_file"),

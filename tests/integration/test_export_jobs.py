@@ -34,6 +34,7 @@ from tracker.db import get_database
 from tracker.histories import protocol_history, run_histories
 from tracker.jobs import kinds, services, worker
 from tracker.jobs.models import ExportJob
+from tracker.participants.models import Participant
 
 KEEP = timedelta(hours=72)
 
@@ -315,3 +316,58 @@ def test_two_workers_never_take_the_same_job(backend: str, tmp_path: Path) -> No
                     assert {r.worker for r in rows} == {"worker-1", "worker-2"}
         finally:
             database.engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["odm", "sdtm_xpt", "fhir"])
+def test_a_data_exchange_export_is_made_with_the_requesters_scope_and_on_record(
+    app: Flask, db_session: Session, auditor: User, folder: Path, context: None, kind: str
+) -> None:
+    """What the download would have been: every participant the auditor sees, blinded, the
+    export on record as ``data.export`` by the requester."""
+    import json
+    import xml.etree.ElementTree as ET
+    import zipfile
+
+    job = services.request_job(db_session, actor(auditor), auditor, kind, {})
+    db_session.commit()
+    outcome = worker.run_next(get_database(app), folder, KEEP, "worker-1")
+    assert outcome is not None and outcome.state == "done", outcome
+    db_session.expire_all()
+    made = db_session.get_one(ExportJob, job.id)
+    assert made.file_name is not None and made.file_name.endswith(kinds.KINDS[kind].extension)
+    data = (folder / made.file_name).read_bytes()
+    study_ids = set(db_session.scalars(sa.select(Participant.study_id)))
+    if kind == "odm":
+        subjects = {
+            element.get("SubjectKey")
+            for element in ET.fromstring(data).iter(  # noqa: S314 (the tracker's own file)
+                "{http://www.cdisc.org/ns/odm/v1.3}SubjectData"
+            )
+        }
+        assert subjects == study_ids
+    elif kind == "sdtm_xpt":
+        names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+        assert any(name.endswith("/dm.xpt") for name in names), names
+    else:
+        bundle = json.loads(data)
+        subjects = [
+            e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+        ]
+        assert len(subjects) == len(study_ids)
+    export = db_session.scalars(
+        sa.select(AuditEvent).where(AuditEvent.action == "data.export").order_by(AuditEvent.seq)
+    ).all()[-1]
+    assert export.actor_id == auditor.id
+    assert export.new_values["arms"] is False  # the auditor is blinded
+    assert verify(db_session).ok
+
+
+def test_a_data_exchange_job_takes_a_site_and_nothing_else(
+    db_session: Session, auditor: User
+) -> None:
+    from tracker.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="Unknown export parameter state"):
+        services.request_job(db_session, actor(auditor), auditor, "odm", {"state": "completed"})
+    job = services.request_job(db_session, actor(auditor), auditor, "odm", {"site": " s01"})
+    assert job.parameters == {"site": "S01"}

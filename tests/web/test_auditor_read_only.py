@@ -49,7 +49,11 @@ UNWATCHED_COLUMNS = {("api_tokens", "last_used_at")}
 # one, so nothing may change), re-computing the chain (reads only) and asking for a report's
 # file made in the background (an export, as a download is). Not study data.
 OWN_ACCOUNT = {"auth.login", "auth.logout", "auth.change_password"}
-BACKGROUND_EXPORTS = {"jobs.prepare_compliance_pdf", "api.request_export_job"}
+BACKGROUND_EXPORTS = {
+    "jobs.prepare_compliance_pdf",
+    "jobs.prepare_exchange",
+    "api.request_export_job",
+}
 AUDITOR_MAY = OWN_ACCOUNT | {"audit.verify_trail"} | BACKGROUND_EXPORTS
 SKIPPED = {"auth.logout"}  # would end the session the walk runs in; sent last, on its own
 NOT_THIS_METHOD = {404, 405}

@@ -158,7 +158,15 @@ def test_the_api_queues_follows_and_fetches(
         headers=api,
     )
     assert refused.status_code == 400
-    assert client.post("/api/v1/exports/jobs", json={"kind": "odm"}, headers=api).status_code == 400
+    unknown = client.post("/api/v1/exports/jobs", json={"kind": "casebook"}, headers=api)
+    assert unknown.status_code == 400
+    # A data-exchange export takes a site and nothing of the report's filter.
+    mixed = client.post(
+        "/api/v1/exports/jobs",
+        json={"kind": "odm", "parameters": {"state": "completed"}},
+        headers=api,
+    )
+    assert mixed.status_code == 400 and "state" in mixed.get_json()["error"]["message"]
     made = client.post(
         "/api/v1/exports/jobs",
         json={"kind": "compliance_pdf", "parameters": {"site": "s01", "failures_only": True}},
@@ -235,3 +243,34 @@ def test_a_blinded_investigators_file_holds_no_arm(
     text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.data)).pages)
     assert "S01-0001" in text and "Blinding" in text
     assert CONCEALED.search(text) is None
+
+
+def test_past_the_download_cap_the_data_exchange_page_prepares_each_export(
+    app: Flask,
+    client: FlaskClient,
+    db_session: Session,
+    team,
+    signed_in,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from tracker.exchange import downloads
+
+    _study(db_session, team)
+    monkeypatch.setattr(downloads, "WEB_EXPORT_MAX_PARTICIPANTS", 2)
+    signed_in("auditor")
+    page = client.get("/exports/").get_data(as_text=True)
+    assert "Download ODM (XML)" not in page
+    for label in ("Prepare ODM (XML)", "Prepare SAS XPORT v5", "Prepare the study bundle"):
+        assert label in page
+    assert "My exports" in page
+    token = csrf_token(client, "/exports/")
+    queued = client.post(
+        "/exports/jobs/exchange", data={"kind": "sdtm_xpt", "site": "S01", "csrf_token": token}
+    )
+    assert queued.status_code == 302 and queued.headers["Location"].endswith("/exports/jobs/")
+    assert "SDTM, SAS XPORT (ZIP)" in client.get("/exports/jobs/").get_data(as_text=True)
+    assert _work(app) == "done"
+    refused = client.post(
+        "/exports/jobs/exchange", data={"kind": "compliance_pdf", "csrf_token": token}
+    )
+    assert refused.status_code == 400

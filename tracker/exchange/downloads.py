@@ -29,8 +29,8 @@ from tracker.participants.models import Participant
 
 CHUNK = 64 * 1024
 # An export takes some 10 ms a participant (docs/benchmarks.md): a larger one from the browser
-# or the API would outlast a gunicorn worker's 30 s timeout mid-download. The command line has
-# no limit.
+# or the API would outlast a gunicorn worker's 30 s timeout mid-download; it is made in the
+# background instead (tracker.jobs). The command line has no limit.
 WEB_EXPORT_MAX_PARTICIPANTS = 1000
 
 
@@ -41,8 +41,9 @@ def _scope_for(user: User, site: str | None, *, capped: bool = True) -> ExportSc
     if count > WEB_EXPORT_MAX_PARTICIPANTS:
         raise RuleViolation(
             f"{count:,} participants are more than a download carries "
-            f"({WEB_EXPORT_MAX_PARTICIPANTS:,}): choose a site, or export on the server "
-            "with `tracker export`.",
+            f"({WEB_EXPORT_MAX_PARTICIPANTS:,}): choose a site, prepare it in the background "
+            "(Prepare on the Data exchange page, or POST /api/v1/exports/jobs), or export on "
+            "the server with `tracker export`.",
             details=[f"participants: {count}"],
         )
     return scope

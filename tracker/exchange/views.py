@@ -32,6 +32,7 @@ def exports_page() -> ResponseReturnValue:
         participants=participant_count(db, participants_query(user, _site())),
         sites=list_sites(db) if user.site_id is None else [],
         site=_site(),
+        download_max=downloads.WEB_EXPORT_MAX_PARTICIPANTS,
     )
 
 

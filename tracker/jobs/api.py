@@ -22,7 +22,8 @@ from tracker.security import Permission, authenticated_user, requires
 
 
 class CompliancePdfParameters(Strict):
-    """The compliance report's filter, as ``GET /reports/compliance`` takes it."""
+    """The compliance report's filter, as ``GET /reports/compliance`` takes it; a data-exchange
+    export (``odm``, ``sdtm_xpt``, ``sdtm_json``, ``sdtm_csv``, ``fhir``) takes ``site`` only."""
 
     site: str | None = Field(default=None, max_length=40)
     state: State | None = None
@@ -31,7 +32,7 @@ class CompliancePdfParameters(Strict):
 
 
 class ExportJobRequest(Strict):
-    kind: Literal["compliance_pdf"]
+    kind: Literal["compliance_pdf", "odm", "sdtm_xpt", "sdtm_json", "sdtm_csv", "fhir"]
     parameters: CompliancePdfParameters = Field(default_factory=CompliancePdfParameters)
 
 
@@ -79,7 +80,10 @@ def _out(job: JobView) -> ExportJobOut:
     bp,
     "/exports/jobs",
     "POST",
-    summary="Ask for a file made in the background (the compliance report's PDF); 202 with the job",
+    summary=(
+        "Ask for a file made in the background (the compliance report's PDF, a data-exchange "
+        "export); 202 with the job"
+    ),
     tag="exports",
     body=ExportJobRequest,
     response=ExportJobOut,
@@ -88,7 +92,7 @@ def _out(job: JobView) -> ExportJobOut:
 @requires(Permission.EXPORT_JOBS)
 def request_export_job() -> ResponseReturnValue:
     body = parse_body(ExportJobRequest)
-    parameters = body.parameters.model_dump(mode="json", exclude_none=True)
+    parameters = body.parameters.model_dump(mode="json", exclude_defaults=True)
     job = services.request_job(
         get_db(), current_actor(), authenticated_user(), body.kind, parameters
     )

@@ -3,8 +3,8 @@ parameters a request gives, and writes the file for its requester, reading in th
 is handed (the worker's read-only one); it returns how the export goes on the audit trail, so
 the worker records it in the transaction that marks the job done.
 
-The compliance report's PDF is the first kind; the data-exchange exports (ODM, SDTM, FHIR)
-follow the same shape."""
+The compliance report's PDF, and the data-exchange exports (ODM, the SDTM datasets in each
+format, the FHIR study bundle) past what a download carries."""
 
 from __future__ import annotations
 
@@ -110,7 +110,108 @@ COMPLIANCE_PDF = JobKind(
     describe=_describe_filter,
 )
 
-KINDS: dict[str, JobKind] = {kind.name: kind for kind in (COMPLIANCE_PDF,)}
+# --- the data exchange (SPEC §13) ----------------------------------------------------------
+
+
+def _exchange_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A site code, or every site the requester sees."""
+    unknown = sorted(set(values) - {"site"})
+    if unknown:
+        raise InvalidInput(f"Unknown export parameter {', '.join(unknown)}.", unknown)
+    site = values.get("site") or None
+    if site is not None and (not isinstance(site, str) or len(site) > 40):
+        raise InvalidInput("The site must be a short text.", ["site"])
+    return {"site": site.strip().upper()} if site else {}
+
+
+def _exchange_writer(
+    standard: str, fmt: str
+) -> Callable[[Session, User, dict[str, Any], BinaryIO], ExportRecorder]:
+    """Writes the export of ``standard`` in ``fmt`` with the requester's scope (their site
+    and their blinding, as the download would have it)."""
+
+    def write(
+        db: Session, user: User, parameters: dict[str, Any], handle: BinaryIO
+    ) -> ExportRecorder:
+        from tracker.exchange.scope import export_scope
+        from tracker.exchange.services import record_export
+
+        scope = export_scope(db, user, user.username, site=parameters.get("site"))
+        if standard == "odm":
+            from tracker.exchange.odm import odm_document
+
+            for text in odm_document(db, scope):
+                handle.write(text.encode("utf-8"))
+        elif standard == "fhir":
+            from tracker.exchange.fhir import study_bundle
+
+            for text in study_bundle(db, scope):
+                handle.write(text.encode("utf-8"))
+        else:
+            _write_sdtm_archive(db, scope, fmt, handle)
+
+        def record(writes: Session, actor: Actor) -> None:
+            record_export(writes, actor, standard, fmt, scope)
+
+        return record
+
+    return write
+
+
+def _write_sdtm_archive(db: Session, scope: Any, fmt: str, handle: BinaryIO) -> None:
+    """The datasets written to a scratch folder, then into ``handle`` as a ZIP (a folder per
+    study, as the download's)."""
+    import shutil
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    from tracker.exchange.datasets import write_sdtm
+
+    scratch = Path(tempfile.mkdtemp(prefix="tracker-sdtm-job-"))
+    try:
+        write_sdtm(db, scope, fmt, scratch)
+        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+            for path in sorted(scratch.rglob("*")):
+                if path.is_file():
+                    bundle.write(path, path.relative_to(scratch).as_posix())
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _describe_site(parameters: dict[str, Any]) -> str:
+    site = parameters.get("site")
+    return f"site {site}" if site else "every participant you see"
+
+
+def _exchange_kind(
+    name: str, title: str, standard: str, fmt: str, extension: str, mimetype: str
+) -> JobKind:
+    return JobKind(
+        name=name,
+        title=title,
+        extension=extension,
+        mimetype=mimetype,
+        permission=Permission.DATA_EXPORT,
+        check=_exchange_parameters,
+        write=_exchange_writer(standard, fmt),
+        describe=_describe_site,
+    )
+
+
+EXCHANGE_KINDS = (
+    _exchange_kind("odm", "CDISC ODM (XML)", "odm", "xml", "xml", "application/xml"),
+    _exchange_kind("sdtm_xpt", "SDTM, SAS XPORT (ZIP)", "sdtm", "xpt", "zip", "application/zip"),
+    _exchange_kind(
+        "sdtm_json", "SDTM, Dataset-JSON (ZIP)", "sdtm", "json", "zip", "application/zip"
+    ),
+    _exchange_kind("sdtm_csv", "SDTM, CSV (ZIP)", "sdtm", "csv", "zip", "application/zip"),
+    _exchange_kind(
+        "fhir", "FHIR study bundle (JSON)", "fhir", "json", "json", "application/fhir+json"
+    ),
+)
+
+KINDS: dict[str, JobKind] = {kind.name: kind for kind in (COMPLIANCE_PDF, *EXCHANGE_KINDS)}
 
 
 def kind_of(name: str) -> JobKind:

@@ -18,14 +18,17 @@ from tracker.db import Base, utcnow
 STATES = ("queued", "running", "done", "failed")
 # The kinds a worker knows how to make (tracker.jobs.kinds holds how); a new kind is a new
 # entry there and in this constraint.
-KINDS = ("compliance_pdf",)
+KINDS = ("compliance_pdf", "odm", "sdtm_xpt", "sdtm_json", "sdtm_csv", "fhir")
 
 
 class ExportJob(Base):
     __tablename__ = "export_jobs"
     __table_args__ = (
         sa.CheckConstraint("state IN ('queued', 'running', 'done', 'failed')", name="state_known"),
-        sa.CheckConstraint("kind IN ('compliance_pdf')", name="kind_known"),
+        sa.CheckConstraint(
+            "kind IN ('compliance_pdf', 'odm', 'sdtm_xpt', 'sdtm_json', 'sdtm_csv', 'fhir')",
+            name="kind_known",
+        ),
         sa.CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         sa.CheckConstraint(
             "state <> 'running' OR (worker IS NOT NULL AND lease_until IS NOT NULL)",

@@ -1,5 +1,6 @@
 """My exports: the background exports a user asked for, their state, and the download of a
-made file (the requester's alone); and asking for the compliance report's PDF."""
+made file (the requester's alone); and asking for the compliance report's PDF or a
+data-exchange export."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from flask.typing import ResponseReturnValue
 
 from tracker.auth.signin import current_actor
 from tracker.db import get_db
+from tracker.errors import InvalidInput
 from tracker.jobs import queries, services
 from tracker.jobs.downloads import download_response
-from tracker.jobs.kinds import COMPLIANCE_PDF
+from tracker.jobs.kinds import COMPLIANCE_PDF, EXCHANGE_KINDS, KINDS
 from tracker.jobs.presenters import job_view
 from tracker.security import Permission, authenticated_user, requires
 
@@ -52,6 +54,25 @@ def prepare_compliance_pdf() -> ResponseReturnValue:
     job = services.request_job(get_db(), current_actor(), user, COMPLIANCE_PDF.name, parameters)
     flash(
         f"The PDF is being prepared (export {job.id}); it appears here when it is ready.",
+        "success",
+    )
+    return redirect(url_for("jobs.job_list"))
+
+
+@bp.route("/exchange", methods=["POST"])
+@requires(Permission.DATA_EXPORT)
+def prepare_exchange() -> ResponseReturnValue:
+    """Queue a data-exchange export (ODM, SDTM, FHIR) too large to download at once."""
+    kind = request.form.get("kind", "")
+    if kind not in {k.name for k in EXCHANGE_KINDS}:
+        raise InvalidInput(f"Unknown data-exchange export {kind!r}.", ["kind"])
+    user = authenticated_user()
+    job = services.request_job(
+        get_db(), current_actor(), user, kind, {"site": request.form.get("site") or None}
+    )
+    flash(
+        f"The {KINDS[kind].title} is being prepared (export {job.id}); it appears here when it "
+        "is ready.",
         "success",
     )
     return redirect(url_for("jobs.job_list"))
