@@ -21,6 +21,7 @@ from tests.reliability.servers import CookieBrowser, gunicorn, server_environmen
 from tests.reliability.test_live_exports import GENEROUS_RATE_LIMIT, wait_until_no_transaction
 from tests.support.databases import BACKENDS, scratch_database
 from tracker import ROOT
+from tracker.audit.models import AuditEvent
 from tracker.jobs.models import ExportJob
 
 WORKER_TIMEOUT = 120
@@ -104,3 +105,49 @@ def test_a_pdf_asked_for_in_the_browser_is_made_by_a_worker_and_downloaded(
         finally:
             database.engine.dispose()
         assert sorted(p.suffix for p in exports.iterdir()) == [".pdf", ".pdf"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_data_exchange_export_prepared_in_the_background_downloads_whole(
+    backend: str, tmp_path: Path
+) -> None:
+    """Past what a download carries, the ODM is a job: a real worker makes it, from a read
+    session of its own that has ended before the export goes on record."""
+    import xml.etree.ElementTree as ET
+
+    exports = tmp_path / "exports"
+    with scratch_database(backend, tmp_path) as url:
+        study = seed_small_study(url)
+        extra = {**GENEROUS_RATE_LIMIT, "TRACKER_EXPORTS_DIR": str(exports)}
+        with gunicorn(url, tmp_path, workers=2, extra_env=extra) as server:
+            browser = CookieBrowser(server.url)
+            assert browser.login(study.usernames["auditor"], PASSWORD).status_code == 302
+            asked = browser.request(
+                "POST",
+                "/exports/jobs/exchange",
+                data={"csrf_token": browser.csrf("/exports/"), "kind": "odm"},
+            )
+            assert asked.status_code == 302, asked.text[:500]
+            process = start_worker(url, tmp_path, exports, "w1")
+            out, err = process.communicate(timeout=WORKER_TIMEOUT)
+            assert process.returncode == 0 and "Traceback" not in err, err[-3000:]
+            assert re.search(r"job \d+: done", out), out
+            listing = browser.request("GET", "/exports/jobs/").text
+            (link,) = re.findall(r'href="(/exports/jobs/\d+/file)"', listing)
+            response = browser.request("GET", link)
+            assert response.status_code == 200
+            root = ET.fromstring(response.content)  # noqa: S314 (the tracker's own file)
+            assert root.tag == "{http://www.cdisc.org/ns/odm/v1.3}ODM"
+            assert wait_until_no_transaction(url) == []
+            assert "Traceback" not in server.log_text()
+        database = open_database(url)
+        try:
+            with database.session_scope() as session:
+                job = session.scalars(sa.select(ExportJob)).one()
+                assert (job.kind, job.state, job.downloads) == ("odm", "done", 1)
+                export = session.scalars(
+                    sa.select(AuditEvent).where(AuditEvent.action == "data.export")
+                ).one()
+                assert export.actor == study.usernames["auditor"]
+        finally:
+            database.engine.dispose()

@@ -8,6 +8,7 @@ format, the FHIR study bundle) past what a download carries."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -150,8 +151,12 @@ def _exchange_writer(
         else:
             _write_sdtm_archive(db, scope, fmt, handle)
 
+        # Recorded in another session, after this one has ended: the scope keeps its values,
+        # not the user read here (which that session's end expires).
+        recorded = dataclasses.replace(scope, user=None, site=scope.covered_site)
+
         def record(writes: Session, actor: Actor) -> None:
-            record_export(writes, actor, standard, fmt, scope)
+            record_export(writes, actor, standard, fmt, recorded)
 
         return record
 
