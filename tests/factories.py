@@ -180,3 +180,21 @@ def keep_ledger(session: Session, team, units: int = 5000):  # type: ignore[no-u
         witness=team.coordinator.username,
     )
     return dataclasses.replace(team, pharmacist=pharmacist), receipt
+
+
+def randomised_depression_study(session: Session):  # type: ignore[no-untyped-def]
+    """The depression protocol (mdma-mdd-v2, randomised) active, a statistician who made its
+    list (8 per stratum, seed 5) and a rater at S01: returns (version, statistician, rater)."""
+    from tracker.paths import FIXTURES
+    from tracker.randomisation.services import generate_for
+    from tracker.study.services import activate_protocol
+
+    version = activate_protocol(
+        session,
+        Actor.system(),
+        (FIXTURES / "protocols" / "mdma-mdd-v2.toml").read_text(encoding="utf-8"),
+    )
+    statistician = make_user(session, "statistician", None)
+    rater = make_user(session, "rater", "S01")
+    generate_for(session, actor(statistician), version, per_stratum=8, seed=5)
+    return version, statistician, rater

@@ -18,19 +18,20 @@ from pypdf import PdfReader
 from sqlalchemy.orm import Session
 
 from tests.conftest import csrf_token, login
-from tests.factories import FACTORY_ACTOR, actor, keep_ledger, make_user
+from tests.factories import (
+    FACTORY_ACTOR,
+    keep_ledger,
+    make_user,
+    randomised_depression_study,
+)
 from tracker.audit.models import AuditEvent
-from tracker.audit.services import Actor
 from tracker.auth.services import create_api_token
 from tracker.db import get_database
 from tracker.histories import protocol_history, run_histories
 from tracker.jobs import worker
 from tracker.jobs.models import ExportJob
 from tracker.outcome_histories import OutcomePlan, outcome_history
-from tracker.paths import FIXTURES
-from tracker.randomisation import services as randomisation
 from tracker.randomisation.models import RandomisationEntry
-from tracker.study.services import activate_protocol
 
 
 def _study(db_session: Session, team) -> None:  # type: ignore[no-untyped-def]
@@ -210,14 +211,7 @@ CONCEALED = re.compile("|".join(re.escape(t) for t in (*ARMS, *LABELS)), re.IGNO
 def test_a_blinded_investigators_file_holds_no_arm(
     app: Flask, client: FlaskClient, db_session: Session, team, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    version = activate_protocol(
-        db_session,
-        Actor.system(),
-        (FIXTURES / "protocols" / "mdma-mdd-v2.toml").read_text(encoding="utf-8"),
-    )
-    statistician = make_user(db_session, "statistician", None)
-    rater = make_user(db_session, "rater", "S01")
-    randomisation.generate_for(db_session, actor(statistician), version, per_stratum=8, seed=5)
+    *_, rater = randomised_depression_study(db_session)
     run_histories(
         [
             outcome_history(

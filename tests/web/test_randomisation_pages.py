@@ -14,13 +14,13 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from tests.conftest import csrf_token, login
-from tests.factories import PASSWORD, actor, make_user
+from tests.factories import PASSWORD, make_user, randomised_depression_study
 from tracker.audit.services import Actor
 from tracker.histories import Team, run_histories
 from tracker.outcome_histories import OutcomePlan, outcome_history
 from tracker.participants.models import Participant
 from tracker.paths import FIXTURES
-from tracker.randomisation import queries, services
+from tracker.randomisation import queries
 from tracker.study.services import activate_protocol
 
 LABELS = ("Midomafetamine (MDMA) 120 mg + 60 mg", "Active placebo (methylphenidate 20 mg)")
@@ -29,14 +29,7 @@ LABELS = ("Midomafetamine (MDMA) 120 mg + 60 mg", "Active placebo (methylphenida
 def test_randomise_and_unblind_on_the_pages(
     client: FlaskClient, db_session: Session, team: Team
 ) -> None:
-    version = activate_protocol(
-        db_session,
-        Actor.system(),
-        (FIXTURES / "protocols" / "mdma-mdd-v2.toml").read_text(encoding="utf-8"),
-    )
-    statistician = make_user(db_session, "statistician", None)
-    rater = make_user(db_session, "rater", "S01")
-    services.generate_for(db_session, actor(statistician), version, per_stratum=8, seed=5)
+    _version, statistician, rater = randomised_depression_study(db_session)
     run_histories(
         [
             outcome_history(

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -205,3 +207,18 @@ def write_sdtm(db: Session, scope: ExportScope, fmt: str, directory: Path) -> Wr
         for spool in study_spools
     }
     return Written(rows, files, participants)
+
+
+def write_sdtm_zip(db: Session, scope: ExportScope, fmt: str, handle: IO[bytes]) -> Written:
+    """``write_sdtm`` into a scratch folder, then the folder into ``handle`` as a ZIP (a
+    folder per study); the scratch folder is removed whatever happens."""
+    scratch = Path(tempfile.mkdtemp(prefix="tracker-sdtm-"))
+    try:
+        written = write_sdtm(db, scope, fmt, scratch)
+        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+            for path in sorted(scratch.rglob("*")):
+                if path.is_file():
+                    bundle.write(path, path.relative_to(scratch).as_posix())
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return written

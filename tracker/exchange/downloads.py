@@ -4,13 +4,11 @@ own (``stream_reading``), so a long export never holds the request's session or 
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import shutil
 import tempfile
-import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 from flask import Response
 from sqlalchemy.orm import Session
@@ -20,7 +18,7 @@ from tracker.auth.signin import current_actor
 from tracker.db import get_db, stream_reading, write_unit
 from tracker.errors import InvalidInput, NotFound, RuleViolation
 from tracker.exchange import fhir
-from tracker.exchange.datasets import write_sdtm
+from tracker.exchange.datasets import write_sdtm_zip
 from tracker.exchange.odm import odm_document
 from tracker.exchange.scope import SDTM_FORMATS, ExportScope, export_scope
 from tracker.exchange.services import record_export
@@ -65,9 +63,7 @@ def _stamp() -> str:
 def _rescoped(db: Session, scope: ExportScope, user_id: int) -> ExportScope:
     """The scope with its user read again in the stream's own session (the request's
     session, and the user read with it, are closed before the first byte is sent)."""
-    return ExportScope(
-        scope.reader, db.get_one(User, user_id), scope.site, scope.arms, scope.arm_labels
-    )
+    return dataclasses.replace(scope, user=db.get_one(User, user_id))
 
 
 def odm_response(user: User, site: str | None) -> Response:
@@ -82,22 +78,6 @@ def odm_response(user: User, site: str | None) -> Response:
     )
 
 
-def _zipped(directory: Path) -> Iterator[bytes]:
-    """``directory``'s files as a ZIP, written beside it and sent in chunks; the scratch
-    folder holding both is removed when the stream ends, fails or is closed."""
-    archive = directory.with_suffix(".zip")
-    try:
-        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
-            for path in sorted(directory.rglob("*")):
-                if path.is_file():
-                    bundle.write(path, path.relative_to(directory).as_posix())
-        with archive.open("rb") as handle:
-            while chunk := handle.read(CHUNK):
-                yield chunk
-    finally:
-        shutil.rmtree(directory.parent, ignore_errors=True)
-
-
 def sdtm_response(user: User, fmt: str, site: str | None) -> Response:
     if fmt not in SDTM_FORMATS:
         raise InvalidInput(f"Unknown SDTM format {fmt!r}: csv, xpt or json.")
@@ -105,13 +85,13 @@ def sdtm_response(user: User, fmt: str, site: str | None) -> Response:
     _record("sdtm", fmt, scope)
 
     def archive(db: Session) -> Iterator[bytes]:
-        directory = Path(tempfile.mkdtemp(prefix="tracker-sdtm-")) / "sdtm"
-        try:
-            write_sdtm(db, _rescoped(db, scope, user_id), fmt, directory)
-        except BaseException:
-            shutil.rmtree(directory.parent, ignore_errors=True)
-            raise
-        yield from _zipped(directory)
+        # Spooled to a temporary file (gone when the stream ends, fails or is closed), then
+        # sent in chunks.
+        with tempfile.TemporaryFile() as spool:
+            write_sdtm_zip(db, _rescoped(db, scope, user_id), fmt, spool)
+            spool.seek(0)
+            while chunk := spool.read(CHUNK):
+                yield chunk
 
     return Response(
         stream_reading(archive),

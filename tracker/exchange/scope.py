@@ -33,16 +33,9 @@ class ExportScope:
     site: str | None
     arms: bool
     arm_labels: dict[int, dict[str, str]]  # protocol version id -> arm code -> label
-
-    @property
-    def covered_site(self) -> str | None:
-        """The one site the export covers: the one asked for, else a site user's own (None:
-        every site)."""
-        if self.site is not None:
-            return self.site
-        if self.user is None or self.user.role in SITELESS_ROLES or self.user.site is None:
-            return None
-        return self.user.site.code
+    # The one site the export covers: the one asked for, else a site user's own (None: every
+    # site). Resolved with the scope, so it holds after the session that read the user ends.
+    covered_site: str | None = None
 
     def query(self) -> sa.Select[Participant]:
         return participants_query(self.user, self.site)
@@ -76,6 +69,14 @@ def export_scope(
         and db.scalar(sa.select(Site.id).where(Site.code == site_code)) is None
     ):
         raise InvalidInput(f"Unknown site {site_code!r}.")
+    covered = site_code
+    if covered is None and user is not None and user.role not in SITELESS_ROLES and user.site:
+        covered = user.site.code
     return ExportScope(
-        reader, user, site_code, may_know_arms(db, user, arms), arm_labels_by_version(db)
+        reader,
+        user,
+        site_code,
+        may_know_arms(db, user, arms),
+        arm_labels_by_version(db),
+        covered_site=covered,
     )

@@ -8,8 +8,7 @@ format, the FHIR study bundle) past what a download carries."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -18,6 +17,11 @@ from sqlalchemy.orm import Session
 from tracker.audit.services import Actor
 from tracker.auth.models import User
 from tracker.errors import InvalidInput
+from tracker.exchange.datasets import write_sdtm_zip
+from tracker.exchange.fhir import study_bundle
+from tracker.exchange.odm import odm_document
+from tracker.exchange.scope import ExportScope, export_scope
+from tracker.exchange.services import record_export
 from tracker.protocol import State
 from tracker.protocol.compliance import CHECKS_BY_ID
 from tracker.security import Permission, role_has
@@ -126,62 +130,39 @@ def _exchange_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _exchange_writer(
-    standard: str, fmt: str
+    standard: str, fmt: str, produce: Callable[[Session, ExportScope, BinaryIO], object]
 ) -> Callable[[Session, User, dict[str, Any], BinaryIO], ExportRecorder]:
-    """Writes the export of ``standard`` in ``fmt`` with the requester's scope (their site
-    and their blinding, as the download would have it)."""
+    """Writes the export of ``standard`` in ``fmt`` with ``produce``, in the requester's scope
+    (their site and their blinding, as the download would have it)."""
 
     def write(
         db: Session, user: User, parameters: dict[str, Any], handle: BinaryIO
     ) -> ExportRecorder:
-        from tracker.exchange.scope import export_scope
-        from tracker.exchange.services import record_export
-
         scope = export_scope(db, user, user.username, site=parameters.get("site"))
-        if standard == "odm":
-            from tracker.exchange.odm import odm_document
-
-            for text in odm_document(db, scope):
-                handle.write(text.encode("utf-8"))
-        elif standard == "fhir":
-            from tracker.exchange.fhir import study_bundle
-
-            for text in study_bundle(db, scope):
-                handle.write(text.encode("utf-8"))
-        else:
-            _write_sdtm_archive(db, scope, fmt, handle)
-
-        # Recorded in another session, after this one has ended: the scope keeps its values,
-        # not the user read here (which that session's end expires).
-        recorded = dataclasses.replace(scope, user=None, site=scope.covered_site)
+        produce(db, scope, handle)
 
         def record(writes: Session, actor: Actor) -> None:
-            record_export(writes, actor, standard, fmt, recorded)
+            record_export(writes, actor, standard, fmt, scope)
 
         return record
 
     return write
 
 
-def _write_sdtm_archive(db: Session, scope: Any, fmt: str, handle: BinaryIO) -> None:
-    """The datasets written to a scratch folder, then into ``handle`` as a ZIP (a folder per
-    study, as the download's)."""
-    import shutil
-    import tempfile
-    import zipfile
-    from pathlib import Path
+def _text(
+    document: Callable[[Session, ExportScope], Iterable[str]],
+) -> Callable[[Session, ExportScope, BinaryIO], None]:
+    """A document that streams as text, written as UTF-8."""
 
-    from tracker.exchange.datasets import write_sdtm
+    def produce(db: Session, scope: ExportScope, handle: BinaryIO) -> None:
+        for text in document(db, scope):
+            handle.write(text.encode("utf-8"))
 
-    scratch = Path(tempfile.mkdtemp(prefix="tracker-sdtm-job-"))
-    try:
-        write_sdtm(db, scope, fmt, scratch)
-        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
-            for path in sorted(scratch.rglob("*")):
-                if path.is_file():
-                    bundle.write(path, path.relative_to(scratch).as_posix())
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    return produce
+
+
+def _sdtm(fmt: str) -> Callable[[Session, ExportScope, BinaryIO], object]:
+    return lambda db, scope, handle: write_sdtm_zip(db, scope, fmt, handle)
 
 
 def _describe_site(parameters: dict[str, Any]) -> str:
@@ -190,29 +171,38 @@ def _describe_site(parameters: dict[str, Any]) -> str:
 
 
 def _exchange_kind(
-    name: str, title: str, standard: str, fmt: str, extension: str, mimetype: str
+    name: str,
+    title: str,
+    standard: str,
+    fmt: str,
+    produce: Callable[[Session, ExportScope, BinaryIO], object],
+    mimetype: str,
 ) -> JobKind:
     return JobKind(
         name=name,
         title=title,
-        extension=extension,
+        extension="zip" if standard == "sdtm" else fmt,
         mimetype=mimetype,
         permission=Permission.DATA_EXPORT,
         check=_exchange_parameters,
-        write=_exchange_writer(standard, fmt),
+        write=_exchange_writer(standard, fmt, produce),
         describe=_describe_site,
     )
 
 
+ZIP = "application/zip"
 EXCHANGE_KINDS = (
-    _exchange_kind("odm", "CDISC ODM (XML)", "odm", "xml", "xml", "application/xml"),
-    _exchange_kind("sdtm_xpt", "SDTM, SAS XPORT (ZIP)", "sdtm", "xpt", "zip", "application/zip"),
+    _exchange_kind("odm", "CDISC ODM (XML)", "odm", "xml", _text(odm_document), "application/xml"),
+    _exchange_kind("sdtm_xpt", "SDTM, SAS XPORT (ZIP)", "sdtm", "xpt", _sdtm("xpt"), ZIP),
+    _exchange_kind("sdtm_json", "SDTM, Dataset-JSON (ZIP)", "sdtm", "json", _sdtm("json"), ZIP),
+    _exchange_kind("sdtm_csv", "SDTM, CSV (ZIP)", "sdtm", "csv", _sdtm("csv"), ZIP),
     _exchange_kind(
-        "sdtm_json", "SDTM, Dataset-JSON (ZIP)", "sdtm", "json", "zip", "application/zip"
-    ),
-    _exchange_kind("sdtm_csv", "SDTM, CSV (ZIP)", "sdtm", "csv", "zip", "application/zip"),
-    _exchange_kind(
-        "fhir", "FHIR study bundle (JSON)", "fhir", "json", "json", "application/fhir+json"
+        "fhir",
+        "FHIR study bundle (JSON)",
+        "fhir",
+        "json",
+        _text(study_bundle),
+        "application/fhir+json",
     ),
 )
 
