@@ -504,8 +504,7 @@ def run_histories(histories: list[History], until: datetime | None = None) -> No
         moment, index, history = heapq.heappop(queue)
         if until is not None and moment > until:
             continue  # this history stops here; the others go on
-        if moment > clock.now():
-            clock.advance_to(moment)
+        clock.catch_up(moment)
         _step(queue, index, history)
 
 
@@ -526,7 +525,6 @@ def starting_at(moment: datetime, history_factory: Callable[[], History]) -> His
 def run_one(history: History, on_step: Callable[[], None] | None = None) -> None:
     """Run a single history to its end on the moving clock."""
     for moment in history:
-        if moment > clock.now():
-            clock.advance_to(moment)
+        clock.catch_up(moment)
         if on_step:
             on_step()
