@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from tracker.db import get_db, has_db
 from tracker.errors import DomainError
 from tracker.security import is_api_request
 
@@ -109,6 +110,10 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(error, HTTPException):  # pragma: no cover - handled above
             return _http_error(error)
         app.logger.exception("unhandled error")
+        if has_db():
+            # A statement that failed leaves the transaction broken, and the error page reads
+            # the signed-in user: roll back first (nothing of the request is kept anyway).
+            get_db().rollback()
         message = "An unexpected error occurred; nothing was changed."
         if is_api_request():
             return json_error(500, message)
