@@ -193,11 +193,22 @@ class Database:
         return previous
 
     def read_session(self) -> Session:
-        """A session of its own that only reads: on SQLite it takes no write lock, on
-        PostgreSQL its transaction is READ ONLY. The caller closes it."""
+        """A session of its own that only reads, from one snapshot: a long export is the
+        study at one moment, not batches read at different ones while the app writes. On
+        SQLite its deferred transaction takes no write lock and under WAL reads the snapshot
+        of its first read; on PostgreSQL it is REPEATABLE READ, READ ONLY (which never fails
+        on serialisation). The caller closes it."""
         db = self.read_session_factory()
         if db.get_bind().dialect.name == "postgresql":
-            db.connection().exec_driver_sql("SET TRANSACTION READ ONLY")
+            connection = db.connection()
+            if connection.in_nested_transaction():
+                # Joined to an enclosing transaction (the tests' one connection): its
+                # snapshot is the enclosing one's; only reading can be asked of it.
+                connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+            else:
+                connection.exec_driver_sql(
+                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+                )
         return db
 
     @contextmanager

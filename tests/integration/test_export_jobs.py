@@ -28,7 +28,7 @@ from tests.factories import actor, keep_ledger, make_user
 from tests.support.databases import BACKENDS, scratch_database
 from tracker import clock, migrate
 from tracker.audit.models import AuditEvent
-from tracker.audit.services import verify
+from tracker.audit.services import head, verify
 from tracker.auth.models import User
 from tracker.db import get_database
 from tracker.histories import protocol_history, run_histories
@@ -360,6 +360,48 @@ def test_a_data_exchange_export_is_made_with_the_requesters_scope_and_on_record(
     assert export.actor_id == auditor.id
     assert export.new_values["arms"] is False  # the auditor is blinded
     assert verify(db_session).ok
+
+
+def test_a_data_exchange_job_is_on_record_against_the_head_it_was_made_from(
+    app: Flask,
+    db_session: Session,
+    auditor: User,
+    team,  # type: ignore[no-untyped-def]
+    folder: Path,
+    context: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The study goes on while the file is made: the export names the head of the snapshot it
+    read, not the head when the job is marked done."""
+    from tracker.notes.services import add_note
+
+    complete = services.complete
+
+    def while_the_study_went_on(db: Session, *args: Any, **kwargs: Any) -> bool:
+        preparing = db.scalars(sa.select(Participant).order_by(Participant.id.desc())).first()
+        assert preparing is not None
+        add_note(db, team.as_therapist(), preparing, "Called in to move the next session.")
+        return complete(db, *args, **kwargs)
+
+    monkeypatch.setattr(services, "complete", while_the_study_went_on)
+    services.request_job(db_session, actor(auditor), auditor, "odm", {})
+    db_session.commit()
+    seq = head(db_session)[0]
+
+    outcome = worker.run_next(get_database(app), folder, KEEP, "worker-1")
+
+    assert outcome is not None and outcome.state == "done", outcome
+    db_session.expire_all()
+    events = db_session.scalars(
+        sa.select(AuditEvent).where(AuditEvent.seq > seq).order_by(AuditEvent.seq)
+    ).all()
+    by_action = {event.action: event for event in events}
+    assert list(by_action) == ["export_job.start", "note.add", "data.export", "export_job.finish"]
+    start, export = by_action["export_job.start"], by_action["data.export"]
+    assert (export.new_values["audit_events"], export.new_values["audit_head"]) == (
+        start.seq,
+        start.hash,
+    )
 
 
 def test_a_data_exchange_job_takes_a_site_and_nothing_else(

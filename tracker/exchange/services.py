@@ -17,10 +17,13 @@ def record_export(
     fmt: str,
     scope: ExportScope,
     subject: str | None = None,
+    against: tuple[int, str] | None = None,
 ) -> AuditEvent:
-    """The export as an audit event, in the caller's unit of work, before any byte is written.
-    ``audit_head`` is the head the export was made against (the export's own event follows)."""
-    seq, head_hash = head(db)
+    """The export as an audit event, in the caller's unit of work. ``audit_head`` is the head
+    the export was made against: the head now, for a download recorded before its first byte
+    (the export's own event follows), or ``against``, the head in the snapshot a background
+    job made its file from."""
+    seq, head_hash = against if against is not None else head(db)
     return record_event(
         db,
         actor,

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 
-from tracker.audit.services import Actor
+from tracker.audit.services import Actor, head
 from tracker.auth.models import User
 from tracker.errors import InvalidInput
 from tracker.exchange.datasets import write_sdtm_zip
@@ -139,10 +139,11 @@ def _exchange_writer(
         db: Session, user: User, parameters: dict[str, Any], handle: BinaryIO
     ) -> ExportRecorder:
         scope = export_scope(db, user, user.username, site=parameters.get("site"))
+        made_against = head(db)  # in the snapshot the file is read from
         produce(db, scope, handle)
 
         def record(writes: Session, actor: Actor) -> None:
-            record_export(writes, actor, standard, fmt, scope)
+            record_export(writes, actor, standard, fmt, scope, against=made_against)
 
         return record
 
