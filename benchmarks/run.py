@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +230,12 @@ SELECT p.id, p.study_id, (SELECT max(s.ended_at) FROM therapy_sessions s
   AND NOT EXISTS (SELECT 1 FROM therapy_sessions s WHERE s.participant_id = p.id
   AND s.kind = 'integration' AND s.cycle = p.cycle AND s.status = 'completed')
   ORDER BY ended LIMIT 50;
+SELECT s.*, p.id, p.study_id, p.state FROM therapy_sessions s
+  JOIN participants p ON p.id = s.participant_id WHERE p.site_id = :site
+  AND ((s.scheduled_at >= :week_start AND s.scheduled_at < :week_end)
+    OR (s.started_at IS NOT NULL AND s.ended_at IS NULL AND s.status = 'scheduled'
+      AND s.started_at < :open_before))
+  ORDER BY s.scheduled_at, s.id LIMIT 200;
 """
 RAW_LIST = """
 SELECT count(*) FROM participants WHERE site_id = :site;
@@ -300,7 +307,16 @@ def pages(url: str, label: str, with_timing: bool) -> None:
         token = connection.scalar(  # the session the client just opened
             sa.text("SELECT token_hash FROM login_sessions ORDER BY id DESC LIMIT 1")
         )
-    params = {"site": site, "pid": pid, "token": token}
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    params = {
+        "site": site,
+        "pid": pid,
+        "token": token,
+        # The dashboard's week and the sessions left open (issue 17).
+        "week_start": midnight,
+        "week_end": midnight + timedelta(days=7),
+        "open_before": datetime.now(UTC) - timedelta(hours=24),
+    }
     cases = [
         ("dashboard", "/", RAW_DASHBOARD),
         ("participant list", "/participants/", RAW_LIST),
