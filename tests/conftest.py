@@ -196,15 +196,9 @@ def _restore_process_state() -> Iterator[None]:
 @pytest.fixture
 def team(db_session: Session):  # type: ignore[no-untyped-def]
     """A site team: coordinator, investigator and two therapists at S01."""
-    from tests.factories import PASSWORD, make_user
-    from tracker.histories import Team
+    from tests.factories import make_team
 
-    return Team(
-        coordinator=make_user(db_session, "coordinator", "S01"),
-        investigator=make_user(db_session, "investigator", "S01"),
-        therapists=[make_user(db_session, "therapist", "S01") for _ in range(2)],
-        investigator_password=PASSWORD,
-    )
+    return make_team(db_session, "S01")
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -12,6 +14,9 @@ from tracker.auth.models import SITELESS_ROLES, User
 from tracker.auth.services import create_user
 from tracker.sites.models import Site
 from tracker.sites.services import create_site
+
+if TYPE_CHECKING:
+    from tracker.histories import Team
 
 PASSWORD = "correct-horse-battery"
 FACTORY_ACTOR = Actor.system("test-factory")
@@ -47,6 +52,26 @@ def make_user(
         printed_name=f"Test {role.capitalize()} {next(_counter)}",
         site=site_obj,
         temporary=False,
+    )
+
+
+def make_team(
+    session: Session,
+    site: Site | str = "S01",
+    *,
+    usernames: Sequence[str] | None = None,
+) -> Team:
+    """A site team: a coordinator, an investigator and two therapists at ``site``, in that order."""
+    from tracker.histories import Team
+
+    names: Sequence[str | None] = (None,) * 4 if usernames is None else usernames
+    if len(names) != 4:
+        raise ValueError(f"a team has four usernames, not {len(names)}: {names!r}")
+    return Team(
+        coordinator=make_user(session, "coordinator", site, username=names[0]),
+        investigator=make_user(session, "investigator", site, username=names[1]),
+        therapists=[make_user(session, "therapist", site, username=name) for name in names[2:]],
+        investigator_password=PASSWORD,
     )
 
 

@@ -20,11 +20,11 @@ from pypdf import PdfReader
 
 from tests.e2e.conftest import ARTIFACTS, LiveServer
 from tests.e2e.test_login_journey import sign_in
-from tests.factories import PASSWORD, make_user
+from tests.factories import make_team
 from tracker.audit.models import AuditEvent
 from tracker.audit.services import verify
 from tracker.db import get_database
-from tracker.histories import Team, protocol_history, run_histories
+from tracker.histories import protocol_history, run_histories
 from tracker.participants.models import Participant
 
 Screenshot = Callable[[Page, str], Path]
@@ -44,12 +44,7 @@ def _build_study(live_server: LiveServer) -> Study:
     preparation."""
     live_server.create_site("S01")
     with get_database(live_server.app).session_scope() as session:
-        team = Team(
-            coordinator=make_user(session, "coordinator", "S01"),
-            investigator=make_user(session, "investigator", "S01"),
-            therapists=[make_user(session, "therapist", "S01") for _ in range(2)],
-            investigator_password=PASSWORD,
-        )
+        team = make_team(session, "S01")
         first = session.scalar(sa.select(sa.func.max(Participant.id))) or 0
         rng = random.Random(55)
         run_histories(

@@ -16,10 +16,10 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import LiveServer
 from tests.e2e.test_login_journey import sign_in
-from tests.factories import PASSWORD, make_site, make_user
+from tests.factories import make_site, make_team
 from tracker import clock
 from tracker.db import get_database
-from tracker.histories import Team, protocol_history, run_histories, start_cycle
+from tracker.histories import protocol_history, run_histories, start_cycle
 from tracker.participants.models import Participant
 
 Screenshot = Callable[[Page, str], Path]
@@ -32,12 +32,7 @@ def _participant_in_dosing(live_server: LiveServer) -> tuple[int, str, list[str]
     clock.start_simulation(datetime.now(UTC) - timedelta(days=60))
     with get_database(live_server.app).session_scope() as session:
         site = make_site(session, "S01")
-        team = Team(
-            coordinator=make_user(session, "coordinator", site),
-            investigator=make_user(session, "investigator", site),
-            therapists=[make_user(session, "therapist", site) for _ in range(2)],
-            investigator_password=PASSWORD,
-        )
+        team = make_team(session, site)
         run_histories([protocol_history(session, team, random.Random(11), "preparation")])
         participant = session.scalar(sa.select(Participant).order_by(Participant.id.desc()))
         assert participant is not None

@@ -15,10 +15,10 @@ from playwright.sync_api import Browser
 
 from tests.e2e.conftest import ARTIFACTS, LiveServer
 from tests.e2e.test_login_journey import sign_in
-from tests.factories import PASSWORD, keep_ledger, make_site, make_user
+from tests.factories import keep_ledger, make_site, make_team, make_user
 from tracker import clock
 from tracker.db import get_database
-from tracker.histories import Team, protocol_history, run_histories
+from tracker.histories import protocol_history, run_histories
 from tracker.participants.models import Participant
 from tracker.safety.models import AdverseEvent
 from tracker.sessions.models import TherapySession
@@ -54,13 +54,10 @@ def _study(live_server: LiveServer) -> dict[str, object]:
     try:
         with get_database(live_server.app).session_scope() as db:
             site = make_site(db, SITE, "Screens Site")
-            team = Team(
-                coordinator=make_user(db, "coordinator", site, username="screens.coord"),
-                investigator=make_user(db, "investigator", site, username="screens.inv"),
-                therapists=[
-                    make_user(db, "therapist", site, username=f"screens.ther{i}") for i in (1, 2)
-                ],
-                investigator_password=PASSWORD,
+            team = make_team(
+                db,
+                site,
+                usernames=("screens.coord", "screens.inv", "screens.ther1", "screens.ther2"),
             )
             make_user(db, "auditor", None, username="screens.audit")
             make_user(db, "admin", None, username="screens.admin")

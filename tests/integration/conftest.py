@@ -9,10 +9,10 @@ import pytest
 from flask import Flask
 
 from tests.conftest import make_test_app
-from tests.factories import PASSWORD, make_user
+from tests.factories import make_team
 from tracker import migrate
 from tracker.db import get_database
-from tracker.histories import Team, protocol_history, run_histories
+from tracker.histories import protocol_history, run_histories
 
 
 @pytest.fixture
@@ -23,11 +23,6 @@ def study(tmp_path: Path) -> Flask:
     migrate.upgrade(url)
     app = make_test_app(url, str(tmp_path / "instance"))
     with app.app_context(), get_database(app).session_scope() as session:
-        team = Team(
-            make_user(session, "coordinator", "S01"),
-            make_user(session, "investigator", "S01"),
-            [make_user(session, "therapist", "S01") for _ in range(2)],
-            PASSWORD,
-        )
+        team = make_team(session, "S01")
         run_histories([protocol_history(session, team, random.Random(5), "integration")])
     return app

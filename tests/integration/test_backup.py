@@ -8,11 +8,11 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import make_test_app
-from tests.factories import PASSWORD, make_user
+from tests.factories import make_team, make_user
 from tracker import migrate
 from tracker.audit.services import verify
 from tracker.db import get_database
-from tracker.histories import Team, protocol_history, run_histories
+from tracker.histories import protocol_history, run_histories
 from tracker.participants.models import Participant
 
 
@@ -24,12 +24,7 @@ def test_backup_and_restore_round_trip(tmp_path) -> None:  # type: ignore[no-unt
     runner = app.test_cli_runner()
     try:
         with database.session_scope() as session:
-            team = Team(
-                make_user(session, "coordinator", "S01"),
-                make_user(session, "investigator", "S01"),
-                [make_user(session, "therapist", "S01") for _ in range(2)],
-                PASSWORD,
-            )
+            team = make_team(session, "S01")
             run_histories([protocol_history(session, team, random.Random(31), "integration")])
         with database.session_scope() as session:
             before = [

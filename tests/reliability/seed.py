@@ -12,11 +12,11 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tests.conftest import make_test_app
-from tests.factories import FACTORY_ACTOR, PASSWORD, actor, make_participant, make_user
+from tests.factories import FACTORY_ACTOR, PASSWORD, actor, make_participant, make_team, make_user
 from tracker import clock, migrate
 from tracker.auth.services import create_api_token
 from tracker.db import Database, get_database
-from tracker.histories import Team, protocol_history, run_histories
+from tracker.histories import protocol_history, run_histories
 from tracker.participants.models import Participant
 from tracker.participants.services import set_therapists
 from tracker.sessions.models import TherapySession
@@ -45,14 +45,7 @@ def seed_race_study(url: str, participants: int = 4) -> RaceStudy:
     rng = random.Random(20260601)
     try:
         with database.session_scope() as session:
-            team = Team(
-                coordinator=make_user(session, "coordinator", "S01", username="coord1"),
-                investigator=make_user(session, "investigator", "S01", username="invest1"),
-                therapists=[
-                    make_user(session, "therapist", "S01", username=f"thera{i}") for i in (1, 2)
-                ],
-                investigator_password=PASSWORD,
-            )
+            team = make_team(session, "S01", usernames=("coord1", "invest1", "thera1", "thera2"))
             # The histories run on a simulated timeline that ends before the real now.
             real_now = clock.now()
             clock.start_simulation(real_now - SIMULATED_DAYS)

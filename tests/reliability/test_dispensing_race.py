@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.factories import FACTORY_ACTOR, PASSWORD, actor, make_user
+from tests.factories import FACTORY_ACTOR, actor, make_team, make_user
 from tests.reliability.seed import open_database
 from tests.reliability.servers import ApiClient, gunicorn
 from tests.reliability.test_randomisation_race import _all_at_once
 from tracker import clock, migrate
 from tracker.audit.services import verify
 from tracker.auth.services import create_api_token
-from tracker.histories import Team, protocol_history, run_histories
+from tracker.histories import protocol_history, run_histories
 from tracker.pharmacy import queries, services
 from tracker.pharmacy.models import LedgerEntry
 from tracker.protocol.accountability import EntryKind, balance, running_balances
@@ -38,14 +38,7 @@ def _seed(url: str) -> tuple[int, list[int], list[str]]:
     database = open_database(url)
     try:
         with database.session_scope() as db:
-            team = Team(
-                coordinator=make_user(db, "coordinator", "S01", username="coord1"),
-                investigator=make_user(db, "investigator", "S01", username="invest1"),
-                therapists=[
-                    make_user(db, "therapist", "S01", username=f"thera{i}") for i in (1, 2)
-                ],
-                investigator_password=PASSWORD,
-            )
+            team = make_team(db, "S01", usernames=("coord1", "invest1", "thera1", "thera2"))
             run_histories(
                 [
                     protocol_history(db, team, random.Random(i), "dosing_in_progress", notes=False)

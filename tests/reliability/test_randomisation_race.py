@@ -14,7 +14,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from tests.factories import FACTORY_ACTOR, PASSWORD, actor, make_user
+from tests.factories import FACTORY_ACTOR, actor, make_team, make_user
 from tests.reliability.seed import open_database
 from tests.reliability.servers import ApiClient, gunicorn
 from tests.support.databases import scratch_database
@@ -22,7 +22,7 @@ from tracker import clock, migrate
 from tracker.audit.models import AuditEvent
 from tracker.audit.services import Actor, verify
 from tracker.auth.services import create_api_token
-from tracker.histories import Team, protocol_history, run_histories
+from tracker.histories import protocol_history, run_histories
 from tracker.outcome_histories import spread
 from tracker.outcomes.services import record_assessment, set_raters
 from tracker.participants.models import Participant
@@ -47,14 +47,7 @@ def _seed(url: str) -> tuple[list[int], list[str]]:
                 Actor.system(),
                 (FIXTURES / "protocols" / "mdma-mdd-v2.toml").read_text(encoding="utf-8"),
             )
-            team = Team(
-                coordinator=make_user(db, "coordinator", "S01", username="coord1"),
-                investigator=make_user(db, "investigator", "S01", username="invest1"),
-                therapists=[
-                    make_user(db, "therapist", "S01", username=f"thera{i}") for i in (1, 2)
-                ],
-                investigator_password=PASSWORD,
-            )
+            team = make_team(db, "S01", usernames=("coord1", "invest1", "thera1", "thera2"))
             rater = make_user(db, "rater", "S01", username="rater1")
             statistician = make_user(db, "statistician", None, username="stat1")
             generate_for(db, actor(statistician), version, per_stratum=24, seed=99)

@@ -35,7 +35,7 @@ from tracker.audit.services import CHECKPOINTS, head, verify
 from tracker.backup import BackupError, restore_sqlite
 from tracker.cli import cli_actor
 from tracker.db import create_engine, get_database
-from tracker.histories import Team, protocol_history, run_histories
+from tracker.histories import protocol_history, run_histories
 
 TARGET = 10  # the event the insider goes after
 TAIL = 50  # how many events a tail truncation cuts off
@@ -67,15 +67,10 @@ def _app(url: str, instance: Path) -> Flask:
 
 def seed(app: Flask, histories: int = 2) -> int:
     """A small study with real histories and a signed checkpoint of its head."""
-    from tests.factories import PASSWORD, make_user
+    from tests.factories import make_team
 
     with app.app_context(), get_database(app).session_scope() as session:
-        team = Team(
-            make_user(session, "coordinator", "S01"),
-            make_user(session, "investigator", "S01"),
-            [make_user(session, "therapist", "S01") for _ in range(2)],
-            PASSWORD,
-        )
+        team = make_team(session, "S01")
         run_histories(
             [
                 protocol_history(session, team, random.Random(seed), "integration")

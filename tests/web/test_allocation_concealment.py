@@ -22,7 +22,7 @@ from pypdf import PdfReader
 from sqlalchemy.orm import Session
 
 from tests.conftest import login
-from tests.factories import FACTORY_ACTOR, PASSWORD, actor, make_user
+from tests.factories import FACTORY_ACTOR, actor, make_team, make_user
 from tests.web.test_route_permissions import PATH_PARAMETER, routes
 from tracker import clock
 from tracker.audit.models import AuditEvent
@@ -52,15 +52,6 @@ PER_SITE = 100
 BLINDED = ("coordinator", "therapist", "investigator", "rater", "auditor", "admin")
 
 
-def _team(db: Session, site: str) -> Team:
-    return Team(
-        coordinator=make_user(db, "coordinator", site),
-        investigator=make_user(db, "investigator", site),
-        therapists=[make_user(db, "therapist", site) for _ in range(2)],
-        investigator_password=PASSWORD,
-    )
-
-
 @pytest.fixture
 def randomised(client: FlaskClient, db_session: Session):  # type: ignore[no-untyped-def]
     version = activate_protocol(
@@ -68,7 +59,7 @@ def randomised(client: FlaskClient, db_session: Session):  # type: ignore[no-unt
         Actor.system(),
         (FIXTURES / "protocols" / "mdma-mdd-v2.toml").read_text(encoding="utf-8"),
     )
-    teams = {site: _team(db_session, site) for site in ("S01", "S02")}
+    teams = {site: make_team(db_session, site) for site in ("S01", "S02")}
     raters = {site: make_user(db_session, "rater", site) for site in teams}
     statistician = make_user(db_session, "statistician", None)
     services.generate_for(db_session, actor(statistician), version, per_stratum=60, seed=7)

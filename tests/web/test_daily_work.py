@@ -216,18 +216,12 @@ def test_a_site_works_in_its_own_time(client: FlaskClient, db_session: Session) 
     from datetime import UTC, datetime
 
     from tests.conftest import csrf_token, login
-    from tests.factories import PASSWORD, make_user
+    from tests.factories import make_team, make_user
     from tracker.audit.services import Actor
-    from tracker.histories import Team
     from tracker.sites.services import create_site
 
     site = create_site(db_session, Actor.system(), "B01", "Berlin site", "Europe/Berlin")
-    team = Team(
-        coordinator=make_user(db_session, "coordinator", site),
-        investigator=make_user(db_session, "investigator", site),
-        therapists=[make_user(db_session, "therapist", site) for _ in range(2)],
-        investigator_password=PASSWORD,
-    )
+    team = make_team(db_session, site)
     run_histories([protocol_history(db_session, team, random.Random(9), "preparation")])
     participant = db_session.scalar(sa.select(Participant).where(Participant.site_id == site.id))
     db_session.commit()
