@@ -3,6 +3,7 @@ unreachable database as a JSON error for the API or a page for a browser; never 
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template
@@ -49,8 +50,11 @@ def json_error(
     return response
 
 
-def _page(status: int, title: str, message: str) -> tuple[str, int]:
-    return render_template("errors/error.html", status=status, title=title, message=message), status
+def _page(status: int, title: str, message: str, reference: str | None = None) -> tuple[str, int]:
+    page = render_template(
+        "errors/error.html", status=status, title=title, message=message, reference=reference
+    )
+    return page, status
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -109,12 +113,14 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(error: Exception) -> Any:
         if isinstance(error, HTTPException):  # pragma: no cover - handled above
             return _http_error(error)
-        app.logger.exception("unhandled error")
+        # A reference the user can quote and support can find in the log.
+        reference = secrets.token_hex(4)
+        app.logger.exception("unhandled error, reference %s", reference)
         if has_db():
             # A statement that failed leaves the transaction broken, and the error page reads
             # the signed-in user: roll back first (nothing of the request is kept anyway).
             get_db().rollback()
         message = "An unexpected error occurred; nothing was changed."
         if is_api_request():
-            return json_error(500, message)
-        return _page(500, "Internal error", message)
+            return json_error(500, message, details=[f"reference: {reference}"])
+        return _page(500, "Internal error", message, reference)

@@ -4,6 +4,7 @@ never a bare 500 from the error page failing on the broken session, and nothing 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -45,7 +46,11 @@ def _users(db_session: Session) -> int:
 
 
 def test_a_page_that_breaks_its_transaction_gets_the_error_page(
-    client: FlaskClient, signed_in, replaced_view, db_session: Session
+    client: FlaskClient,
+    signed_in,
+    replaced_view,
+    db_session: Session,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     user = signed_in("coordinator")
     token = csrf_token(client, "/account/password")
@@ -58,6 +63,8 @@ def test_a_page_that_breaks_its_transaction_gets_the_error_page(
     page = response.get_data(as_text=True)
     assert "An unexpected error occurred; nothing was changed." in page
     assert user.printed_name in page  # the page around it rendered, signed-in header included
+    reference = re.search(r"reference <code>([0-9a-f]{8})</code>", page)
+    assert reference and f"unhandled error, reference {reference.group(1)}" in caplog.text
     assert _users(db_session) == before
 
 
@@ -77,9 +84,12 @@ def test_an_api_call_that_breaks_its_transaction_gets_json(
     )
 
     assert response.status_code == 500
-    assert response.get_json()["error"] == {
-        "code": "internal_error",
-        "message": "An unexpected error occurred; nothing was changed.",
-        "details": [],
-    }
+    error = response.get_json()["error"]
+    assert (error["code"], error["message"]) == (
+        "internal_error",
+        "An unexpected error occurred; nothing was changed.",
+    )
+    assert [re.fullmatch(r"reference: ([0-9a-f]{8})", d) is not None for d in error["details"]] == [
+        True
+    ]
     assert _users(db_session) == before
