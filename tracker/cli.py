@@ -520,10 +520,14 @@ def report_compliance(
     fmt: str, output: Path, site: str | None, state: str | None, failures_only: bool
 ) -> None:
     """Write the study's compliance report (the export is itself audited)."""
+    from tracker.errors import InvalidInput
     from tracker.reports import compliance
     from tracker.reports.writing import report_text, write_report_pdf
 
-    flt = compliance.ReportFilter(site=site, state=state, failures_only=failures_only)
+    try:
+        flt = compliance.ReportFilter.checked(site=site, state=state, failures_only=failures_only)
+    except InvalidInput as error:
+        _fail(str(error))
     actor = cli_actor()
     database = _database()
     with database.session_scope() as db:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -99,7 +100,7 @@ def test_the_hash_covers_every_field() -> None:
 def test_the_content_before_the_sequence_number_and_the_number_make_the_whole() -> None:
     """What the database's append hashes (the content up to the number, the number, ``}``)
     is the canonical content the verification hashes, for any values."""
-    from tracker.audit.chain import canonical_content, content_before_seq
+    from tracker.audit.chain import CONTENT_FIELDS, canonical_content, content_before_seq, jsonable
 
     awkward = replace(
         _chain(1)[0],
@@ -109,4 +110,9 @@ def test_the_content_before_the_sequence_number_and_the_number_make_the_whole() 
         reason='a reason, with ,"seq":7}',
     )
     for event in [*_chain(3), awkward]:
+        # The canonical content written out whole: every member, keys sorted, compact.
+        whole = {name: getattr(event, name) for name in CONTENT_FIELDS}
+        whole["occurred_at"] = jsonable(event.occurred_at)
+        expected = json.dumps(whole, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         assert content_before_seq(event) + f"{event.seq}}}" == canonical_content(event)
+        assert canonical_content(event) == expected

@@ -96,3 +96,41 @@ def test_a_therapists_breach_justification_is_refused_by_the_page_and_the_api_al
     assert page.status_code == 400
     assert ONLY_INVESTIGATORS in page.get_data(as_text=True)
     assert _doses(db_session, row) == before
+
+
+def test_an_unknown_report_filter_is_refused_by_page_api_job_and_command_alike(
+    app, client: FlaskClient, user_factory, db_session: Session, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """One rule (``ReportFilter.checked``): an unknown state is a 400 naming it, never a
+    report filtered down to nothing. The command line refused nothing before."""
+    from tracker.errors import InvalidInput
+    from tracker.jobs import services as jobs
+
+    auditor = user_factory("auditor")
+    token = create_api_token(db_session, FACTORY_ACTOR, auditor)
+    db_session.commit()
+    login(client, auditor.username)
+
+    page = client.get("/reports/compliance?state=dreaming")
+    assert page.status_code == 400
+    assert "Unknown state &#39;dreaming&#39;." in page.get_data(as_text=True)
+
+    api = client.get(
+        "/api/v1/reports/compliance?check=no_such_check",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert api.status_code == 400
+    assert api.get_json()["error"]["message"] == "Unknown check 'no_such_check'."
+
+    with pytest.raises(InvalidInput, match="Unknown state 'dreaming'"):
+        jobs.request_job(
+            db_session, actor_for(auditor), auditor, "compliance_pdf", {"state": "dreaming"}
+        )
+
+    output = tmp_path / "report.csv"
+    result = app.test_cli_runner().invoke(
+        args=["report", "compliance", "--format", "csv", "-o", str(output), "--state", "dreaming"]
+    )
+    assert result.exit_code == 1
+    assert "Unknown state 'dreaming'." in result.output
+    assert not output.exists()

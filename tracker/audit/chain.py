@@ -71,12 +71,6 @@ def jsonable(value: Any) -> Any:
     raise TypeError(f"cannot record {type(value).__name__} in the audit trail")
 
 
-def canonical_content(event: ChainedEvent) -> str:
-    content = {name: getattr(event, name) for name in CONTENT_FIELDS}
-    content["occurred_at"] = jsonable(event.occurred_at)
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 # The sequence number sorts last among the members: the canonical content is the rest, then
 # ``"seq":N}`` (what lets the database append an event whose number it alone knows).
 assert max(CONTENT_FIELDS) == "seq"
@@ -84,11 +78,15 @@ assert max(CONTENT_FIELDS) == "seq"
 
 def content_before_seq(event: ChainedEvent) -> str:
     """The canonical content up to its sequence number: that, the number and ``}`` are the
-    whole (see ``canonical_content``)."""
+    whole (``canonical_content``)."""
     content = {name: getattr(event, name) for name in CONTENT_FIELDS if name != "seq"}
     content["occurred_at"] = jsonable(event.occurred_at)
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return text[:-1] + ',"seq":'
+
+
+def canonical_content(event: ChainedEvent) -> str:
+    return f"{content_before_seq(event)}{json.dumps(event.seq)}}}"
 
 
 def compute_hash(prev_hash: str, event: ChainedEvent) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from flask import url_for
 from flask.typing import ResponseReturnValue
@@ -16,6 +16,7 @@ from tracker.auth.signin import current_actor
 from tracker.db import get_db
 from tracker.jobs import queries, services
 from tracker.jobs.downloads import download_response
+from tracker.jobs.kinds import KINDS
 from tracker.jobs.presenters import JobView, job_view
 from tracker.protocol import State
 from tracker.security import Permission, authenticated_user, requires
@@ -34,6 +35,11 @@ class CompliancePdfParameters(Strict):
 class ExportJobRequest(Strict):
     kind: Literal["compliance_pdf", "odm", "sdtm_xpt", "sdtm_json", "sdtm_csv", "fhir"]
     parameters: CompliancePdfParameters = Field(default_factory=CompliancePdfParameters)
+
+
+# The kinds the API offers are the registry's: a kind added to one and not the other fails
+# at import, not at a client.
+assert set(get_args(ExportJobRequest.model_fields["kind"].annotation)) == set(KINDS)
 
 
 class ExportJobOut(BaseModel):

@@ -22,8 +22,6 @@ from tracker.exchange.fhir import study_bundle
 from tracker.exchange.odm import odm_document
 from tracker.exchange.scope import ExportScope, export_scope
 from tracker.exchange.services import record_export
-from tracker.protocol import State
-from tracker.protocol.compliance import CHECKS_BY_ID
 from tracker.security import Permission, role_has
 
 # Writes the export's own audit event (``report.export`` and the like) with the requester
@@ -53,29 +51,19 @@ _FILTER_FIELDS = ("site", "state", "check", "failures_only")
 
 
 def _compliance_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The report filter, as ``tracker.reports.views.filter_from_args`` reads it: a site code,
-    a state, a check id, failures only. Unknown keys are refused."""
+    """The report filter as the page and the API read it (``ReportFilter.checked``): a site
+    code, a state, a check id, failures only. Unknown keys are refused."""
+    from tracker.reports.compliance import ReportFilter
+
     unknown = sorted(set(values) - set(_FILTER_FIELDS))
     if unknown:
         raise InvalidInput(f"Unknown report filter {', '.join(unknown)}.", unknown)
-    site, state, check = (values.get(name) or None for name in ("site", "state", "check"))
-    for name, value in (("site", site), ("state", state), ("check", check)):
-        if value is not None and (not isinstance(value, str) or len(value) > 40):
-            raise InvalidInput(f"The {name} must be a short text.", [name])
-    if state is not None and state not in {s.value for s in State}:
-        raise InvalidInput(f"Unknown state {state!r}.", ["state"])
-    if check is not None and check not in CHECKS_BY_ID:
-        raise InvalidInput(f"Unknown check {check!r}.", ["check"])
-    failures = values.get("failures_only", False)
-    if not isinstance(failures, bool):
-        raise InvalidInput("failures_only must be true or false.", ["failures_only"])
-    parameters: dict[str, Any] = {
-        "site": site.upper() if site else None,
-        "state": state,
-        "check": check,
-        "failures_only": failures,
-    }
-    return {key: value for key, value in parameters.items() if value}
+    return ReportFilter.checked(
+        site=values.get("site") or None,
+        state=values.get("state") or None,
+        check=values.get("check") or None,
+        failures_only=values.get("failures_only", False),
+    ).as_dict()
 
 
 def _write_compliance_pdf(

@@ -15,10 +15,11 @@ from tracker.audit.services import Actor, checkpoint_store, record_event, verify
 from tracker.auth.models import User
 from tracker.db import utcnow
 from tracker.dosing.models import VitalSignAlert
+from tracker.errors import InvalidInput
 from tracker.participants.models import Participant, ProtocolDeviation
 from tracker.participants.queries import visible_to
 from tracker.protocol import ProtocolDefinition, State
-from tracker.protocol.compliance import CHECKS, run_checks
+from tracker.protocol.compliance import CHECKS, CHECKS_BY_ID, run_checks
 from tracker.protocol.compliance_outcomes import retention_of
 from tracker.protocol.compliance_records import CheckResult, Outcome, ParticipantRecord, StudyFacts
 from tracker.protocol.outcomes import Retention
@@ -41,6 +42,32 @@ class ReportFilter:
 
     def as_dict(self) -> dict[str, object]:
         return {k: v for k, v in vars(self).items() if v}
+
+    @classmethod
+    def checked(
+        cls,
+        site: object = None,
+        state: object = None,
+        check: object = None,
+        failures_only: object = False,
+    ) -> ReportFilter:
+        """The filter a page, the API, a background job or the command line was given: an
+        unknown state or check is refused (400), not read as a filter that matches nothing."""
+        for name, value in (("site", site), ("state", state), ("check", check)):
+            if value is not None and (not isinstance(value, str) or len(value) > 40):
+                raise InvalidInput(f"The {name} must be a short text.", [name])
+        if state and state not in {s.value for s in State}:
+            raise InvalidInput(f"Unknown state {state!r}.", ["state"])
+        if check and check not in CHECKS_BY_ID:
+            raise InvalidInput(f"Unknown check {check!r}.", ["check"])
+        if not isinstance(failures_only, bool):
+            raise InvalidInput("failures_only must be true or false.", ["failures_only"])
+        return cls(
+            site=str(site).upper() if site else None,
+            state=str(state) if state else None,
+            check=str(check) if check else None,
+            failures_only=failures_only,
+        )
 
 
 @dataclass(frozen=True)
