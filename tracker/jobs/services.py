@@ -98,13 +98,18 @@ def _finish_failed(db: Session, job: ExportJob, error: str, now: datetime) -> No
     job.finished_at = now
     job.lease_until = None
     db.flush()
+    _record_finish(db, job, error=job.error)
+
+
+def _record_finish(db: Session, job: ExportJob, **values: Any) -> None:
+    """A job's end on record: its state, attempts and worker, and what the end adds."""
     record_event(
         db,
         WORKER,
         "export_job.finish",
         "export_job",
         job.id,
-        new={"state": "failed", "error": job.error, "attempts": job.attempts, "worker": job.worker},
+        new={"state": job.state, "attempts": job.attempts, "worker": job.worker, **values},
     )
 
 
@@ -211,21 +216,7 @@ def complete(
     job.expires_at = now + keep
     db.flush()
     record_export(db, actor_for(requester))
-    record_event(
-        db,
-        WORKER,
-        "export_job.finish",
-        "export_job",
-        job.id,
-        new={
-            "state": "done",
-            "size": file_size,
-            "sha256": file_sha256,
-            "attempts": job.attempts,
-            "worker": worker,
-            "expires_at": job.expires_at,
-        },
-    )
+    _record_finish(db, job, size=file_size, sha256=file_sha256, expires_at=job.expires_at)
     return True
 
 
