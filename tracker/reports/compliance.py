@@ -91,10 +91,9 @@ class ReportHeader:
             return ""
         if self.audit_verified_from >= self.audit_events:
             return "no events since the last verification"
-        return (
-            f"events {self.audit_verified_from + 1} to {self.audit_events} checked now, the "
-            "ones before at the last verification"
-        )
+        first, last = self.audit_verified_from + 1, self.audit_events
+        read = f"event {last}" if first == last else f"events {first} to {last}"
+        return f"{read} checked now, the ones before at the last verification"
 
     def to_dict(self) -> dict[str, object]:
         return {
